@@ -1,0 +1,469 @@
+//! `agent.toml`: what the agent manages and how. Every key has a default that fits the OpenClaw
+//! layout of the GCP guide, so an empty file (or none) describes the usual VM; unknown keys are
+//! errors that name the key, so a typo never silently falls back to a default.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Port the agent listens on (loopback) unless configured otherwise.
+pub const DEFAULT_AGENT_PORT: u16 = 18777;
+/// Where the startup script puts the config; used when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/clawops/agent.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error(
+        "user {0:?} does not exist on this machine: set [app] owner to the account that owns the repository"
+    )]
+    UnknownUser(String),
+    #[error("cannot look up the owner of {path}: {source}")]
+    Owner {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the gRPC listener. Loopback unless `[tls]` is configured.
+    pub listen: SocketAddr,
+    /// File holding the bearer token (one line). Must not be readable by group or others.
+    pub token_file: PathBuf,
+    /// Journal, snapshots and other agent state.
+    pub state_dir: PathBuf,
+    /// Unix socket of the Docker engine; default: `DOCKER_HOST` or /var/run/docker.sock.
+    pub docker_host: Option<String>,
+    pub tls: Option<TlsConfig>,
+    pub app: AppConfig,
+    pub readiness: ReadinessConfig,
+    pub build: BuildConfig,
+    pub snapshots: SnapshotConfig,
+    pub memory: MemoryConfig,
+    pub verify: VerifyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_AGENT_PORT)),
+            token_file: PathBuf::from("/etc/clawops/token"),
+            state_dir: PathBuf::from("/var/lib/clawops"),
+            docker_host: None,
+            tls: None,
+            app: AppConfig::default(),
+            readiness: ReadinessConfig::default(),
+            build: BuildConfig::default(),
+            snapshots: SnapshotConfig::default(),
+            memory: MemoryConfig::default(),
+            verify: VerifyConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Account that owns the repository; git runs as this user. Default: the agent's user.
+    pub owner: Option<String>,
+    /// The OpenClaw checkout. Default: `~owner/openclaw`.
+    pub repo: Option<PathBuf>,
+    pub remote: String,
+    pub branch: String,
+    /// Compose project name. Default: the repository directory's name, as docker compose does.
+    pub project: Option<String>,
+    /// The service that Update rebuilds and recreates.
+    pub service: String,
+    /// Compose files relative to the repo. Default: docker-compose.yml / compose.yaml (+ override).
+    pub compose_files: Vec<PathBuf>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            owner: None,
+            repo: None,
+            remote: "origin".into(),
+            branch: "main".into(),
+            project: None,
+            service: "openclaw-gateway".into(),
+            compose_files: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadinessConfig {
+    /// HTTP URL that answers 2xx when the gateway is ready.
+    pub url: Option<String>,
+    /// Regex matched against the container's log lines.
+    pub log_regex: Option<String>,
+    /// Wait for the compose/docker healthcheck to report healthy.
+    pub healthcheck: bool,
+    /// Cold starts of the gateway can take ~3 minutes.
+    pub timeout_secs: u64,
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> Self {
+        Self {
+            url: Some("http://127.0.0.1:18789/healthz".into()),
+            log_regex: None,
+            healthcheck: false,
+            timeout_secs: 180,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildConfig {
+    /// How many `<image>:<sha>` tags to keep for rollback.
+    pub keep_images: u32,
+    /// Refuse to build when docker's data root has less free space than this.
+    pub min_free_disk_mb: u64,
+    /// Warn when less memory than this is available (builds on e2-micro get OOM-killed).
+    pub min_available_memory_mb: u64,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        Self {
+            keep_images: 3,
+            min_free_disk_mb: 2048,
+            min_available_memory_mb: 768,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// State directories copied before every update; `~` is the owner's home.
+    pub dirs: Vec<PathBuf>,
+    pub keep: u32,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            dirs: vec![PathBuf::from("~/.openclaw")],
+            keep: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    pub sample_interval_secs: u64,
+    pub history_secs: u64,
+    /// Base URL of the GCE metadata server (tests point it at a local server).
+    pub metadata_url: String,
+    pub metadata_timeout_ms: u64,
+    /// Below this much available memory, sustained, the advisor suggests a bigger machine.
+    pub low_available_mb: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            sample_interval_secs: 10,
+            history_secs: 24 * 3600,
+            metadata_url: "http://metadata.google.internal/computeMetadata/v1".into(),
+            metadata_timeout_ms: 300,
+            low_available_mb: 150,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Binaries that must be in the image, in addition to those the skills declare.
+    pub binaries: Vec<String>,
+    /// Probe argv per binary instead of `<bin> --version`, e.g. `gog = ["gog", "version"]`.
+    pub probes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types alone do not constrain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.ip().is_loopback() && self.tls.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "listen",
+                message: format!(
+                    "{} is not a loopback address and [tls] is not configured. The agent is meant \
+                     to be reached through an SSH tunnel (`clawops --via ssh://HOST …` or \
+                     `--via gcloud://VM`), so it listens on 127.0.0.1; to expose it on a network, \
+                     configure [tls] cert and key",
+                    self.listen
+                ),
+            });
+        }
+        let non_empty = [
+            ("app.remote", &self.app.remote),
+            ("app.branch", &self.app.branch),
+            ("app.service", &self.app.service),
+        ];
+        for (key, value) in non_empty {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must not be empty".into(),
+                });
+            }
+        }
+        if self.readiness.timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "readiness.timeout_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if let Some(re) = &self.readiness.log_regex {
+            regex::Regex::new(re).map_err(|e| ConfigError::Invalid {
+                key: "readiness.log_regex",
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(url) = &self.readiness.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "readiness.url",
+                message: format!("{url:?} is not an http:// or https:// URL"),
+            });
+        }
+        if self.memory.sample_interval_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "memory.sample_interval_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.build.keep_images == 0 {
+            return Err(ConfigError::Invalid {
+                key: "build.keep_images",
+                message: "must be at least 1: the previous image is what rollback starts".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Resolves the owner, paths and project name against this machine.
+    pub fn resolve_app(&self) -> Result<ResolvedApp, ConfigError> {
+        let owner = match &self.app.owner {
+            Some(name) => nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| ConfigError::UnknownUser(name.clone()))?,
+            None => match &self.app.repo {
+                Some(repo) => owner_of(repo)?,
+                None => current_user(),
+            },
+        };
+        let home = owner.dir.clone();
+        let repo = self
+            .app
+            .repo
+            .clone()
+            .map(|p| expand_home(&p, &home))
+            .unwrap_or_else(|| home.join("openclaw"));
+        let project = self
+            .app
+            .project
+            .clone()
+            .unwrap_or_else(|| compose_project_name(&repo));
+        let state_dirs = self
+            .snapshots
+            .dirs
+            .iter()
+            .map(|d| expand_home(d, &home))
+            .collect();
+        Ok(ResolvedApp {
+            owner: owner.name,
+            uid: owner.uid.as_raw(),
+            gid: owner.gid.as_raw(),
+            home,
+            repo,
+            project,
+            state_dirs,
+        })
+    }
+}
+
+/// The app section with everything looked up: who owns the repo, where things are.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedApp {
+    pub owner: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    pub repo: PathBuf,
+    pub project: String,
+    pub state_dirs: Vec<PathBuf>,
+}
+
+fn current_user() -> nix::unistd::User {
+    let uid = nix::unistd::Uid::effective();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| nix::unistd::User {
+            name: uid.to_string(),
+            passwd: Default::default(),
+            uid,
+            gid: nix::unistd::Gid::effective(),
+            gecos: Default::default(),
+            dir: std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/")),
+            shell: PathBuf::from("/bin/sh"),
+        })
+}
+
+fn owner_of(path: &Path) -> Result<nix::unistd::User, ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Owner {
+        path: path.to_owned(),
+        source,
+    })?;
+    let uid = nix::unistd::Uid::from_raw(meta.uid());
+    Ok(nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| nix::unistd::User {
+            name: uid.to_string(),
+            passwd: Default::default(),
+            uid,
+            gid: nix::unistd::Gid::from_raw(meta.gid()),
+            gecos: Default::default(),
+            dir: PathBuf::from("/"),
+            shell: PathBuf::from("/bin/sh"),
+        }))
+}
+
+/// `~/x` → `<home>/x`; other paths unchanged.
+pub fn expand_home(path: &Path, home: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => home.join(rest),
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// docker compose's default project name: the directory name, lowercased, keeping only
+/// `[a-z0-9_-]` and not starting with `-` or `_`.
+pub fn compose_project_name(dir: &Path) -> String {
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect();
+    let trimmed = cleaned.trim_start_matches(['-', '_']);
+    if trimmed.is_empty() {
+        "default".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_openclaw_defaults() {
+        let c = Config::parse("", Path::new("agent.toml")).unwrap();
+        assert_eq!(c.app.service, "openclaw-gateway");
+        assert_eq!(c.listen.port(), DEFAULT_AGENT_PORT);
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.readiness.timeout_secs, 180);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[app]\nservic = \"x\"\n", Path::new("a.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("servic"), "{msg}");
+        assert!(msg.contains("a.toml"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::parse("[build]\nkeep_images = \"three\"\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keep_images"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_without_tls_is_refused() {
+        let err = Config::parse("listen = \"0.0.0.0:18777\"\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SSH tunnel"), "{err}");
+    }
+
+    #[test]
+    fn project_name_follows_compose() {
+        assert_eq!(
+            compose_project_name(Path::new("/home/u/OpenClaw")),
+            "openclaw"
+        );
+        assert_eq!(compose_project_name(Path::new("/x/_my.app")), "myapp");
+    }
+
+    #[test]
+    fn home_expansion() {
+        assert_eq!(
+            expand_home(Path::new("~/.openclaw"), Path::new("/home/u")),
+            PathBuf::from("/home/u/.openclaw")
+        );
+        assert_eq!(
+            expand_home(Path::new("/srv/x"), Path::new("/home/u")),
+            PathBuf::from("/srv/x")
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! What every RPC handler shares: config, the resolved app, lock, journal, Docker, counters.
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Instant,
+};
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    config::{Config, ResolvedApp},
+    docker::DockerHandle,
+    journal::Journal,
+    lock::OperationLock,
+};
+
+#[derive(Debug)]
+pub struct AgentContext {
+    pub config: Config,
+    pub app: ResolvedApp,
+    pub lock: OperationLock,
+    pub journal: Journal,
+    pub docker: DockerHandle,
+    pub started_at: DateTime<Utc>,
+    pub started: Instant,
+    pub counters: Counters,
+}
+
+impl AgentContext {
+    pub fn new(config: Config, app: ResolvedApp, journal: Journal) -> Arc<Self> {
+        let docker = DockerHandle::new(config.docker_host.clone());
+        Arc::new(Self {
+            config,
+            app,
+            lock: OperationLock::default(),
+            journal,
+            docker,
+            started_at: Utc::now(),
+            started: Instant::now(),
+            counters: Counters::default(),
+        })
+    }
+}
+
+/// Live counts of open streams, so tests and operators can see that nothing leaks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub streams: Arc<AtomicU32>,
+    pub log_follows: Arc<AtomicU32>,
+}
+
+impl Counters {
+    pub fn streams(&self) -> u32 {
+        self.streams.load(Ordering::Relaxed)
+    }
+
+    pub fn log_follows(&self) -> u32 {
+        self.log_follows.load(Ordering::Relaxed)
+    }
+}
+
+/// Increments a counter for as long as it lives.
+#[derive(Debug)]
+pub struct CountGuard(Arc<AtomicU32>);
+
+impl CountGuard {
+    pub fn new(counter: &Arc<AtomicU32>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

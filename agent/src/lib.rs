@@ -1,0 +1,15 @@
+//! clawops-agent: the daemon on the VM that builds, deploys and watches the OpenClaw gateway.
+//! The library is what the `clawops-agent` binary serves and what `clawops local` runs
+//! in-process.
+
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod docker;
+pub mod journal;
+pub mod lock;
+pub mod reconcile;
+pub mod rpc;
+pub mod server;
+pub mod startup;
+pub mod status;

@@ -1,0 +1,112 @@
+//! The gRPC layer: translates proto messages to domain calls and domain errors to statuses.
+//! One file per RPC family; no other module sees a tonic or proto type.
+use std::{pin::Pin, sync::Arc};
+
+use clawops_proto::v1::{self as pb, agent_server::Agent};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use crate::context::{AgentContext, CountGuard};
+
+pub mod convert;
+pub mod errors;
+mod status;
+
+pub use errors::not_yet_implemented;
+
+/// A server stream of `T`.
+pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Turns a channel into a response stream that counts itself in `Status.active_streams`
+/// while the client holds it open.
+pub fn counted_stream<T: Send + 'static>(
+    ctx: &AgentContext,
+    rx: mpsc::Receiver<Result<T, Status>>,
+) -> EventStream<T> {
+    let guard = CountGuard::new(&ctx.counters.streams);
+    let stream = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv().await.map(|item| (item, (rx, guard)))
+    });
+    Box::pin(stream)
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentService {
+    ctx: Arc<AgentContext>,
+}
+
+impl AgentService {
+    pub fn new(ctx: Arc<AgentContext>) -> Self {
+        Self { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    type BuildStream = EventStream<pb::BuildEvent>;
+    type UpStream = EventStream<pb::DeployEvent>;
+    type UpdateStream = EventStream<pb::DeployEvent>;
+    type RollbackStream = EventStream<pb::DeployEvent>;
+    type LogsStream = EventStream<pb::LogChunk>;
+
+    async fn build(
+        &self,
+        _req: Request<pb::BuildRequest>,
+    ) -> Result<Response<Self::BuildStream>, Status> {
+        Err(not_yet_implemented())
+    }
+
+    async fn up(&self, _req: Request<pb::UpRequest>) -> Result<Response<Self::UpStream>, Status> {
+        Err(not_yet_implemented())
+    }
+
+    async fn update(
+        &self,
+        _req: Request<pb::UpdateRequest>,
+    ) -> Result<Response<Self::UpdateStream>, Status> {
+        Err(not_yet_implemented())
+    }
+
+    async fn rollback(
+        &self,
+        _req: Request<pb::RollbackRequest>,
+    ) -> Result<Response<Self::RollbackStream>, Status> {
+        Err(not_yet_implemented())
+    }
+
+    async fn logs(
+        &self,
+        _req: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        Err(not_yet_implemented())
+    }
+
+    async fn verify_binaries(
+        &self,
+        _req: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyReport>, Status> {
+        Err(not_yet_implemented())
+    }
+
+    async fn memory_stats(
+        &self,
+        _req: Request<pb::MemoryRequest>,
+    ) -> Result<Response<pb::MemoryReport>, Status> {
+        Err(not_yet_implemented())
+    }
+
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        status::status(&self.ctx, req).await
+    }
+
+    async fn history(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        status::history(&self.ctx, req).await
+    }
+}

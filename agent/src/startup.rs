@@ -1,0 +1,50 @@
+//! Turning arguments and the config file into a running agent: the parts of `main` worth testing
+//! and reusing (`clawops local` builds the same context in-process).
+use std::{path::PathBuf, sync::Arc};
+
+use crate::{
+    config::{Config, ConfigError},
+    context::AgentContext,
+    journal::{Journal, JournalError},
+    reconcile,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{path}: {message}")]
+    Tls { path: PathBuf, message: String },
+}
+
+/// Opens the journal, closes interrupted operations and builds the shared context.
+pub fn build_context(config: Config) -> Result<Arc<AgentContext>, StartupError> {
+    config.validate()?;
+    let app = config.resolve_app()?;
+    let journal = Journal::open(&config.state_dir)?;
+    reconcile::close_interrupted(&journal)?;
+    Ok(AgentContext::new(config, app, journal))
+}
+
+/// Loads the TLS identity named in `[tls]`, if any.
+pub fn tls_config(
+    config: &Config,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, StartupError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| StartupError::Tls {
+            path: path.clone(),
+            message: e.to_string(),
+        })
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    // tonic's tls-ring feature brings ring; rustls wants one process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
+}

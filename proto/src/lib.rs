@@ -1,0 +1,16 @@
+//! Generated types of the clawops agent API (`proto/clawops.proto`, package `clawops.v1`).
+
+#![allow(clippy::large_enum_variant, clippy::derive_partial_eq_without_eq)]
+
+pub mod v1 {
+    tonic::include_proto!("clawops.v1");
+
+    /// Encoded `FileDescriptorSet` of the API, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/clawops_descriptor.bin"));
+
+    /// Fully qualified name of the service, as health checks and reflection name it.
+    pub const SERVICE_NAME: &str = "clawops.v1.Agent";
+}
+
+pub use prost_types::Timestamp;
