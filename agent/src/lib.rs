@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod docker;
+pub mod events;
 pub mod journal;
 pub mod lock;
 pub mod reconcile;
