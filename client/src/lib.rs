@@ -1,1 +1,13 @@
+//! clawops client library: reach a `clawops-agent` through an SSH or gcloud stdio tunnel (or a
+//! direct address, or in-process) and call it with the bearer token.
 
+pub mod connect;
+pub mod error;
+pub mod local;
+pub mod target;
+pub mod tunnel;
+
+pub use clawops_proto::v1 as proto;
+pub use connect::{Client, ConnectOptions, DEFAULT_AGENT_PORT};
+pub use error::ClientError;
+pub use target::Target;

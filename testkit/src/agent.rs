@@ -1,0 +1,204 @@
+//! `clawops-agent` as a real process on a random loopback port, with its own token and state.
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
+
+use tempfile::TempDir;
+
+/// The built agent binary: `CLAWOPS_AGENT_BIN`, else next to the test executable's target dir
+/// (built on demand when a single-package test run did not build it).
+pub fn agent_binary() -> PathBuf {
+    binary("clawops-agent", "CLAWOPS_AGENT_BIN", "clawops-agent")
+}
+
+/// The built CLI binary (`CLAWOPS_BIN` overrides).
+pub fn client_binary() -> PathBuf {
+    binary("clawops", "CLAWOPS_BIN", "clawops")
+}
+
+fn binary(name: &str, env: &str, package: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-exe> → target/<profile>/<name>
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let path = profile_dir.join(name);
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _once = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", package, "--bin", name]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    path
+}
+
+pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
+
+#[derive(Debug)]
+pub struct AgentProcess {
+    child: Option<Child>,
+    dir: TempDir,
+    pub addr: SocketAddr,
+    pub token: String,
+    pub config_path: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl AgentProcess {
+    /// Starts an agent whose config is `listen`, `token_file`, `state_dir` followed by `extra`
+    /// (which must consist of `[tables]`, since top-level keys would land in the previous table).
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, format!("{TEST_TOKEN}\n")).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config_path = dir.path().join("agent.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "listen = \"127.0.0.1:0\"\ntoken_file = {:?}\nstate_dir = {:?}\n{extra}\n",
+                token_file.display().to_string(),
+                dir.path().join("state").display().to_string(),
+            ),
+        )
+        .unwrap();
+        let mut agent = Self {
+            child: None,
+            dir,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            token: TEST_TOKEN.into(),
+            config_path,
+            log: Arc::default(),
+        };
+        agent.spawn();
+        agent
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything the agent logged so far (JSON lines).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(agent_binary())
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["--log-format", "json"])
+            .env("CLAWOPS_LOG", "info,clawops_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start clawops-agent");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_addr(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => self.addr = addr,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("the agent did not start ({status:?}):\n{}", self.log());
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, as a crash or the OOM killer would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills (if running) and starts again with the same config, token and state.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = v.get("fields")?;
+    if fields.get("message")?.as_str()? != "listening" {
+        return None;
+    }
+    fields.get("addr")?.as_str()?.parse().ok()
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            // SIGTERM first so a running operation can finish its journal entry.
+            let _ = nix_kill(child.id());
+            for _ in 0..50 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn nix_kill(pid: u32) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("kill failed"))
+    }
+}
