@@ -51,7 +51,10 @@ impl Client {
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let bearer = bearer(&opts.token)?;
         let via = opts.target.to_string();
-        match opts.target.tunnel_command(opts.agent_port, &opts.ssh_options) {
+        match opts
+            .target
+            .tunnel_command(opts.agent_port, &opts.ssh_options)
+        {
             None => {
                 let Target::Addr(addr) = &opts.target else {
                     unreachable!("only Addr has no tunnel")
@@ -73,16 +76,15 @@ impl Client {
                 let diagnostics = connector.diagnostics();
                 let endpoint = Endpoint::from_static("http://clawops-agent.tunnel")
                     .connect_timeout(CONNECT_TIMEOUT);
-                let channel = endpoint
-                    .connect_with_connector(connector)
-                    .await
-                    .map_err(|e| {
-                        ClientError::Connect(
-                            diagnostics
-                                .explain(&program)
-                                .unwrap_or_else(|| format!("tunnel to {via}: {}", source_chain(&e))),
-                        )
-                    })?;
+                let channel =
+                    endpoint
+                        .connect_with_connector(connector)
+                        .await
+                        .map_err(|e| {
+                            ClientError::Connect(diagnostics.explain(&program).unwrap_or_else(
+                                || format!("tunnel to {via}: {}", source_chain(&e)),
+                            ))
+                        })?;
                 Ok(Self::from_channel(
                     channel,
                     bearer,
@@ -101,8 +103,7 @@ impl Client {
     ) -> Self {
         let authed = InterceptedService::new(channel, bearer);
         Self {
-            agent: AgentClient::new(authed.clone())
-                .max_decoding_message_size(64 * 1024 * 1024),
+            agent: AgentClient::new(authed.clone()).max_decoding_message_size(64 * 1024 * 1024),
             health: tonic_health::pb::health_client::HealthClient::new(authed),
             via,
             tunnel,
@@ -117,7 +118,10 @@ impl Client {
     pub async fn explain(&self, status: tonic::Status) -> ClientError {
         // The tunnel's own words are the best explanation when it died.
         if let Some((program, diag)) = &self.tunnel
-            && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
+            && matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown
+            )
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if let Some(msg) = diag.explain(program) {

@@ -24,7 +24,9 @@ pub enum Target {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetError {
-    #[error("{0:?} is not a target: use ssh://[user@]host[:port] or gcloud://VM?zone=ZONE&project=PROJECT")]
+    #[error(
+        "{0:?} is not a target: use ssh://[user@]host[:port] or gcloud://VM?zone=ZONE&project=PROJECT"
+    )]
     Scheme(String),
     #[error("{url:?}: {message}")]
     Invalid { url: String, message: String },
@@ -199,10 +201,15 @@ mod tests {
     #[test]
     fn ssh_url_becomes_stdio_forward() {
         let t = Target::parse_via("ssh://me@vm.example:2222").unwrap();
-        let (prog, args) = t.tunnel_command(18777, &["IdentityFile=/k".into()]).unwrap();
+        let (prog, args) = t
+            .tunnel_command(18777, &["IdentityFile=/k".into()])
+            .unwrap();
         assert_eq!(prog, "ssh");
         let tail: Vec<_> = args.iter().rev().take(5).rev().cloned().collect();
-        assert_eq!(tail, ["2222", "-W", "127.0.0.1:18777", "--", "me@vm.example"]);
+        assert_eq!(
+            tail,
+            ["2222", "-W", "127.0.0.1:18777", "--", "me@vm.example"]
+        );
         assert!(args.windows(2).any(|w| w == ["-o", "IdentityFile=/k"]));
     }
 
@@ -213,7 +220,14 @@ mod tests {
         assert_eq!(prog, "gcloud");
         assert_eq!(
             &args[..6],
-            ["compute", "ssh", "openclaw", "--zone=us-central1-a", "--project=p1", "--quiet"]
+            [
+                "compute",
+                "ssh",
+                "openclaw",
+                "--zone=us-central1-a",
+                "--project=p1",
+                "--quiet"
+            ]
         );
         assert_eq!(&args[args.len() - 2..], ["-W", "127.0.0.1:18777"]);
     }

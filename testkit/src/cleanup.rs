@@ -49,7 +49,12 @@ pub async fn remove_project(project: String) {
             let _ = docker
                 .remove_container(
                     &id,
-                    Some(RemoveContainerOptionsBuilder::default().force(true).v(true).build()),
+                    Some(
+                        RemoveContainerOptionsBuilder::default()
+                            .force(true)
+                            .v(true)
+                            .build(),
+                    ),
                 )
                 .await;
         }

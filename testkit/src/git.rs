@@ -18,8 +18,18 @@ pub struct GitFixture {
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "user.name=clawops-test", "-c", "user.email=test@clawops.invalid"])
-        .args(["-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false"])
+        .args([
+            "-c",
+            "user.name=clawops-test",
+            "-c",
+            "user.email=test@clawops.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "advice.detachedHead=false",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
@@ -44,7 +54,10 @@ impl GitFixture {
         let checkout = dir.path().join(name);
         std::fs::create_dir_all(&remote).unwrap();
         git(&remote, &["init", "--bare", "-q", "-b", "main"]);
-        git(dir.path(), &["clone", "-q", remote.to_str().unwrap(), "upstream"]);
+        git(
+            dir.path(),
+            &["clone", "-q", remote.to_str().unwrap(), "upstream"],
+        );
         let fixture = Self {
             _dir: dir,
             remote,
@@ -71,7 +84,10 @@ impl GitFixture {
             }
         }
         git(&self.upstream, &["add", "-A"]);
-        git(&self.upstream, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(
+            &self.upstream,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
         git(&self.upstream, &["push", "-q", "origin", "HEAD:main"]);
         self.upstream_head()
     }
@@ -86,8 +102,14 @@ impl GitFixture {
 
     /// Rewrites upstream history (as a force-push would) so the checkout has diverged.
     pub fn force_push_rewrite(&self, message: &str) -> String {
-        git(&self.upstream, &["commit", "-q", "--amend", "--allow-empty", "-m", message]);
-        git(&self.upstream, &["push", "-q", "--force", "origin", "HEAD:main"]);
+        git(
+            &self.upstream,
+            &["commit", "-q", "--amend", "--allow-empty", "-m", message],
+        );
+        git(
+            &self.upstream,
+            &["push", "-q", "--force", "origin", "HEAD:main"],
+        );
         self.upstream_head()
     }
 }

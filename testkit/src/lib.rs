@@ -13,7 +13,10 @@ pub mod sshd;
 
 /// A name unique to this test run: `<prefix>-<8 hex>` (docker and compose accept it).
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; the race is negligible for tests).

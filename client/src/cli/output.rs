@@ -41,7 +41,10 @@ pub fn time_json(ts: Option<&clawops_proto::Timestamp>) -> Value {
 }
 
 pub fn time_human(ts: Option<&clawops_proto::Timestamp>) -> String {
-    time(ts).map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    time(ts).map_or_else(
+        || "-".into(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
 }
 
 /// `3d 4h`, `12m 5s`, `850ms`.
@@ -60,32 +63,15 @@ pub fn short_sha(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
-pub fn bytes_human(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_sizes_read_well() {
+    fn durations_read_well() {
         assert_eq!(duration_human(850), "850ms");
         assert_eq!(duration_human(12_300), "12.3s");
         assert_eq!(duration_human(725_000), "12m 5s");
         assert_eq!(duration_human(2 * 86_400_000 + 3_600_000), "2d 1h");
-        assert_eq!(bytes_human(512), "512 B");
-        assert_eq!(bytes_human(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 }
