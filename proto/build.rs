@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Log data is passed through without a copy.
+        .bytes(".clawops.v1.LogLine.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cleanup;
+pub mod container;
 pub mod docker;
 pub mod gateway;
 pub mod git;

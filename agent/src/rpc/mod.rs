@@ -11,7 +11,10 @@ use crate::context::{AgentContext, CountGuard};
 
 pub mod convert;
 pub mod errors;
+pub mod memory;
+mod logs;
 mod status;
+mod verify;
 
 pub use errors::not_yet_implemented;
 
@@ -77,23 +80,23 @@ impl Agent for AgentService {
 
     async fn logs(
         &self,
-        _req: Request<pb::LogsRequest>,
+        req: Request<pb::LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
-        Err(not_yet_implemented())
+        logs::logs(&self.ctx, req).await
     }
 
     async fn verify_binaries(
         &self,
-        _req: Request<pb::VerifyRequest>,
+        req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyReport>, Status> {
-        Err(not_yet_implemented())
+        verify::verify_binaries(&self.ctx, req).await
     }
 
     async fn memory_stats(
         &self,
-        _req: Request<pb::MemoryRequest>,
+        req: Request<pb::MemoryRequest>,
     ) -> Result<Response<pb::MemoryReport>, Status> {
-        Err(not_yet_implemented())
+        memory::memory_stats(&self.ctx, req).await
     }
 
     async fn status(

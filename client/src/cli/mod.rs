@@ -5,8 +5,10 @@ use clap::{Args, Parser, Subcommand};
 use clawops::{Client, ClientError, ConnectOptions, DEFAULT_AGENT_PORT, Target, local};
 
 mod history;
+mod logs;
 mod output;
 mod status;
+mod verify;
 
 pub use output::Output;
 
@@ -64,6 +66,8 @@ pub enum Command {
 pub enum AgentCommand {
     Status(status::StatusArgs),
     History(history::HistoryArgs),
+    Logs(logs::LogsArgs),
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +120,8 @@ async fn run_agent_command(
     match command {
         AgentCommand::Status(args) => status::run(client, args, out).await,
         AgentCommand::History(args) => history::run(client, args, out).await,
+        AgentCommand::Logs(args) => logs::run(client, args, out).await,
+        AgentCommand::Verify(args) => verify::run(client, args, out).await,
     }
 }
 

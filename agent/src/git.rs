@@ -1,0 +1,317 @@
+//! The git CLI, run as the repository's owner with argument vectors only. Update fetches and
+//! fast-forwards; it never resets, stashes or touches untracked files: whatever the operator had
+//! in the checkout is still there afterwards.
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use tokio::process::Command;
+
+/// A fetch over a slow link can take a while; a hung one must not hold the lock forever.
+const GIT_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_REF_LEN: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{0} is not a git checkout: clone your fork there first (`git clone URL {0}`)")]
+    NotARepo(String),
+    #[error("git {args}: {message}")]
+    Command { args: String, message: String },
+    #[error("git {0} did not finish within {1}s")]
+    Timeout(String, u64),
+    #[error("cannot run git: {0}")]
+    Spawn(std::io::Error),
+    #[error("{0:?} is not an acceptable git ref: {1}")]
+    BadRef(String, &'static str),
+    #[error("{0} does not name a commit in {1} (after fetching {2})")]
+    UnknownRef(String, String, String),
+}
+
+/// How the checkout's HEAD relates to the commit we want to deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    Same,
+    /// Target is ahead of HEAD: a fast-forward.
+    Behind,
+    /// HEAD has commits the target lacks, target adds nothing (local commits, or an older ref).
+    Ahead,
+    /// Both have commits the other lacks (e.g. upstream force-pushed).
+    Diverged,
+}
+
+#[derive(Debug, Clone)]
+pub struct Repo {
+    path: PathBuf,
+    /// uid, gid and supplementary groups to switch to (only when running as root).
+    run_as: Option<(u32, u32, Vec<u32>)>,
+    home: PathBuf,
+}
+
+impl Repo {
+    /// `uid`/`gid`/`home`: the repository's owner. The agent switches to that user when it runs
+    /// as root, so files git writes keep the owner's ownership and the owner's git/ssh config
+    /// (deploy keys, known hosts) applies.
+    pub fn new(path: &Path, owner: &str, uid: u32, gid: u32, home: &Path) -> Self {
+        let run_as = (nix::unistd::geteuid().is_root() && uid != 0).then(|| {
+            let groups = std::ffi::CString::new(owner)
+                .ok()
+                .and_then(|name| {
+                    nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(gid)).ok()
+                })
+                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_else(|| vec![gid]);
+            (uid, gid, groups)
+        });
+        Self {
+            path: path.to_owned(),
+            run_as,
+            home: home.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn git(&self, args: &[&str]) -> Result<String, GitError> {
+        let mut cmd = Command::new("git");
+        // safe.directory: the agent (root or the clawops user) is not the repo's owner; this
+        // trusts exactly this one repository, not all of them.
+        cmd.arg("-c")
+            .arg(format!("safe.directory={}", self.path.display()))
+            .arg("-C")
+            .arg(&self.path)
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some((uid, gid, groups)) = self.run_as.clone() {
+            cmd.uid(uid).gid(gid);
+            // Drop root's supplementary groups too; std's uid()/gid() keep them.
+            // SAFETY: setgroups is async-signal-safe and `groups` was allocated before fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let list: Vec<libc::gid_t> = groups.clone();
+                    if libc::setgroups(list.len(), list.as_ptr()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let shown = args.join(" ");
+        let output = tokio::time::timeout(GIT_TIMEOUT, cmd.output())
+            .await
+            .map_err(|_| GitError::Timeout(shown.clone(), GIT_TIMEOUT.as_secs()))?
+            .map_err(GitError::Spawn)?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let message = stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            Err(GitError::Command {
+                args: shown,
+                message: if message.is_empty() {
+                    format!("exit status {}", output.status)
+                } else {
+                    message
+                },
+            })
+        }
+    }
+
+    /// Fails with a clear message when the path is not a checkout.
+    pub async fn check(&self) -> Result<(), GitError> {
+        if !self.path.join(".git").exists() {
+            return Err(GitError::NotARepo(self.path.display().to_string()));
+        }
+        self.git(&["rev-parse", "--git-dir"]).await.map(|_| ())
+    }
+
+    pub async fn head(&self) -> Result<String, GitError> {
+        self.git(&["rev-parse", "--verify", "HEAD^{commit}"]).await
+    }
+
+    /// Fetches `branch` from `remote` (and its tags) and returns the remote branch's sha.
+    pub async fn fetch(&self, remote: &str, branch: &str) -> Result<String, GitError> {
+        validate_ref(remote)?;
+        validate_ref(branch)?;
+        let refspec = format!("+refs/heads/{branch}:refs/remotes/{remote}/{branch}");
+        self.git(&["fetch", "--quiet", "--tags", "--", remote, &refspec])
+            .await?;
+        self.git(&[
+            "rev-parse",
+            "--verify",
+            "--end-of-options",
+            &format!("refs/remotes/{remote}/{branch}^{{commit}}"),
+        ])
+        .await
+    }
+
+    /// Resolves a sha, tag or branch name to a commit sha.
+    pub async fn resolve(&self, reference: &str, fetched: &str) -> Result<String, GitError> {
+        validate_ref(reference)?;
+        self.git(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &format!("{reference}^{{commit}}"),
+        ])
+        .await
+        .map_err(|_| {
+            GitError::UnknownRef(
+                reference.to_owned(),
+                self.path.display().to_string(),
+                fetched.to_owned(),
+            )
+        })
+    }
+
+    /// Tracked files with uncommitted changes (untracked files such as `.env` do not count).
+    pub async fn modified_tracked_files(&self) -> Result<Vec<String>, GitError> {
+        let out = self
+            .git(&["status", "--porcelain=v1", "--untracked-files=no"])
+            .await?;
+        Ok(out
+            .lines()
+            .filter(|l| l.len() > 3)
+            .map(|l| l[3..].to_owned())
+            .collect())
+    }
+
+    pub async fn relation(&self, head: &str, target: &str) -> Result<Relation, GitError> {
+        if head == target {
+            return Ok(Relation::Same);
+        }
+        let head_in_target = self.is_ancestor(head, target).await?;
+        let target_in_head = self.is_ancestor(target, head).await?;
+        Ok(match (head_in_target, target_in_head) {
+            (true, _) => Relation::Behind,
+            (false, true) => Relation::Ahead,
+            (false, false) => Relation::Diverged,
+        })
+    }
+
+    async fn is_ancestor(&self, a: &str, b: &str) -> Result<bool, GitError> {
+        match self
+            .git(&["merge-base", "--is-ancestor", "--end-of-options", a, b])
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Exit 1 means "no"; anything else is a real error (and carries a message).
+            Err(GitError::Command { message, .. }) if message.starts_with("exit status") => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many commits each side has that the other lacks: (only in head, only in target).
+    pub async fn divergence(&self, head: &str, target: &str) -> Result<(u32, u32), GitError> {
+        let out = self
+            .git(&[
+                "rev-list",
+                "--left-right",
+                "--count",
+                "--end-of-options",
+                &format!("{head}...{target}"),
+            ])
+            .await?;
+        let mut parts = out.split_whitespace().map(|n| n.parse().unwrap_or(0));
+        Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    }
+
+    /// Fast-forwards the current branch to `target` (refuses anything else).
+    pub async fn fast_forward(&self, target: &str) -> Result<(), GitError> {
+        self.git(&["merge", "--ff-only", "--quiet", "--end-of-options", target])
+            .await
+            .map(|_| ())
+    }
+
+    /// Checks out `target` detached (for `--allow-non-ff` deploys of an older or other commit).
+    /// Refuses, like git does, when it would overwrite local changes.
+    pub async fn checkout_detached(&self, target: &str) -> Result<(), GitError> {
+        self.git(&["checkout", "--quiet", "--detach", target, "--"])
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn current_branch(&self) -> Result<Option<String>, GitError> {
+        match self
+            .git(&["symbolic-ref", "--quiet", "--short", "HEAD"])
+            .await
+        {
+            Ok(b) => Ok(Some(b)),
+            Err(GitError::Command { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Refuses refs that git could read as options or that are not valid ref names, before they
+/// reach a command line.
+pub fn validate_ref(reference: &str) -> Result<(), GitError> {
+    let bad = |why| Err(GitError::BadRef(reference.to_owned(), why));
+    if reference.is_empty() {
+        return bad("empty");
+    }
+    if reference.len() > MAX_REF_LEN {
+        return bad("longer than 256 characters");
+    }
+    if reference.starts_with('-') {
+        return bad("starts with '-'");
+    }
+    if reference.contains("..")
+        || reference.contains("@{")
+        || reference.ends_with('/')
+        || reference.ends_with(".lock")
+        || reference.ends_with('.')
+        || reference.starts_with('/')
+        || reference.contains("//")
+    {
+        return bad("not a valid ref name (see `git check-ref-format`)");
+    }
+    if reference
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\;$`'\"|&<>(){}!".contains(c))
+    {
+        return bad("contains a character git refs cannot have");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_refs_are_refused() {
+        for r in [
+            "--upload-pack=x",
+            ";rm -rf /",
+            "a..b",
+            "x y",
+            "",
+            "main.lock",
+            "$(id)",
+            "a`b`",
+            &"x".repeat(300),
+        ] {
+            assert!(validate_ref(r).is_err(), "{r:?} accepted");
+        }
+        for r in ["main", "v1.2.3", "feature/x", "0123abcd", "origin"] {
+            validate_ref(r).unwrap();
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The log pump: docker's log stream → batches of lines → a bounded channel. The channel is the
+//! backpressure: when the client reads slowly, the pump stops polling dockerd instead of
+//! buffering, so the agent's memory stays flat however chatty the container is.
+use std::time::{Duration, Instant};
+
+use bollard::{Docker, container::LogOutput, query_parameters::LogsOptionsBuilder};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{LogQuery, LogsError};
+use crate::{
+    docker::{ProjectContainer, project_containers},
+    events::LogStream,
+    lock::OperationLock,
+};
+
+/// Lines per message: large enough that 100k lines cost few gRPC messages, small enough that
+/// one message stays far below gRPC's size limit (docker splits lines at 16 KiB).
+const BATCH_LINES: usize = 512;
+/// After the followed container stops, how long to wait for a successor when no deploy runs
+/// (a restart policy brings a crashed gateway back within seconds).
+const RESTART_GRACE: Duration = Duration::from_secs(10);
+/// While a deploy runs, how long to wait for its new container (builds happen before the stop).
+const DEPLOY_GRACE: Duration = Duration::from_secs(900);
+const POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub data: Bytes,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub container: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogItem {
+    Lines(Vec<LogLine>),
+    Notice(String),
+}
+
+/// The container to read: the running one of the service, else the newest.
+pub async fn find_container(
+    docker: &Docker,
+    project: &str,
+    service: &str,
+) -> Result<ProjectContainer, LogsError> {
+    let mut list: Vec<_> = project_containers(docker, project)
+        .await?
+        .into_iter()
+        .filter(|c| c.service == service)
+        .collect();
+    list.sort_by_key(|c| c.state != "running");
+    list.into_iter()
+        .next()
+        .ok_or_else(|| LogsError::NoContainer {
+            service: service.to_owned(),
+            project: project.to_owned(),
+        })
+}
+
+/// Streams the logs of `first` (a container of `query.service`) into `tx` until done, the
+/// client goes away (`tx` closed), or — when following — the service has no container left.
+pub async fn stream_logs(
+    docker: Docker,
+    project: String,
+    first: ProjectContainer,
+    query: LogQuery,
+    deploys: OperationLock,
+    tx: mpsc::Sender<LogItem>,
+) -> Result<(), LogsError> {
+    let mut container = first;
+    let mut tail = query.tail;
+    let mut after: Option<DateTime<Utc>> = query.since;
+    let mut inclusive = true;
+    loop {
+        let was_running = container.state == "running";
+        let last = pump(&docker, &container, &query, tail, after, inclusive, &tx).await?;
+        let Some(last) = last else {
+            return Ok(()); // client gone
+        };
+        if !query.follow || query.until.is_some_and(|u| Utc::now() >= u) {
+            return Ok(());
+        }
+        if !query.reattach {
+            let _ = tx
+                .send(LogItem::Notice(format!(
+                    "container {} stopped (--no-reattach: not following a replacement)",
+                    container.name
+                )))
+                .await;
+            return Ok(());
+        }
+        let Some(next) = wait_for_successor(
+            &docker,
+            &project,
+            &query.service,
+            &deploys,
+            was_running,
+            &tx,
+        )
+        .await?
+        else {
+            let _ = tx
+                .send(LogItem::Notice(format!(
+                    "container {} stopped and no replacement started",
+                    container.name
+                )))
+                .await;
+            return Ok(());
+        };
+        if next.id == container.id {
+            // The same container restarted: continue after the last line already sent.
+            after = last.or(after);
+            inclusive = last.is_none();
+            let _ = tx
+                .send(LogItem::Notice(format!(
+                    "container {} restarted",
+                    next.name
+                )))
+                .await;
+        } else {
+            after = None;
+            inclusive = true;
+            let _ = tx
+                .send(LogItem::Notice(format!(
+                    "container recreated: now following {} ({})",
+                    next.name,
+                    &next.id[..next.id.len().min(12)]
+                )))
+                .await;
+        }
+        tail = None;
+        container = next;
+    }
+}
+
+/// Sends one container's log stream. Returns `None` when the client went away, else the
+/// timestamp of the last line read (if any).
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    docker: &Docker,
+    container: &ProjectContainer,
+    query: &LogQuery,
+    tail: Option<u64>,
+    after: Option<DateTime<Utc>>,
+    inclusive: bool,
+    tx: &mpsc::Sender<LogItem>,
+) -> Result<Option<Option<DateTime<Utc>>>, LogsError> {
+    let options = LogsOptionsBuilder::default()
+        .follow(query.follow)
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        // Docker takes whole seconds; the exact bound is applied per line below.
+        .since(after.map_or(0, |t| t.timestamp() as i32))
+        .until(query.until.map_or(0, |t| t.timestamp() as i32 + 1))
+        .tail(&tail.map_or_else(|| "all".to_string(), |n| n.to_string()))
+        .build();
+    let mut chunks = docker
+        .logs(&container.id, Some(options))
+        .ready_chunks(BATCH_LINES);
+    let mut last_ts = None;
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => chunk,
+            _ = tx.closed() => return Ok(None),
+        };
+        let Some(chunk) = chunk else {
+            return Ok(Some(last_ts));
+        };
+        let mut lines = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            let output = match item {
+                Ok(o) => o,
+                // The container went away mid-stream (removed by a recreate): that is an end.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(Some(last_ts)),
+                Err(e) => return Err(crate::docker::DockerError::Api(e).into()),
+            };
+            let (stream, message) = match output {
+                LogOutput::StdErr { message } => (LogStream::Stderr, message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    (LogStream::Stdout, message)
+                }
+                LogOutput::StdIn { .. } => continue,
+            };
+            let (timestamp, data) = split_timestamp(message);
+            if let Some(ts) = timestamp {
+                last_ts = Some(ts);
+                let before_start = match after {
+                    Some(a) if inclusive => ts < a,
+                    Some(a) => ts <= a,
+                    None => false,
+                };
+                if before_start || query.until.is_some_and(|u| ts > u) {
+                    continue;
+                }
+            }
+            // Matched without the line ending, so `$` means the end of the line.
+            if let Some(re) = &query.grep
+                && !re.is_match(String::from_utf8_lossy(&data).trim_end_matches(['\n', '\r']))
+            {
+                continue;
+            }
+            lines.push(LogLine {
+                stream,
+                data,
+                timestamp,
+                container: container.name.clone(),
+            });
+        }
+        if !lines.is_empty() && tx.send(LogItem::Lines(lines)).await.is_err() {
+            return Ok(None);
+        }
+    }
+}
+
+/// Waits for a running container of `service` after the followed one stopped.
+async fn wait_for_successor(
+    docker: &Docker,
+    project: &str,
+    service: &str,
+    deploys: &OperationLock,
+    was_running: bool,
+    tx: &mpsc::Sender<LogItem>,
+) -> Result<Option<ProjectContainer>, LogsError> {
+    let started = Instant::now();
+    loop {
+        let running = project_containers(docker, project)
+            .await?
+            .into_iter()
+            .find(|c| c.service == service && c.state == "running");
+        if running.is_some() {
+            return Ok(running);
+        }
+        let deploying = deploys.holder().is_some();
+        let grace = match (deploying, was_running) {
+            (true, _) => DEPLOY_GRACE,
+            (false, true) => RESTART_GRACE,
+            // `-f` on a container that was not running: print what there is and stop, as
+            // `docker logs -f` does.
+            (false, false) => Duration::ZERO,
+        };
+        if started.elapsed() >= grace {
+            return Ok(None);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = tx.closed() => return Ok(None),
+        }
+    }
+}
+
+/// Splits docker's `2026-11-26T01:02:03.123456789Z ` prefix off a log message.
+fn split_timestamp(message: Bytes) -> (Option<DateTime<Utc>>, Bytes) {
+    let head = &message[..message.len().min(40)];
+    if let Some(space) = head.iter().position(|&b| b == b' ')
+        && let Ok(text) = std::str::from_utf8(&head[..space])
+        && let Ok(ts) = DateTime::parse_from_rfc3339(text)
+    {
+        return (Some(ts.with_timezone(&Utc)), message.slice(space + 1..));
+    }
+    (None, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_prefix_is_split_off() {
+        let (ts, data) = split_timestamp(Bytes::from_static(
+            b"2026-11-26T01:02:03.123456789Z [gateway] listening on ws://0.0.0.0:18789\n",
+        ));
+        assert_eq!(
+            ts.unwrap().to_rfc3339(),
+            "2026-11-26T01:02:03.123456789+00:00"
+        );
+        assert_eq!(&data[..], b"[gateway] listening on ws://0.0.0.0:18789\n");
+        let (ts, data) = split_timestamp(Bytes::from_static(b"no timestamp here\n"));
+        assert!(ts.is_none());
+        assert_eq!(&data[..], b"no timestamp here\n");
+    }
+}

@@ -1,0 +1,107 @@
+//! Logs.
+use clawops_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::{EventStream, convert::timestamp, counted_stream};
+use crate::{
+    context::{AgentContext, CountGuard},
+    events::LogStream,
+    logs::{self, LogItem, LogQuery},
+};
+
+/// `docker logs` shows the last 100 lines unless told otherwise.
+const DEFAULT_TAIL: u64 = 100;
+/// Batches in flight between the pump and the client: the backpressure bound.
+const CHANNEL_BATCHES: usize = 4;
+
+pub async fn logs(
+    ctx: &AgentContext,
+    req: Request<pb::LogsRequest>,
+) -> Result<Response<EventStream<pb::LogChunk>>, Status> {
+    let r = req.into_inner();
+    let service = if r.service.is_empty() {
+        ctx.config.app.service.clone()
+    } else {
+        r.service
+    };
+    let tail = if r.all {
+        None
+    } else {
+        Some(r.tail.unwrap_or(DEFAULT_TAIL))
+    };
+    let query = LogQuery::parse(
+        service,
+        tail,
+        &r.since,
+        &r.until,
+        r.follow,
+        &r.grep,
+        !r.no_reattach,
+        chrono::Utc::now(),
+    )?;
+    let docker = ctx.docker.get().await?;
+    let first = logs::find_container(&docker, &ctx.app.project, &query.service).await?;
+
+    let (items_tx, mut items_rx) = mpsc::channel::<LogItem>(CHANNEL_BATCHES);
+    let (out_tx, out_rx) = mpsc::channel(CHANNEL_BATCHES);
+    let follow_guard = query
+        .follow
+        .then(|| CountGuard::new(&ctx.counters.log_follows));
+    let project = ctx.app.project.clone();
+    let lock = ctx.lock.clone();
+    let want_timestamps = r.timestamps;
+    tokio::spawn(async move {
+        let _follow_guard = follow_guard;
+        let pump = logs::stream_logs(docker, project, first, query, lock, items_tx);
+        let forward = async move {
+            loop {
+                let item = tokio::select! {
+                    item = items_rx.recv() => item,
+                    _ = out_tx.closed() => None,
+                };
+                let Some(item) = item else { break };
+                if out_tx
+                    .send(Ok(to_proto(item, want_timestamps)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            // Dropping `items_rx` here tells the pump the client has gone.
+            out_tx
+        };
+        // Both end when the client goes away: the pump sees its channel close.
+        let (result, out_tx) = tokio::join!(pump, forward);
+        if let Err(e) = result {
+            let _ = out_tx.send(Err(Status::from(e))).await;
+        }
+    });
+    Ok(Response::new(counted_stream(ctx, out_rx)))
+}
+
+fn to_proto(item: LogItem, timestamps: bool) -> pb::LogChunk {
+    let event = match item {
+        LogItem::Notice(n) => pb::log_chunk::Event::Notice(n),
+        LogItem::Lines(lines) => pb::log_chunk::Event::Lines(pb::LogBatch {
+            lines: lines
+                .into_iter()
+                .map(|l| pb::LogLine {
+                    stream: match l.stream {
+                        LogStream::Stdout => pb::OutputStream::Stdout,
+                        LogStream::Stderr => pb::OutputStream::Stderr,
+                    } as i32,
+                    data: l.data,
+                    timestamp: if timestamps {
+                        l.timestamp.map(timestamp)
+                    } else {
+                        None
+                    },
+                    container: l.container,
+                })
+                .collect(),
+        }),
+    };
+    pb::LogChunk { event: Some(event) }
+}
