@@ -116,7 +116,8 @@ impl Default for AppConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReadinessConfig {
-    /// HTTP URL that answers 2xx when the gateway is ready.
+    /// HTTP URL that answers 2xx when the gateway is ready; `""` turns the URL check off.
+    /// Every configured check (url, log_regex, healthcheck) must pass.
     pub url: Option<String>,
     /// Regex matched against the container's log lines.
     pub log_regex: Option<String>,
@@ -146,6 +147,11 @@ pub struct BuildConfig {
     pub min_free_disk_mb: u64,
     /// Warn when less memory than this is available (builds on e2-micro get OOM-killed).
     pub min_available_memory_mb: u64,
+    /// `auto` (BuildKit, classic builder only when the engine lacks BuildKit), `buildkit`,
+    /// or `classic`.
+    pub builder: crate::build::BuilderChoice,
+    /// Extra labels on every image built, e.g. `org.opencontainers.image.source`.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for BuildConfig {
@@ -154,6 +160,8 @@ impl Default for BuildConfig {
             keep_images: 3,
             min_free_disk_mb: 2048,
             min_available_memory_mb: 768,
+            builder: crate::build::BuilderChoice::Auto,
+            labels: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -185,6 +193,10 @@ pub struct MemoryConfig {
     pub metadata_timeout_ms: u64,
     /// Below this much available memory, sustained, the advisor suggests a bigger machine.
     pub low_available_mb: u64,
+    /// Memory pressure (PSI `some avg10`, percent) that, sustained, calls for a bigger machine.
+    pub pressure_some_pct: f64,
+    /// How long low memory or pressure must last (mostly) before the advisor acts on it.
+    pub sustained_secs: u64,
 }
 
 impl Default for MemoryConfig {
@@ -195,6 +207,8 @@ impl Default for MemoryConfig {
             metadata_url: "http://metadata.google.internal/computeMetadata/v1".into(),
             metadata_timeout_ms: 300,
             low_available_mb: 150,
+            pressure_some_pct: 10.0,
+            sustained_secs: 300,
         }
     }
 }
@@ -267,6 +281,7 @@ impl Config {
             })?;
         }
         if let Some(url) = &self.readiness.url
+            && !url.is_empty()
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return Err(ConfigError::Invalid {
@@ -280,11 +295,71 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        self.validate_memory()?;
         if self.build.keep_images == 0 {
             return Err(ConfigError::Invalid {
                 key: "build.keep_images",
                 message: "must be at least 1: the previous image is what rollback starts".into(),
             });
+        }
+        self.validate_verify()?;
+        Ok(())
+    }
+
+    /// `[verify]`: command names as PATH lookup takes them, probes with a command.
+    fn validate_verify(&self) -> Result<(), ConfigError> {
+        let names = (self.verify.binaries.iter().map(|n| ("verify.binaries", n)))
+            .chain(self.verify.probes.keys().map(|n| ("verify.probes", n)));
+        for (key, name) in names {
+            crate::verify::skills::check_name(name).map_err(|why| ConfigError::Invalid {
+                key,
+                message: format!("{name:?} {why}"),
+            })?;
+        }
+        if let Some((name, _)) = self.verify.probes.iter().find(|(_, argv)| argv.is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "verify.probes",
+                message: format!("{name:?} has an empty argv: give e.g. [\"{name}\", \"version\"]"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The `[memory]` values: the ring must stay small enough for the agent's RSS budget.
+    fn validate_memory(&self) -> Result<(), ConfigError> {
+        let m = &self.memory;
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        let samples = m.history_secs / m.sample_interval_secs;
+        if m.history_secs < m.sample_interval_secs || samples > 100_000 {
+            return invalid(
+                "memory.history_secs",
+                format!(
+                    "{}s of history at one sample every {}s is {samples} samples; keep it between \
+                     1 and 100000 (raise sample_interval_secs for a longer history)",
+                    m.history_secs, m.sample_interval_secs
+                ),
+            );
+        }
+        if let Err(e) = crate::memory::metadata::MetadataClient::new(
+            &m.metadata_url,
+            std::time::Duration::from_millis(m.metadata_timeout_ms),
+        ) {
+            return invalid("memory.metadata_url", e.to_string());
+        }
+        if !(1..=10_000).contains(&m.metadata_timeout_ms) {
+            return invalid(
+                "memory.metadata_timeout_ms",
+                "must be between 1 and 10000 (the metadata server answers in a few ms)".into(),
+            );
+        }
+        if !(m.pressure_some_pct > 0.0 && m.pressure_some_pct <= 100.0) {
+            return invalid(
+                "memory.pressure_some_pct",
+                format!("{} is not a percentage in (0, 100]", m.pressure_some_pct),
+            );
+        }
+        if m.sustained_secs == 0 {
+            return invalid("memory.sustained_secs", "must be at least 1".into());
         }
         Ok(())
     }
@@ -444,6 +519,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("SSH tunnel"), "{err}");
+    }
+
+    #[test]
+    fn verify_names_and_probes_are_checked() {
+        let err = Config::parse("[verify]\nbinaries = [\"bin/gog\"]\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("verify.binaries") && err.contains("'/'"),
+            "{err}"
+        );
+        let err = Config::parse("[verify.probes]\ngog = []\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("verify.probes") && err.contains("empty argv"),
+            "{err}"
+        );
+        Config::parse(
+            "[verify.probes]\ngog = [\"gog\", \"version\"]\n",
+            Path::new("a.toml"),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -26,11 +26,14 @@ pub struct AgentContext {
     pub started_at: DateTime<Utc>,
     pub started: Instant,
     pub counters: Counters,
+    /// MemoryStats' history and watchers (started by `startup::build_context`).
+    pub memory: crate::memory::Monitor,
 }
 
 impl AgentContext {
     pub fn new(config: Config, app: ResolvedApp, journal: Journal) -> Arc<Self> {
         let docker = DockerHandle::new(config.docker_host.clone());
+        let memory = crate::memory::Monitor::new(config.memory.clone(), Some(&config.state_dir));
         Arc::new(Self {
             config,
             app,
@@ -40,6 +43,7 @@ impl AgentContext {
             started_at: Utc::now(),
             started: Instant::now(),
             counters: Counters::default(),
+            memory,
         })
     }
 }

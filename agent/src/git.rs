@@ -111,7 +111,8 @@ impl Repo {
             .map_err(|_| GitError::Timeout(shown.clone(), GIT_TIMEOUT.as_secs()))?
             .map_err(GitError::Spawn)?;
         if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            // Only the end: porcelain output starts with significant spaces.
+            Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
         } else {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let message = stderr

@@ -3,14 +3,24 @@
 //! in-process.
 
 pub mod auth;
+pub mod build;
+pub mod compose;
 pub mod config;
 pub mod context;
 pub mod docker;
 pub mod events;
+pub mod git;
 pub mod journal;
 pub mod lock;
+pub mod logs;
+pub mod memory;
+pub mod readiness;
 pub mod reconcile;
 pub mod rpc;
 pub mod server;
+pub mod snapshot;
 pub mod startup;
 pub mod status;
+pub mod up;
+pub mod update;
+pub mod verify;

@@ -1,30 +1,110 @@
-//! Start-up reconciliation: operations that were running when the agent died (kill -9, OOM,
-//! reboot) are closed in the journal as interrupted, so the lock is free and history is honest.
-use crate::journal::{Finish, Journal, JournalError, Outcome};
+//! Start-up recovery. An operation still open in the journal means the agent died during it
+//! (kill -9, OOM kill, reboot). Before serving anything, make sure one container of the service
+//! runs — the new one if it had been found ready, else the previous one that the update kept
+//! aside — then close the entry as interrupted, so the lock is free and history is honest.
+use crate::{
+    context::AgentContext,
+    journal::{Entry, Finish, Outcome},
+    up::{self, containers},
+    update::swap::PHASE_KEPT,
 
-/// Closes every unfinished journal entry; returns how many there were.
-pub fn close_interrupted(journal: &Journal) -> Result<usize, JournalError> {
-    let open = journal.unfinished();
+};
+
+/// Recovers every interrupted operation; returns how many there were.
+pub async fn recover(ctx: &AgentContext) -> usize {
+    let open = ctx.journal.unfinished();
     for entry in &open {
-        tracing::warn!(
-            operation = %entry.id,
-            kind = %entry.kind,
-            "operation was interrupted by an agent restart"
-        );
+        tracing::warn!(operation = %entry.id, kind = %entry.kind, "operation was interrupted by an agent restart");
         let last_phase = entry
             .phases
             .last()
             .map(|p| format!(" during {} ({})", p.phase, p.status))
             .unwrap_or_default();
-        journal.finish(
+        let containers = match entry.kind.as_str() {
+            "update" | "rollback" | "up" => match restore_service(ctx, entry).await {
+                Ok(done) => done,
+                Err(e) => format!("the service's containers could not be checked: {e}"),
+            },
+            _ => String::new(),
+        };
+        let result = ctx.journal.finish(
             &entry.id,
             Outcome::Interrupted,
             Finish {
                 from_sha: entry.from_sha.clone(),
-                message: format!("the agent stopped{last_phase}; closed at restart"),
+                message: format!("the agent stopped{last_phase}; at restart: {containers}")
+                    .trim_end_matches("; at restart: ")
+                    .to_owned(),
                 ..Default::default()
             },
-        )?;
+        );
+        if let Err(e) = result {
+            tracing::error!(operation = %entry.id, error = %e, "cannot close the interrupted operation");
+        }
     }
-    Ok(open.len())
+    open.len()
+}
+
+async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, String> {
+    let docker = ctx.docker.get().await.map_err(|e| e.to_string())?;
+    let project = up::load_project(&ctx.config, &ctx.app).map_err(|e| e.to_string())?;
+    let service = ctx.config.app.service.as_str();
+    let canonical = project.container_name(service);
+    let kept = entry
+        .phases
+        .iter()
+        .rev()
+        .find(|p| p.phase == PHASE_KEPT && p.status == "done" && !p.message.is_empty())
+        .map(|p| p.message.clone());
+    let new_was_ready = entry
+        .phases
+        .iter()
+        .any(|p| p.phase == "readiness" && p.status == "done");
+    let exists = |id: &str| {
+        let docker = docker.clone();
+        let id = id.to_owned();
+        async move { docker.inspect_container(&id, None).await.ok() }
+    };
+
+    if let Some(kept) = kept.as_deref()
+        && exists(kept).await.is_some()
+    {
+        if new_was_ready {
+            containers::remove(&docker, kept).await.map_err(|e| e.to_string())?;
+            ensure_running(&docker, &canonical).await?;
+            return Ok("the new container had become ready; removed the previous one".into());
+        }
+        // Put the previous container back under its name and start it.
+        if let Some(current) = exists(&canonical).await
+            && current.id.as_deref() != Some(kept)
+        {
+            containers::remove(&docker, &canonical).await.map_err(|e| e.to_string())?;
+        }
+        containers::rename(&docker, kept, &canonical)
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure_running(&docker, &canonical).await?;
+        return Ok(format!("put the previous container back ({canonical})"));
+    }
+    match exists(&canonical).await {
+        Some(_) => {
+            ensure_running(&docker, &canonical).await?;
+            Ok(format!("{canonical} is running"))
+        }
+        None => Ok(format!("no container of {service} exists; run `clawops up`")),
+    }
+}
+
+async fn ensure_running(docker: &bollard::Docker, name: &str) -> Result<(), String> {
+    let info = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|e| format!("inspecting {name}: {e}"))?;
+    if info.state.and_then(|s| s.running).unwrap_or(false) {
+        return Ok(());
+    }
+    docker
+        .start_container(name, None)
+        .await
+        .map_err(|e| format!("starting {name}: {e}"))
 }

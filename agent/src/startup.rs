@@ -6,7 +6,6 @@ use crate::{
     config::{Config, ConfigError},
     context::AgentContext,
     journal::{Journal, JournalError},
-    reconcile,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -19,13 +18,16 @@ pub enum StartupError {
     Tls { path: PathBuf, message: String },
 }
 
-/// Opens the journal, closes interrupted operations and builds the shared context.
+/// Opens the journal and builds the shared context. Call [`crate::reconcile::recover`] before
+/// serving, so operations a crash interrupted are recovered first.
 pub fn build_context(config: Config) -> Result<Arc<AgentContext>, StartupError> {
     config.validate()?;
     let app = config.resolve_app()?;
     let journal = Journal::open(&config.state_dir)?;
-    reconcile::close_interrupted(&journal)?;
-    Ok(AgentContext::new(config, app, journal))
+    let ctx = AgentContext::new(config, app, journal);
+    // Memory history and the docker events watcher run for the agent's whole life.
+    crate::memory::sampler::start(&ctx);
+    Ok(ctx)
 }
 
 /// Loads the TLS identity named in `[tls]`, if any.

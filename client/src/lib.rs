@@ -2,6 +2,7 @@
 //! direct address, or in-process) and call it with the bearer token.
 
 pub mod connect;
+pub mod demo;
 pub mod error;
 pub mod local;
 pub mod target;

@@ -10,6 +10,7 @@ pub mod docker;
 pub mod gateway;
 pub mod git;
 pub mod image;
+pub mod node_image;
 pub mod sshd;
 
 /// A name unique to this test run: `<prefix>-<8 hex>` (docker and compose accept it).

@@ -64,3 +64,74 @@ impl From<crate::verify::VerifyError> for Status {
         }
     }
 }
+
+impl From<crate::compose::ComposeError> for Status {
+    fn from(e: crate::compose::ComposeError) -> Self {
+        use crate::compose::ComposeError as C;
+        match e {
+            C::Read { .. } | C::NoComposeFile { .. } => Status::failed_precondition(e.to_string()),
+            C::UnknownService { .. } => Status::not_found(e.to_string()),
+            // The compose file or .env is wrong: the operator has to edit it.
+            _ => Status::failed_precondition(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::readiness::ReadinessError> for Status {
+    fn from(e: crate::readiness::ReadinessError) -> Self {
+        use crate::readiness::ReadinessError as R;
+        match e {
+            R::Timeout { .. } => Status::deadline_exceeded(e.to_string()),
+            R::Config(_) => Status::invalid_argument(e.to_string()),
+            R::Docker { .. } => Status::internal(e.to_string()),
+            R::Exited { .. }
+            | R::CrashLoop { .. }
+            | R::Unhealthy { .. }
+            | R::NoHealthcheck { .. } => Status::failed_precondition(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::up::UpError> for Status {
+    fn from(e: crate::up::UpError) -> Self {
+        use crate::up::UpError as U;
+        match e {
+            U::Compose(c) => c.into(),
+            U::Docker(d) => d.into(),
+            U::Readiness(r) => r.into(),
+            U::Journal(j) => j.into(),
+            U::Api { .. } => Status::internal(e.to_string()),
+            U::ImageMissing { .. }
+            | U::Preflight(_)
+            | U::BindMissing { .. }
+            | U::BindNotWritable { .. }
+            | U::PortInUse { .. }
+            | U::Dependency { .. } => Status::failed_precondition(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::build::service::PrepareError> for Status {
+    fn from(e: crate::build::service::PrepareError) -> Self {
+        use crate::build::service::PrepareError as P;
+        match e {
+            P::Compose(c) => c.into(),
+            P::NoBuild { .. } | P::InvalidImage(_) | P::Git(_) => {
+                Status::failed_precondition(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::build::BuildError> for Status {
+    fn from(e: crate::build::BuildError) -> Self {
+        use crate::build::BuildError as B;
+        match &e {
+            B::InvalidSpec(_) | B::Context(_) => Status::failed_precondition(e.to_string()),
+            B::Preflight(_) => Status::resource_exhausted(e.to_string()),
+            B::Docker(_) => Status::internal(e.to_string()),
+            // A failing step is the Dockerfile's or the repository's doing, not the agent's.
+            B::Failed(_) => Status::failed_precondition(e.to_string()),
+        }
+    }
+}

@@ -9,11 +9,15 @@ use tonic::{Request, Response, Status};
 
 use crate::context::{AgentContext, CountGuard};
 
+mod build;
 pub mod convert;
+pub mod deploy;
 pub mod errors;
 pub mod memory;
 mod logs;
 mod status;
+mod update;
+mod up;
 mod verify;
 
 pub use errors::not_yet_implemented;
@@ -55,27 +59,27 @@ impl Agent for AgentService {
 
     async fn build(
         &self,
-        _req: Request<pb::BuildRequest>,
+        req: Request<pb::BuildRequest>,
     ) -> Result<Response<Self::BuildStream>, Status> {
-        Err(not_yet_implemented())
+        build::build(&self.ctx, req).await
     }
 
-    async fn up(&self, _req: Request<pb::UpRequest>) -> Result<Response<Self::UpStream>, Status> {
-        Err(not_yet_implemented())
+    async fn up(&self, req: Request<pb::UpRequest>) -> Result<Response<Self::UpStream>, Status> {
+        up::up(&self.ctx, req).await
     }
 
     async fn update(
         &self,
-        _req: Request<pb::UpdateRequest>,
+        req: Request<pb::UpdateRequest>,
     ) -> Result<Response<Self::UpdateStream>, Status> {
-        Err(not_yet_implemented())
+        update::update(&self.ctx, req).await
     }
 
     async fn rollback(
         &self,
-        _req: Request<pb::RollbackRequest>,
+        req: Request<pb::RollbackRequest>,
     ) -> Result<Response<Self::RollbackStream>, Status> {
-        Err(not_yet_implemented())
+        update::rollback(&self.ctx, req).await
     }
 
     async fn logs(

@@ -4,10 +4,15 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 use clawops::{Client, ClientError, ConnectOptions, DEFAULT_AGENT_PORT, Target, local};
 
+mod build;
+mod deploy_view;
 mod history;
 mod logs;
+mod memory;
 mod output;
 mod status;
+mod up;
+mod update;
 mod verify;
 
 pub use output::Output;
@@ -64,16 +69,21 @@ pub enum Command {
 /// Commands that talk to an agent (remote or in-process).
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
+    Build(build::BuildArgs),
     Status(status::StatusArgs),
     History(history::HistoryArgs),
     Logs(logs::LogsArgs),
+    Up(up::UpArgs),
+    Update(update::UpdateArgs),
+    Rollback(update::RollbackArgs),
     Verify(verify::VerifyArgs),
+    Memory(memory::MemoryArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct LocalArgs {
     /// The agent config (agent.toml) describing the app on this machine.
-    #[arg(long, default_value = clawops_agent::config::DEFAULT_CONFIG_PATH)]
+    #[arg(long, global = true, default_value = clawops_agent::config::DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: AgentCommand,
@@ -118,10 +128,15 @@ async fn run_agent_command(
     out: &Output,
 ) -> Result<u8, ClientError> {
     match command {
+        AgentCommand::Build(args) => build::run(client, args, out).await,
         AgentCommand::Status(args) => status::run(client, args, out).await,
         AgentCommand::History(args) => history::run(client, args, out).await,
         AgentCommand::Logs(args) => logs::run(client, args, out).await,
+        AgentCommand::Up(args) => up::run(client, args, out).await,
+        AgentCommand::Update(args) => update::update(client, args, out).await,
+        AgentCommand::Rollback(args) => update::rollback(client, args, out).await,
         AgentCommand::Verify(args) => verify::run(client, args, out).await,
+        AgentCommand::Memory(args) => memory::run(client, args, out).await,
     }
 }
 

@@ -1,0 +1,631 @@
+//! Building the service's image through bollard, with BuildKit (OpenClaw's Dockerfile uses
+//! `RUN --mount=type=cache`, which the classic builder rejects) and the classic builder only as
+//! a fallback when the engine cannot do BuildKit. Progress is streamed as it happens; the result
+//! is tagged `<repo>:<sha12>` and with the compose `image:` name, and older sha tags beyond the
+//! configured number are pruned.
+//!
+//! Public API: [`build`] with a [`BuildSpec`] → [`BuiltImage`] or [`BuildError`]; emits
+//! `Phase::Preflight` and `Phase::Build` events (started/done/failed), `Event::Build` lines and
+//! warnings to the [`EventSink`] — callers should not wrap it in Build phase events of their own.
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bollard::{
+    Docker,
+    query_parameters::{BuildImageOptionsBuilder, BuilderVersion, TagImageOptionsBuilder},
+};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+pub mod context;
+pub mod dockerignore;
+pub mod preflight;
+pub mod progress;
+pub mod service;
+pub mod tags;
+
+pub use context::{ContextError, ContextOptions, ContextPlan};
+pub use preflight::{PreflightError, PreflightLimits};
+pub use progress::Failure;
+pub use tags::{ImageRef, LABEL_GIT_SHA, LABEL_PROJECT};
+
+use crate::events::{BuildLine, Event, EventSink, Phase, PhaseStatus};
+
+/// Which builder to use (`[build] builder` in agent.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuilderChoice {
+    /// BuildKit, falling back to the classic builder (with a warning) when the engine lacks it.
+    #[default]
+    Auto,
+    /// BuildKit or fail.
+    Buildkit,
+    /// The classic builder (cannot build Dockerfiles that use `RUN --mount`).
+    Classic,
+}
+
+/// The builder that produced the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Builder {
+    BuildKit,
+    Classic,
+}
+
+impl Builder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Builder::BuildKit => "BuildKit",
+            Builder::Classic => "the classic builder",
+        }
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    /// The build context directory (compose `build: context:`, resolved).
+    pub context: PathBuf,
+    /// Relative to the context; default `Dockerfile`.
+    pub dockerfile: Option<String>,
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    /// The compose `image:` name, e.g. `openclaw:latest`; its repository names the sha tags.
+    pub image: String,
+    /// Full sha of the commit being built; tags `<repo>:<sha12>` and labels the image.
+    pub git_sha: Option<String>,
+    pub no_cache: bool,
+    /// How many sha tags to keep (the new one included).
+    pub keep: u32,
+    /// Compose project, for the `clawops.project` label (sha tags are per project).
+    pub project: String,
+    /// The compose service, for events.
+    pub service: String,
+    /// The context must stay inside this directory (the repository); `None`: no constraint.
+    pub root: Option<PathBuf>,
+    /// Extra image labels (tests add `clawops.test=1`).
+    pub labels: BTreeMap<String, String>,
+    pub builder: BuilderChoice,
+    pub preflight: PreflightLimits,
+}
+
+impl BuildSpec {
+    /// A spec with the defaults of `[build]` for everything but the context and image.
+    pub fn new(context: impl Into<PathBuf>, image: &str, project: &str) -> Self {
+        Self {
+            context: context.into(),
+            dockerfile: None,
+            args: BTreeMap::new(),
+            target: None,
+            image: image.to_owned(),
+            git_sha: None,
+            no_cache: false,
+            keep: crate::config::BuildConfig::default().keep_images,
+            project: project.to_owned(),
+            service: String::new(),
+            root: None,
+            labels: BTreeMap::new(),
+            builder: BuilderChoice::Auto,
+            preflight: PreflightLimits::default(),
+        }
+    }
+}
+
+/// A built, tagged image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuiltImage {
+    /// `sha256:…`
+    pub image_id: String,
+    /// `<repo>:<sha12>` (when a sha was given) and the compose `image:` name.
+    pub tags: Vec<String>,
+    pub size_bytes: u64,
+    /// Old sha tags pruned by retention.
+    pub removed_tags: Vec<String>,
+    pub duration: Duration,
+    pub builder: Builder,
+    pub git_sha: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    InvalidSpec(String),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error("Docker engine: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    /// A build step failed: the step, the builder's message and the step's last output lines.
+    #[error("{}", failure_message(.0))]
+    Failed(Failure),
+}
+
+fn failure_message(f: &Failure) -> String {
+    if f.step.is_empty() {
+        format!("the build failed: {}", f.message)
+    } else {
+        format!("the build failed at step {}: {}", f.step, f.message)
+    }
+}
+
+impl BuildError {
+    /// The failed step, when a step failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            BuildError::Failed(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// Builds `spec`, streaming progress to `sink`. See the module docs.
+pub async fn build(
+    docker: &Docker,
+    spec: &BuildSpec,
+    sink: &EventSink,
+) -> Result<BuiltImage, BuildError> {
+    let started = Instant::now();
+    let image = ImageRef::parse(&spec.image).map_err(BuildError::InvalidSpec)?;
+    if spec.keep == 0 {
+        return Err(BuildError::InvalidSpec(
+            "keep must be at least 1: the previous image is what rollback starts".into(),
+        ));
+    }
+    if let Some(sha) = &spec.git_sha
+        && !tags::is_hex_sha(sha)
+    {
+        return Err(BuildError::InvalidSpec(format!(
+            "{sha:?} is not a git commit sha (at least {} hex digits)",
+            tags::SHA_TAG_LEN
+        )));
+    }
+    let svc = spec.service.as_str();
+
+    let t = Instant::now();
+    sink.phase(Phase::Preflight, PhaseStatus::Started, svc, "", Duration::ZERO);
+    let info = docker.info().await?;
+    match preflight::run(
+        docker,
+        info.docker_root_dir.as_deref(),
+        &spec.preflight,
+        &image.repo,
+        &spec.project,
+        sink,
+    )
+    .await
+    {
+        Ok(r) => {
+            let disk = r
+                .free_disk_bytes
+                .map_or("unknown".into(), preflight::mib);
+            let mem = r
+                .available_memory_bytes
+                .map_or("unknown".into(), preflight::mib);
+            sink.phase(
+                Phase::Preflight,
+                PhaseStatus::Done,
+                svc,
+                format!("{disk} free disk, {mem} memory available"),
+                t.elapsed(),
+            );
+        }
+        Err(e) => {
+            sink.phase(Phase::Preflight, PhaseStatus::Failed, svc, e.to_string(), t.elapsed());
+            return Err(e.into());
+        }
+    }
+
+    let t = Instant::now();
+    sink.phase(Phase::Build, PhaseStatus::Started, svc, "", Duration::ZERO);
+    let result = build_and_tag(docker, spec, &image, &info, sink, started).await;
+    match &result {
+        Ok(b) => sink.phase(
+            Phase::Build,
+            PhaseStatus::Done,
+            svc,
+            format!(
+                "{} ({}) tagged {}",
+                short_id(&b.image_id),
+                preflight::mib(b.size_bytes),
+                b.tags.join(", ")
+            ),
+            t.elapsed(),
+        ),
+        Err(e) => sink.phase(Phase::Build, PhaseStatus::Failed, svc, e.to_string(), t.elapsed()),
+    }
+    result
+}
+
+async fn build_and_tag(
+    docker: &Docker,
+    spec: &BuildSpec,
+    image: &ImageRef,
+    info: &bollard::models::SystemInfo,
+    sink: &EventSink,
+    started: Instant,
+) -> Result<BuiltImage, BuildError> {
+    let opts = ContextOptions {
+        context: spec.context.clone(),
+        dockerfile: spec.dockerfile.clone(),
+        root: spec.root.clone(),
+    };
+    let plan = tokio::task::spawn_blocking(move || context::plan(&opts))
+        .await
+        .map_err(|e| BuildError::InvalidSpec(format!("planning the build context: {e}")))??;
+    let plan = Arc::new(plan);
+    info_line(
+        sink,
+        format!(
+            "build context {}: {} files, {}{}",
+            plan.dir.display(),
+            plan.files(),
+            human_bytes(plan.total_bytes),
+            match plan.excluded {
+                0 => String::new(),
+                n => format!(" ({n} paths excluded by .dockerignore)"),
+            }
+        ),
+    );
+    if !plan.skipped_special.is_empty() {
+        sink.warning(format!(
+            "not sent (sockets, FIFOs or devices): {}",
+            plan.skipped_special.join(", ")
+        ));
+    }
+
+    let sha_tag = spec.git_sha.as_deref().map(|s| image.sha_tag(s));
+    let mut all_tags: Vec<String> = sha_tag.iter().cloned().collect();
+    all_tags.push(image.full());
+    let mut previous_ids = HashSet::new();
+    for t in &all_tags {
+        if let Ok(i) = docker.inspect_image(t).await
+            && let Some(id) = i.id
+        {
+            previous_ids.insert(id);
+        }
+    }
+
+    let (mut builder, reason) = choose_builder(docker, info, spec.builder);
+    if let Some(reason) = reason {
+        sink.warning(fallback_warning(&reason, &plan.dockerfile_text));
+    }
+    let attempt = run_once(docker, spec, &plan, &all_tags[0], builder, sink).await;
+    let image_id = match attempt {
+        Ok(id) => id,
+        Err(Attempt::Unavailable(reason)) if spec.builder == BuilderChoice::Auto => {
+            sink.warning(fallback_warning(&reason, &plan.dockerfile_text));
+            builder = Builder::Classic;
+            match run_once(docker, spec, &plan, &all_tags[0], builder, sink).await {
+                Ok(id) => id,
+                Err(Attempt::Failed(e)) => return Err(e),
+                Err(Attempt::Unavailable(reason)) => {
+                    return Err(BuildError::Failed(Failure {
+                        step: String::new(),
+                        message: reason,
+                        output_tail: Vec::new(),
+                    }));
+                }
+            }
+        }
+        Err(Attempt::Unavailable(reason)) => {
+            return Err(BuildError::Failed(Failure {
+                step: String::new(),
+                message: format!(
+                    "BuildKit is not available on this engine ({reason}); set [build] builder = \"auto\" to fall back to the classic builder"
+                ),
+                output_tail: Vec::new(),
+            }));
+        }
+        Err(Attempt::Failed(e)) => return Err(e),
+    };
+
+    for t in all_tags.iter().skip(1) {
+        let (repo, tag) = t.rsplit_once(':').unwrap_or((t.as_str(), "latest"));
+        docker
+            .tag_image(
+                &image_id,
+                Some(TagImageOptionsBuilder::default().repo(repo).tag(tag).build()),
+            )
+            .await?;
+    }
+    let inspected = docker.inspect_image(&image_id).await?;
+    let size_bytes = inspected.size.unwrap_or(0).max(0) as u64;
+
+    let mut removed_tags = Vec::new();
+    match tags::retain(docker, &image.repo, &spec.project, spec.keep, &image_id).await {
+        Ok(r) => {
+            for t in &r.removed {
+                info_line(sink, format!("removed old image tag {t} (keeping {})", spec.keep));
+            }
+            for t in &r.kept_in_use {
+                info_line(sink, format!("kept old image tag {t}: a container uses it"));
+            }
+            for (t, e) in &r.failed {
+                sink.warning(format!("could not remove old image tag {t}: {e}"));
+            }
+            removed_tags = r.removed;
+        }
+        Err(e) => sink.warning(format!("could not prune old image tags: {e}")),
+    }
+    for id in tags::remove_if_dangling(docker, &previous_ids, &image_id).await {
+        info_line(
+            sink,
+            format!("removed the previous image {} (no tag left)", short_id(&id)),
+        );
+    }
+
+    Ok(BuiltImage {
+        image_id,
+        tags: all_tags,
+        size_bytes,
+        removed_tags,
+        duration: started.elapsed(),
+        builder,
+        git_sha: spec.git_sha.clone(),
+    })
+}
+
+enum Attempt {
+    /// BuildKit could not start on this engine (nothing was built).
+    Unavailable(String),
+    Failed(BuildError),
+}
+
+impl From<BuildError> for Attempt {
+    fn from(e: BuildError) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
+/// One build request; returns the image id.
+async fn run_once(
+    docker: &Docker,
+    spec: &BuildSpec,
+    plan: &Arc<ContextPlan>,
+    tag: &str,
+    builder: Builder,
+    sink: &EventSink,
+) -> Result<String, Attempt> {
+    let mut labels: HashMap<String, String> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(LABEL_PROJECT.into(), spec.project.clone());
+    if let Some(sha) = &spec.git_sha {
+        labels.insert(LABEL_GIT_SHA.into(), sha.clone());
+    }
+    let args: HashMap<String, String> = spec
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let session = format!("clawops-{}", uuid::Uuid::new_v4().simple());
+    let mut options = BuildImageOptionsBuilder::default()
+        .dockerfile(&plan.dockerfile)
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .nocache(spec.no_cache)
+        .labels(&labels)
+        .buildargs(&args);
+    if let Some(target) = spec.target.as_deref().filter(|t| !t.is_empty()) {
+        options = options.target(target);
+    }
+    if builder == Builder::BuildKit {
+        options = options
+            .version(BuilderVersion::BuilderBuildKit)
+            .session(&session);
+    }
+    let (body, writer) = context::spawn_stream(plan.clone());
+    let mut progress = progress::Progress::new(sink);
+    let mut error = None;
+    {
+        let mut stream =
+            docker.build_image(options.build(), None, Some(bollard::body_try_stream(body)));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => progress.on_info(info),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        // Dropping the request here stops the context writer if the engine quit early.
+    }
+    progress.finish();
+    let sent = writer
+        .await
+        .map_err(|e| BuildError::InvalidSpec(format!("sending the build context: {e}")))?;
+    if let Some(e) = error {
+        if let Err(context_error) = sent {
+            return Err(BuildError::Context(context_error).into());
+        }
+        if builder == Builder::BuildKit && !progress.saw_progress && buildkit_unavailable(&e) {
+            return Err(Attempt::Unavailable(e.to_string()));
+        }
+        return Err(match e {
+            bollard::errors::Error::DockerStreamError { error } => {
+                BuildError::Failed(progress.failure(&error))
+            }
+            bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                BuildError::Failed(progress.failure(&message))
+            }
+            other => BuildError::Docker(other),
+        }
+        .into());
+    }
+    sent.map_err(BuildError::Context)?;
+    match progress.image_id.take() {
+        Some(id) if id.starts_with("sha256:") => Ok(id),
+        _ => {
+            // Older engines report only a short id: ask for the full one by tag.
+            let inspected = docker.inspect_image(tag).await.map_err(BuildError::Docker)?;
+            inspected.id.ok_or_else(|| {
+                BuildError::Failed(Failure {
+                    step: String::new(),
+                    message: format!("the engine finished without reporting an image for {tag}"),
+                    output_tail: Vec::new(),
+                })
+                .into()
+            })
+        }
+    }
+}
+
+/// BuildKit unless the choice or the engine says otherwise; the reason when falling back.
+fn choose_builder(
+    docker: &Docker,
+    info: &bollard::models::SystemInfo,
+    choice: BuilderChoice,
+) -> (Builder, Option<String>) {
+    match choice {
+        BuilderChoice::Classic => (Builder::Classic, None),
+        BuilderChoice::Buildkit => (Builder::BuildKit, None),
+        BuilderChoice::Auto => {
+            let v = docker.client_version();
+            if info.os_type.as_deref() == Some("windows") {
+                (
+                    Builder::Classic,
+                    Some("the engine runs Windows containers".into()),
+                )
+            } else if (v.major_version, v.minor_version) < (1, 39) {
+                (
+                    Builder::Classic,
+                    Some(format!(
+                        "the engine speaks Docker API {}.{}; BuildKit needs 1.39 (Docker 18.09) or newer",
+                        v.major_version, v.minor_version
+                    )),
+                )
+            } else {
+                (Builder::BuildKit, None)
+            }
+        }
+    }
+}
+
+/// Did the engine refuse BuildKit itself (rather than the build failing)?
+pub fn buildkit_unavailable(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    let mentions = |m: &str| {
+        let m = m.to_ascii_lowercase();
+        ["buildkit", "session", "builder version", "unsupported builder"]
+            .iter()
+            .any(|k| m.contains(k))
+    };
+    match e {
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => matches!(status_code, 404 | 501) || mentions(message),
+        E::DockerStreamError { error } => mentions(error),
+        E::MissingSessionBuildkitError {} | E::MissingVersionBuildkitError {} => true,
+        _ => false,
+    }
+}
+
+/// Dockerfile features the classic builder rejects.
+pub fn buildkit_features(dockerfile: &str) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    let lower = dockerfile.to_ascii_lowercase();
+    for (needle, name) in [
+        ("--mount=", "`RUN --mount`"),
+        ("--chmod=", "`COPY --chmod`"),
+        ("--link", "`COPY --link`"),
+        ("<<", "heredocs"),
+        ("--network=", "`RUN --network`"),
+        ("--security=", "`RUN --security`"),
+    ] {
+        if lower.contains(needle) {
+            found.push(name);
+        }
+    }
+    found
+}
+
+fn fallback_warning(reason: &str, dockerfile: &str) -> String {
+    let mut msg =
+        format!("BuildKit is not available on this engine ({reason}); building with the classic builder");
+    let features = buildkit_features(dockerfile);
+    if !features.is_empty() {
+        msg.push_str(&format!(
+            ". This Dockerfile uses {}, which the classic builder rejects: upgrade Docker \
+             (BuildKit is built into Docker 18.09+ on Linux) or build the image in CI",
+            features.join(", ")
+        ));
+    }
+    msg
+}
+
+fn info_line(sink: &EventSink, line: String) {
+    sink.emit(Event::Build(BuildLine {
+        step: 0,
+        total_steps: 0,
+        step_name: String::new(),
+        line,
+    }));
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+        _ => format!("{:.1} GiB", n as f64 / 1_073_741_824.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buildkit_refusals_are_told_apart_from_build_failures() {
+        use bollard::errors::Error as E;
+        assert!(buildkit_unavailable(&E::DockerResponseServerError {
+            status_code: 400,
+            message: "buildkit not supported by daemon".into(),
+        }));
+        assert!(buildkit_unavailable(&E::DockerResponseServerError {
+            status_code: 404,
+            message: "page not found".into(),
+        }));
+        assert!(buildkit_unavailable(&E::DockerStreamError {
+            error: "no active session for abc: context deadline exceeded".into(),
+        }));
+        assert!(!buildkit_unavailable(&E::DockerStreamError {
+            error: "executor failed running [/bin/sh -c exit 3]: exit code: 3".into(),
+        }));
+        assert!(!buildkit_unavailable(&E::DockerResponseServerError {
+            status_code: 500,
+            message: "no space left on device".into(),
+        }));
+    }
+
+    #[test]
+    fn classic_incompatible_features_are_named() {
+        let df = "FROM node:22\nRUN --mount=type=cache,target=/root/.npm npm ci\nCOPY --chmod=755 a b\n";
+        assert_eq!(buildkit_features(df), ["`RUN --mount`", "`COPY --chmod`"]);
+        assert!(buildkit_features("FROM scratch\nCOPY a b\n").is_empty());
+        let w = fallback_warning("old API", df);
+        assert!(w.contains("classic builder rejects"), "{w}");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(10), "10 B");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(3 * 1_048_576), "3.0 MiB");
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+    }
+}

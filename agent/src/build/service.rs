@@ -1,0 +1,211 @@
+//! The configured app's service → a [`BuildSpec`], and a journaled build of it under the
+//! single-flight lock (what the Build RPC and `clawops local build` run).
+use std::time::Instant;
+
+use super::{BuildError, BuildSpec, BuiltImage, ImageRef, PreflightLimits};
+use crate::{
+    compose::{ComposeError, Project},
+    config::{Config, ResolvedApp},
+    context::AgentContext,
+    docker::DockerError,
+    events::{Event, EventSink, PhaseStatus},
+    git::{GitError, Repo},
+    journal::{Finish, JournalError, Outcome},
+    lock::LockGuard,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error(
+        "service {service} has no `build:` section in the compose file, so there is nothing to build; \
+         add `build: .` (or a context), or run a prebuilt image with `clawops up`"
+    )]
+    NoBuild { service: String },
+    #[error("{0}")]
+    InvalidImage(String),
+    #[error("cannot tell which commit to tag the image with: {0}")]
+    Git(#[from] GitError),
+}
+
+/// The build of `service` as the compose project describes it, with `[build]` settings.
+pub fn service_spec(
+    config: &Config,
+    app: &ResolvedApp,
+    project: &Project,
+    service: &str,
+) -> Result<BuildSpec, PrepareError> {
+    let svc = project
+        .service(service)
+        .ok_or_else(|| ComposeError::UnknownService {
+            name: service.to_owned(),
+            available: project.services.keys().cloned().collect(),
+        })?;
+    let b = svc.build.clone().ok_or_else(|| PrepareError::NoBuild {
+        service: service.to_owned(),
+    })?;
+    let image = svc.image_ref(&project.name);
+    ImageRef::parse(&image)
+        .map_err(|e| PrepareError::InvalidImage(format!("service {service}: `image:` {e}")))?;
+    let mut spec = BuildSpec::new(&b.context, &image, &project.name);
+    spec.dockerfile = b.dockerfile;
+    // `args: [NAME]` without a value passes nothing when NAME is unset, as compose does.
+    spec.args = b
+        .args
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    spec.target = b.target;
+    spec.keep = config.build.keep_images;
+    spec.service = service.to_owned();
+    spec.root = Some(app.repo.clone());
+    spec.builder = config.build.builder;
+    spec.labels = config.build.labels.clone();
+    spec.preflight = PreflightLimits {
+        min_free_disk_mb: config.build.min_free_disk_mb,
+        min_available_memory_mb: config.build.min_available_memory_mb,
+    };
+    Ok(spec)
+}
+
+/// A spec ready to run, with what the caller should be told before it starts.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub spec: BuildSpec,
+    pub warnings: Vec<String>,
+}
+
+/// Loads the compose project from the working tree and reads HEAD (as the repository's owner).
+/// `service`: default the configured one.
+pub async fn prepare(
+    ctx: &AgentContext,
+    service: Option<&str>,
+    no_cache: bool,
+) -> Result<Prepared, PrepareError> {
+    let service = service
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&ctx.config.app.service);
+    let project = crate::up::load_project(&ctx.config, &ctx.app)?;
+    let mut warnings = project.warnings.clone();
+    let mut spec = service_spec(&ctx.config, &ctx.app, &project, service)?;
+    spec.no_cache = no_cache;
+    let app = &ctx.app;
+    let repo = Repo::new(&app.repo, &app.owner, app.uid, app.gid, &app.home);
+    repo.check().await?;
+    let head = repo.head().await?;
+    let modified = repo.modified_tracked_files().await?;
+    if !modified.is_empty() {
+        warnings.push(format!(
+            "the working tree has uncommitted changes ({}); the image tagged {} includes them",
+            modified.join(", "),
+            &head[..head.len().min(super::tags::SHA_TAG_LEN)]
+        ));
+    }
+    spec.git_sha = Some(head);
+    Ok(Prepared { spec, warnings })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// Builds holding `guard`, journaling begin, the preflight and build phases, and the end.
+/// Runs to completion whether or not anyone still listens to `sink`.
+pub async fn run(
+    ctx: &AgentContext,
+    guard: LockGuard,
+    prepared: Prepared,
+    sink: EventSink,
+) -> Result<BuiltImage, RunError> {
+    let op = guard.operation().clone();
+    ctx.journal.begin(&op, None)?;
+    for w in &prepared.warnings {
+        sink.warning(w.clone());
+    }
+    let started = Instant::now();
+    let spec = &prepared.spec;
+    // Tee the events: to the caller, and phase ends into the journal.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let inner = EventSink::new(tx);
+    let journal_ctx = (&ctx.journal, op.id.clone());
+    let tee = async {
+        while let Some(event) = rx.recv().await {
+            if let Event::Phase {
+                phase,
+                status,
+                message,
+                elapsed,
+                ..
+            } = &event
+                && *status != PhaseStatus::Started
+                && let Err(e) = journal_ctx.0.phase(
+                    &journal_ctx.1,
+                    phase.as_str(),
+                    status.as_str(),
+                    elapsed.as_millis() as u64,
+                    message,
+                )
+            {
+                tracing::warn!(error = %e, "cannot journal a build phase");
+            }
+            sink.emit(event);
+        }
+    };
+    let work = async {
+        let result = match ctx.docker.get().await {
+            Ok(docker) => super::build(&docker, spec, &inner)
+                .await
+                .map_err(RunError::from),
+            Err(e) => Err(RunError::from(e)),
+        };
+        drop(inner);
+        result
+    };
+    let (result, ()) = tokio::join!(work, tee);
+
+    let (outcome, finish) = match &result {
+        Ok(b) => (
+            Outcome::Succeeded,
+            Finish {
+                to_sha: spec.git_sha.clone(),
+                image: b.tags.first().cloned(),
+                message: format!(
+                    "built {} ({}) with {} in {:.1}s",
+                    b.tags.join(", "),
+                    b.image_id,
+                    b.builder.as_str(),
+                    started.elapsed().as_secs_f64()
+                ),
+                ..Default::default()
+            },
+        ),
+        Err(e) => (
+            Outcome::Failed,
+            Finish {
+                to_sha: spec.git_sha.clone(),
+                message: e.to_string(),
+                last_logs: match e {
+                    RunError::Build(b) => b
+                        .failure()
+                        .map(|f| f.output_tail.clone())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                },
+                ..Default::default()
+            },
+        ),
+    };
+    if let Err(e) = ctx.journal.finish(&op.id, outcome, finish) {
+        tracing::error!(operation = %op.id, error = %e, "cannot journal the end of a build");
+    }
+    tracing::info!(operation = %op.id, outcome = outcome.as_str(), "build finished");
+    drop(guard);
+    result
+}

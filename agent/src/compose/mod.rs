@@ -1,0 +1,340 @@
+//! docker compose, natively: load `docker-compose.yml` / `compose.yaml` (+ override) and `.env`
+//! with compose's interpolation and merge rules, and turn services into Docker create options
+//! labelled like compose v2, so `docker compose ps/exec/logs` see the containers.
+//!
+//! Public API (plain Rust types):
+//! - [`load`] → [`Project`]: every supported key parsed; anything else is an error naming the key,
+//!   the service and the file.
+//! - [`Project::start_order`]: services with their dependencies, dependencies first.
+//! - [`container_spec`] → [`ContainerSpec`]: create options + config hash for one service,
+//!   for a given image (e.g. `openclaw:<sha>` during an update).
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+pub mod create;
+pub mod dotenv;
+pub mod interpolate;
+mod merge;
+pub mod model;
+mod order;
+mod parse;
+pub mod values;
+
+pub use create::{ContainerSpec, SpecInput, container_spec, labels as compose_labels};
+pub use model::*;
+pub use parse::SUPPORTED_KEYS;
+
+/// File names docker compose looks for, in its order of preference.
+pub const DEFAULT_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
+pub const OVERRIDE_FILES: &[&str] = &[
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error(
+        "no compose file in {dir}: looked for {}; set [app] compose_files in agent.toml if it has another name",
+        DEFAULT_FILES.join(", ")
+    )]
+    NoComposeFile { dir: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("{}: {}unsupported key `{key}`: clawops does not implement it and will not ignore it silently; remove it (supported service keys: {})",
+        file.display(), service_prefix(service), SUPPORTED_KEYS.join(", "))]
+    UnsupportedKey {
+        file: PathBuf,
+        service: Option<String>,
+        key: String,
+    },
+    #[error("{}: {}`{key}`: {message}", file.display(), service_prefix(service))]
+    Invalid {
+        file: PathBuf,
+        service: Option<String>,
+        key: String,
+        message: String,
+    },
+    #[error("{}: `{key}`: {message}", file.display())]
+    Interpolation {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("{}: {message}", path.display())]
+    EnvFile { path: PathBuf, message: String },
+    #[error("service {service}: env_file {} does not exist (mark it `required: false` if it is optional)", path.display())]
+    MissingEnvFile { service: String, path: PathBuf },
+    #[error("{0}")]
+    Project(String),
+    #[error("no service {name:?} in the compose project (services: {})", available.join(", "))]
+    UnknownService {
+        name: String,
+        available: Vec<String>,
+    },
+}
+
+fn service_prefix(service: &Option<String>) -> String {
+    match service {
+        Some(s) => format!("service {s}: "),
+        None => String::new(),
+    }
+}
+
+/// What to load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The project directory (the repository).
+    pub dir: PathBuf,
+    /// Compose files, relative to `dir`; empty: the default names plus the override file.
+    pub files: Vec<PathBuf>,
+    /// Project name; default: `COMPOSE_PROJECT_NAME`, the file's `name:`, the directory name.
+    pub project_name: Option<String>,
+    /// The process environment; it takes precedence over `.env`, as in docker compose.
+    pub env: HashMap<String, String>,
+}
+
+/// Loads, interpolates, merges and validates the project.
+pub fn load(opts: &LoadOptions) -> Result<Project, ComposeError> {
+    let dir = parse::normalize(&std::env::current_dir().unwrap_or_default().join(&opts.dir));
+    let env_path = dir.join(".env");
+    let dotenv_vars = if env_path.is_file() {
+        let text = read(&env_path)?;
+        dotenv::parse(&text, &|k| opts.env.get(k).cloned()).map_err(|e| ComposeError::EnvFile {
+            path: env_path.clone(),
+            message: e.to_string(),
+        })?
+    } else {
+        Vec::new()
+    };
+    let dotenv_map: HashMap<String, String> = dotenv_vars.into_iter().collect();
+    let lookup = |k: &str| opts.env.get(k).or_else(|| dotenv_map.get(k)).cloned();
+
+    let files = config_files(&dir, &opts.files, &lookup)?;
+    let home = lookup("HOME");
+    let mut warnings = Vec::new();
+    let mut unset = BTreeSet::new();
+    let mut drafts: BTreeMap<String, parse::Draft> = BTreeMap::new();
+    let mut volumes = BTreeMap::new();
+    let mut file_name = None;
+    for file in &files {
+        let doc = read_yaml(file)?;
+        let top = match doc {
+            Value::Object(m) => m,
+            Value::Null => serde_json::Map::new(),
+            _ => {
+                return Err(ComposeError::Yaml {
+                    path: file.clone(),
+                    message: "the top level must be a mapping with `services:`".into(),
+                });
+            }
+        };
+        for (key, mut value) in top {
+            if key.starts_with("x-") {
+                continue;
+            }
+            interpolate_value(&mut value, &mut key.clone(), &lookup, &mut unset, file)?;
+            match key.as_str() {
+                "version" => warnings.push(format!(
+                    "{}: `version` is obsolete and ignored, as docker compose does",
+                    file.display()
+                )),
+                "name" => file_name = values::scalar_string(&value),
+                "services" => {
+                    let Value::Object(services) = value else {
+                        return Err(invalid_top(
+                            file,
+                            "services",
+                            "must be a mapping of services",
+                        ));
+                    };
+                    for (name, svc) in services {
+                        let loc = parse::Loc {
+                            file,
+                            service: &name,
+                            base: &dir,
+                            home: home.as_deref(),
+                        };
+                        let draft = parse::service(&loc, &svc)?;
+                        match drafts.get_mut(&name) {
+                            Some(base) => merge::merge(base, draft),
+                            None => {
+                                drafts.insert(name, draft);
+                            }
+                        }
+                    }
+                }
+                "volumes" => order::volumes(file, &value, &mut volumes)?,
+                other => {
+                    return Err(ComposeError::UnsupportedKey {
+                        file: file.clone(),
+                        service: None,
+                        key: other.to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    for name in &unset {
+        warnings.push(format!(
+            "the {name} variable is not set; defaulting to a blank string"
+        ));
+    }
+    let name = opts
+        .project_name
+        .clone()
+        .or_else(|| lookup("COMPOSE_PROJECT_NAME").filter(|n| !n.is_empty()))
+        .or(file_name)
+        .unwrap_or_else(|| crate::config::compose_project_name(&dir));
+    order::validate_project_name(&name)?;
+    if drafts.is_empty() {
+        return Err(ComposeError::Project(format!(
+            "{}: the project has no services",
+            files[0].display()
+        )));
+    }
+    let mut services = BTreeMap::new();
+    for (name, draft) in drafts {
+        services.insert(name, order::finalize(draft, &lookup, &files[0], &dir)?);
+    }
+    let mut project = Project {
+        name,
+        working_dir: dir,
+        config_files: files,
+        env_file: env_path.is_file().then_some(env_path),
+        services,
+        volumes,
+        warnings,
+    };
+    order::check_references(&mut project)?;
+    Ok(project)
+}
+
+fn invalid_top(file: &Path, key: &str, message: &str) -> ComposeError {
+    ComposeError::Invalid {
+        file: file.to_owned(),
+        service: None,
+        key: key.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn read(path: &Path) -> Result<String, ComposeError> {
+    std::fs::read_to_string(path).map_err(|source| ComposeError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read_yaml(path: &Path) -> Result<Value, ComposeError> {
+    let text = read(path)?;
+    // YAML 1.2 booleans (compose's go-yaml v3 reads `yes`/`on` as strings); tags such as
+    // `!reset` are refused rather than silently dropped.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.reject_unsupported_tags = true;
+    serde_saphyr::from_str_with_options::<Value>(&text, options).map_err(|e| ComposeError::Yaml {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The compose files: explicit ones, `COMPOSE_FILE`, or the default name plus its override.
+fn config_files(
+    dir: &Path,
+    explicit: &[PathBuf],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<PathBuf>, ComposeError> {
+    let mut chosen: Vec<PathBuf> = explicit.iter().map(|f| dir.join(f)).collect();
+    if chosen.is_empty()
+        && let Some(list) = lookup("COMPOSE_FILE").filter(|l| !l.is_empty())
+    {
+        let sep = lookup("COMPOSE_PATH_SEPARATOR").unwrap_or_else(|| ":".into());
+        chosen = list.split(sep.as_str()).map(|f| dir.join(f)).collect();
+    }
+    if chosen.is_empty() {
+        let first = DEFAULT_FILES
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file());
+        let Some(first) = first else {
+            return Err(ComposeError::NoComposeFile {
+                dir: dir.to_owned(),
+            });
+        };
+        chosen.push(first);
+        if let Some(o) = OVERRIDE_FILES
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+        {
+            chosen.push(o);
+        }
+    }
+    for f in &chosen {
+        if !f.is_file() {
+            return Err(ComposeError::Read {
+                path: f.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+    }
+    Ok(chosen.into_iter().map(|p| parse::normalize(&p)).collect())
+}
+
+/// Interpolates every string value (not keys) of `v` in place, as compose does before
+/// validating types; `path` names the key for errors.
+fn interpolate_value(
+    v: &mut Value,
+    path: &mut String,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    unset: &mut BTreeSet<String>,
+    file: &Path,
+) -> Result<(), ComposeError> {
+    match v {
+        Value::String(s) => {
+            let r =
+                interpolate::interpolate(s, lookup).map_err(|e| ComposeError::Interpolation {
+                    file: file.to_owned(),
+                    key: path.clone(),
+                    message: e.to_string(),
+                })?;
+            unset.extend(r.unset);
+            *s = r.value;
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                interpolate_value(item, path, lookup, unset, file)?;
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                interpolate_value(item, path, lookup, unset, file)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! Project-level checks after merging: each service's final environment, references between
+//! services and volumes, the project name, and the dependency order services start in.
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
+
+use serde_json::Value;
+
+use super::{
+    ComposeError, dotenv,
+    model::{MountKind, NetworkMode, Project, Service, VolumeDef},
+    parse::Draft,
+    values,
+};
+
+/// Resolves `env_file` + `environment` into the container's environment and checks what one
+/// service needs on its own.
+pub fn finalize(
+    draft: Draft,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    first_file: &Path,
+    dir: &Path,
+) -> Result<Service, ComposeError> {
+    let mut svc = draft.svc;
+    let invalid = |key: &str, message: String| ComposeError::Invalid {
+        file: first_file.to_owned(),
+        service: Some(svc.name.clone()),
+        key: key.to_owned(),
+        message,
+    };
+    let mut env = BTreeMap::new();
+    for f in &svc.env_files {
+        if !f.path.is_file() {
+            if f.required {
+                return Err(ComposeError::MissingEnvFile {
+                    service: svc.name.clone(),
+                    path: f.path.clone(),
+                });
+            }
+            continue;
+        }
+        let text = std::fs::read_to_string(&f.path).map_err(|source| ComposeError::Read {
+            path: f.path.clone(),
+            source,
+        })?;
+        let vars = dotenv::parse(&text, lookup).map_err(|e| ComposeError::EnvFile {
+            path: f.path.clone(),
+            message: e.to_string(),
+        })?;
+        env.extend(vars);
+    }
+    for (k, v) in draft.env {
+        match v.or_else(|| lookup(&k)) {
+            Some(v) => {
+                env.insert(k, v);
+            }
+            None => {
+                env.remove(&k);
+            }
+        }
+    }
+    svc.environment = env;
+    if svc.image.is_none() && svc.build.is_none() {
+        return Err(invalid(
+            "image",
+            "the service has neither `image` nor `build`: give it one".into(),
+        ));
+    }
+    if let Some(b) = &mut svc.build
+        && b.context.as_os_str().is_empty()
+    {
+        b.context = dir.to_owned();
+    }
+    if let Some(NetworkMode::Service(_) | NetworkMode::Container(_) | NetworkMode::Host) =
+        &svc.network_mode
+        && !svc.ports.is_empty()
+    {
+        return Err(invalid(
+            "ports",
+            "cannot publish ports with this network_mode: the network stack belongs to another \
+             container (or the host); publish them there"
+                .into(),
+        ));
+    }
+    if svc.cpus == Some(0.0) {
+        svc.cpus = None;
+    }
+    Ok(svc)
+}
+
+/// Top-level `volumes:`.
+pub fn volumes(
+    file: &Path,
+    value: &Value,
+    out: &mut BTreeMap<String, VolumeDef>,
+) -> Result<(), ComposeError> {
+    let invalid = |key: String, message: &str| ComposeError::Invalid {
+        file: file.to_owned(),
+        service: None,
+        key,
+        message: message.to_owned(),
+    };
+    let Value::Object(map) = value else {
+        return Err(invalid(
+            "volumes".into(),
+            "must be a mapping of volume names",
+        ));
+    };
+    for (name, spec) in map {
+        let mut def = out.remove(name).unwrap_or_default();
+        match spec {
+            Value::Null => {}
+            Value::Object(fields) => {
+                for (k, v) in fields {
+                    let key = format!("volumes.{name}.{k}");
+                    let text = || {
+                        values::scalar_string(v)
+                            .ok_or_else(|| invalid(key.clone(), "must be a string"))
+                    };
+                    match k.as_str() {
+                        "name" => def.name = Some(text()?),
+                        "driver" => def.driver = Some(text()?),
+                        "external" => {
+                            def.external =
+                                values::boolean(v).map_err(|m| invalid(key.clone(), &m))?
+                        }
+                        "driver_opts" | "labels" => {
+                            let Value::Object(m) = v else {
+                                return Err(invalid(key, "must be a mapping"));
+                            };
+                            let mut kv = BTreeMap::new();
+                            for (ok, ov) in m {
+                                let s = values::scalar_string(ov).ok_or_else(|| {
+                                    invalid(format!("{key}.{ok}"), "must be a string")
+                                })?;
+                                kv.insert(ok.clone(), s);
+                            }
+                            if k == "labels" {
+                                def.labels = kv;
+                            } else {
+                                def.driver_opts = kv;
+                            }
+                        }
+                        x if x.starts_with("x-") => {}
+                        _ => {
+                            return Err(ComposeError::UnsupportedKey {
+                                file: file.to_owned(),
+                                service: None,
+                                key,
+                            });
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    format!("volumes.{name}"),
+                    "must be a mapping or empty",
+                ));
+            }
+        }
+        out.insert(name.clone(), def);
+    }
+    Ok(())
+}
+
+/// compose's rule: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+pub fn validate_project_name(name: &str) -> Result<(), ComposeError> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ComposeError::Project(format!(
+            "{name:?} is not a valid compose project name: use lowercase letters, digits, `-` and `_`, \
+             starting with a letter or digit (set [app] project in agent.toml)"
+        )))
+    }
+}
+
+/// References between services and to volumes exist; there is no dependency cycle. Optional
+/// dependencies (`required: false`) on missing services are dropped with a warning.
+pub fn check_references(project: &mut Project) -> Result<(), ComposeError> {
+    let names: Vec<String> = project.services.keys().cloned().collect();
+    let file = project.config_files[0].clone();
+    let mut warnings = Vec::new();
+    for svc in project.services.values_mut() {
+        let invalid = |key: &str, message: String| ComposeError::Invalid {
+            file: file.clone(),
+            service: Some(svc.name.clone()),
+            key: key.to_owned(),
+            message,
+        };
+        let mut dropped = Vec::new();
+        for (dep, spec) in &svc.depends_on {
+            if names.contains(dep) {
+                continue;
+            }
+            if spec.required {
+                return Err(invalid(
+                    "depends_on",
+                    format!(
+                        "depends on undefined service {dep:?} (services: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            warnings.push(format!(
+                "service {}: optional dependency {dep:?} is not defined; ignoring it",
+                svc.name
+            ));
+            dropped.push(dep.clone());
+        }
+        for d in dropped {
+            svc.depends_on.remove(&d);
+        }
+        if let Some(NetworkMode::Service(target)) = &svc.network_mode
+            && !names.contains(target)
+        {
+            return Err(invalid(
+                "network_mode",
+                format!("service:{target} names an undefined service"),
+            ));
+        }
+        for m in &svc.volumes {
+            if let MountKind::Volume(v) = &m.kind
+                && !project.volumes.contains_key(v)
+            {
+                return Err(invalid(
+                    "volumes",
+                    format!(
+                        "refers to undefined volume {v:?}: declare it under the top-level `volumes:` key"
+                    ),
+                ));
+            }
+        }
+    }
+    project.warnings.extend(warnings);
+    project.start_order(&[])?;
+    Ok(())
+}
+
+impl Project {
+    /// `selected` (all services when empty) and everything they depend on, dependencies first;
+    /// ties in name order so that the order is stable.
+    pub fn start_order(&self, selected: &[String]) -> Result<Vec<String>, ComposeError> {
+        let roots: Vec<String> = if selected.is_empty() {
+            self.services.keys().cloned().collect()
+        } else {
+            for s in selected {
+                if !self.services.contains_key(s) {
+                    return Err(ComposeError::UnknownService {
+                        name: s.clone(),
+                        available: self.services.keys().cloned().collect(),
+                    });
+                }
+            }
+            selected.to_vec()
+        };
+        #[derive(PartialEq)]
+        enum Mark {
+            Visiting,
+            Done,
+        }
+        let mut marks: HashMap<String, Mark> = HashMap::new();
+        let mut out = Vec::new();
+        fn visit(
+            p: &Project,
+            name: &str,
+            marks: &mut HashMap<String, Mark>,
+            out: &mut Vec<String>,
+            chain: &mut Vec<String>,
+        ) -> Result<(), ComposeError> {
+            match marks.get(name) {
+                Some(Mark::Done) => return Ok(()),
+                Some(Mark::Visiting) => {
+                    chain.push(name.to_owned());
+                    return Err(ComposeError::Project(format!(
+                        "dependency cycle between services: {}",
+                        chain.join(" → ")
+                    )));
+                }
+                None => {}
+            }
+            marks.insert(name.to_owned(), Mark::Visiting);
+            chain.push(name.to_owned());
+            if let Some(svc) = p.services.get(name) {
+                let mut deps = svc.dependencies();
+                deps.sort();
+                for d in deps {
+                    visit(p, d, marks, out, chain)?;
+                }
+            }
+            chain.pop();
+            marks.insert(name.to_owned(), Mark::Done);
+            out.push(name.to_owned());
+            Ok(())
+        }
+        for r in &roots {
+            visit(self, r, &mut marks, &mut out, &mut Vec::new())?;
+        }
+        Ok(out)
+    }
+}

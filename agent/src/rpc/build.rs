@@ -1,0 +1,131 @@
+//! Build: take the lock, resolve the service's build from the compose file and HEAD (errors
+//! here are statuses: nothing started), then build in a task of its own — a client that
+//! disconnects does not stop it — streaming progress and ending with one `result` event.
+use std::{sync::Arc, time::Instant};
+
+use clawops_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::{
+    EventStream, counted_stream,
+    convert::now,
+    deploy::{phase, phase_status},
+};
+use crate::{
+    build::{
+        BuiltImage,
+        service::{self, RunError},
+    },
+    context::AgentContext,
+    events::{Event, EventSink},
+    lock::Operation,
+};
+
+pub async fn build(
+    ctx: &Arc<AgentContext>,
+    req: Request<pb::BuildRequest>,
+) -> Result<Response<EventStream<pb::BuildEvent>>, Status> {
+    let r = req.into_inner();
+    let guard = ctx
+        .lock
+        .try_acquire(Operation::new("build", &r.requested_by))?;
+    let op_id = guard.operation().id.clone();
+    let prepared = service::prepare(ctx, Some(&r.service), r.no_cache).await?;
+    let git_sha = prepared.spec.git_sha.clone().unwrap_or_default();
+
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(256);
+    let started = Instant::now();
+    let work_ctx = ctx.clone();
+    let work = tokio::spawn(async move {
+        service::run(&work_ctx, guard, prepared, EventSink::new(events_tx)).await
+    });
+    tokio::spawn(async move {
+        // Ends when the build drops its sink, i.e. when it has finished. A send error only
+        // means the client left; keep draining so the build never waits on it.
+        while let Some(e) = events_rx.recv().await {
+            let _ = tx.send(Ok(build_event(e))).await;
+        }
+        let mut result = match work.await {
+            Ok(r) => result(r),
+            Err(join) => pb::BuildResult {
+                error: format!("the build stopped unexpectedly: {join}"),
+                ..Default::default()
+            },
+        };
+        result.operation_id = op_id;
+        result.git_sha = git_sha;
+        result.duration_ms = started.elapsed().as_millis() as u64;
+        let _ = tx
+            .send(Ok(pb::BuildEvent {
+                at: now(),
+                event: Some(pb::build_event::Event::Result(result)),
+            }))
+            .await;
+    });
+    Ok(Response::new(counted_stream(ctx, rx)))
+}
+
+fn result(r: Result<BuiltImage, RunError>) -> pb::BuildResult {
+    match r {
+        Ok(b) => pb::BuildResult {
+            ok: true,
+            image_id: b.image_id,
+            tags: b.tags,
+            size_bytes: b.size_bytes,
+            removed_tags: b.removed_tags,
+            builder: b.builder.as_str().to_owned(),
+            ..Default::default()
+        },
+        Err(e) => {
+            let failure = match &e {
+                RunError::Build(b) => b.failure().cloned(),
+                _ => None,
+            };
+            pb::BuildResult {
+                ok: false,
+                error: e.to_string(),
+                failed_step: failure.as_ref().map(|f| f.step.clone()).unwrap_or_default(),
+                output_tail: failure.map(|f| f.output_tail).unwrap_or_default(),
+                ..Default::default()
+            }
+        }
+    }
+}
+
+/// One progress event as a `BuildEvent`, stamped now.
+pub fn build_event(e: Event) -> pb::BuildEvent {
+    use pb::build_event::Event as E;
+    let event = match e {
+        Event::Build(b) => E::Progress(pb::BuildProgress {
+            step: b.step,
+            total_steps: b.total_steps,
+            step_name: b.step_name,
+            line: b.line,
+        }),
+        Event::Phase {
+            phase: p,
+            status,
+            service,
+            message,
+            elapsed,
+        } => E::Phase(pb::PhaseEvent {
+            phase: phase(p) as i32,
+            status: phase_status(status) as i32,
+            service,
+            message,
+            elapsed_ms: elapsed.as_millis() as u64,
+        }),
+        Event::Warning(w) => E::Warning(w),
+        // A build emits no container logs; pass any through as plain lines.
+        Event::Log { line, .. } => E::Progress(pb::BuildProgress {
+            line,
+            ..Default::default()
+        }),
+    };
+    pb::BuildEvent {
+        at: now(),
+        event: Some(event),
+    }
+}

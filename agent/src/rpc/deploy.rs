@@ -1,0 +1,87 @@
+//! Domain progress events → `DeployEvent` messages, shared by Up, Update and Rollback.
+use clawops_proto::v1 as pb;
+
+use super::convert::now;
+use crate::events::{Event, LogStream, Phase, PhaseStatus};
+
+pub fn phase(p: Phase) -> pb::Phase {
+    match p {
+        Phase::Lock => pb::Phase::Lock,
+        Phase::Fetch => pb::Phase::Fetch,
+        Phase::Merge => pb::Phase::Merge,
+        Phase::Build => pb::Phase::Build,
+        Phase::Preflight => pb::Phase::Preflight,
+        Phase::Snapshot => pb::Phase::Snapshot,
+        Phase::Stop => pb::Phase::Stop,
+        Phase::Create => pb::Phase::Create,
+        Phase::Start => pb::Phase::Start,
+        Phase::Readiness => pb::Phase::Readiness,
+        Phase::Cleanup => pb::Phase::Cleanup,
+        Phase::Rollback => pb::Phase::Rollback,
+    }
+}
+
+pub fn phase_status(s: PhaseStatus) -> pb::PhaseStatus {
+    match s {
+        PhaseStatus::Started => pb::PhaseStatus::Started,
+        PhaseStatus::Done => pb::PhaseStatus::Done,
+        PhaseStatus::Skipped => pb::PhaseStatus::Skipped,
+        PhaseStatus::Failed => pb::PhaseStatus::Failed,
+    }
+}
+
+/// One progress event as a `DeployEvent`, stamped now.
+pub fn deploy_event(e: Event) -> pb::DeployEvent {
+    use pb::deploy_event::Event as E;
+    let event = match e {
+        Event::Phase {
+            phase: p,
+            status,
+            service,
+            message,
+            elapsed,
+        } => E::Phase(pb::PhaseEvent {
+            phase: phase(p) as i32,
+            status: phase_status(status) as i32,
+            service,
+            message,
+            elapsed_ms: elapsed.as_millis() as u64,
+        }),
+        Event::Build(b) => E::Build(pb::BuildProgress {
+            step: b.step,
+            total_steps: b.total_steps,
+            step_name: b.step_name,
+            line: b.line,
+        }),
+        Event::Log {
+            container,
+            stream,
+            line,
+        } => {
+            let mut data = line.into_bytes();
+            data.push(b'\n');
+            E::Log(pb::LogLine {
+                stream: match stream {
+                    LogStream::Stdout => pb::OutputStream::Stdout,
+                    LogStream::Stderr => pb::OutputStream::Stderr,
+                } as i32,
+                data: data.into(),
+                timestamp: None,
+                container,
+            })
+        }
+        Event::Warning(w) => E::Warning(w),
+    };
+    pb::DeployEvent {
+        at: now(),
+        event: Some(event),
+    }
+}
+
+/// The final `result` event.
+pub fn result_event(result: pb::DeployResult) -> pb::DeployEvent {
+    pb::DeployEvent {
+        at: now(),
+        event: Some(pb::deploy_event::Event::Result(result)),
+    }
+}

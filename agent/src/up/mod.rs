@@ -1,0 +1,605 @@
+//! Up: run the app's compose project natively through bollard, as `docker compose up -d` would,
+//! then wait for readiness. Idempotent: a container whose config hash matches is left alone.
+//!
+//! Building blocks, public for Update (which recreates one service with a new image):
+//! - [`load_project`]: the compose project of the configured app;
+//! - [`containers::image_info`], [`containers::service_spec`]: image lookup (never pulls) and
+//!   create options + config hash for a service, optionally with another image;
+//! - [`preflight::preflight`]: bind mounts and ports of one service;
+//! - [`containers::ensure_resources`], [`containers::create_and_start`], [`containers::stop`],
+//!   [`containers::rename`], [`containers::remove`], [`containers::replace`];
+//! - [`crate::readiness::wait`].
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use bollard::Docker;
+
+use crate::{
+    compose::{self, ComposeError, Condition, LoadOptions, Project},
+    config::{Config, ResolvedApp},
+    context::AgentContext,
+    docker::{DockerError, LABEL_CONFIG_HASH, ProjectContainer, project_containers},
+    events::{EventSink, Phase, PhaseStatus},
+    journal::{Finish, JournalError, Outcome},
+    lock::LockGuard,
+    readiness::{self, Readiness, ReadinessError},
+};
+
+pub mod containers;
+pub mod preflight;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("Docker engine, {action}: {source}")]
+    Api {
+        action: String,
+        source: bollard::errors::Error,
+    },
+    #[error("{}", image_missing(service, image, *has_build))]
+    ImageMissing {
+        service: String,
+        image: String,
+        has_build: bool,
+    },
+    #[error("preflight: {0}")]
+    Preflight(String),
+    #[error("preflight: service {service}: bind mount source {} (→ {target}) does not exist: {hint}", path.display())]
+    BindMissing {
+        service: String,
+        path: std::path::PathBuf,
+        target: String,
+        hint: String,
+    },
+    #[error(
+        "preflight: service {service}: {} (mounted at {target}) is not writable by the container user {user} (uid {uid}, gid {gid}): {} is owned by {owner}. Fix it with: sudo chown -R {uid}:{gid} {}",
+        path.display(), offender.display(), path.display()
+    )]
+    BindNotWritable {
+        service: String,
+        path: std::path::PathBuf,
+        offender: std::path::PathBuf,
+        target: String,
+        user: String,
+        uid: u32,
+        gid: u32,
+        owner: String,
+    },
+    #[error("preflight: service {service}: host port {port} ({addr}) is already in use by {}: stop it or change the port mapping", holder.as_deref().unwrap_or("another process"))]
+    PortInUse {
+        service: String,
+        port: u16,
+        addr: String,
+        holder: Option<String>,
+    },
+    #[error("service {service}: dependency {dependency} {message}")]
+    Dependency {
+        service: String,
+        dependency: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+fn image_missing(service: &str, image: &str, has_build: bool) -> String {
+    if has_build {
+        format!(
+            "image {image} of service {service} is not on this machine: build it first with `clawops build` (clawops never pulls)"
+        )
+    } else {
+        format!(
+            "image {image} of service {service} is not on this machine and clawops never pulls: load it with `docker load` or add a `build:` section"
+        )
+    }
+}
+
+impl UpError {
+    /// The container's last log lines, when the failure has them (readiness failures).
+    pub fn last_logs(&self) -> &[String] {
+        match self {
+            UpError::Readiness(e) => e.last_logs(),
+            _ => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Services to bring up (with their dependencies); empty: all.
+    pub services: Vec<String>,
+    pub force_recreate: bool,
+    pub remove_orphans: bool,
+    /// Skip the readiness wait.
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Recreated,
+    Started,
+    Restarted,
+    Unchanged,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Recreated => "recreated",
+            Action::Started => "started",
+            Action::Restarted => "restarted",
+            Action::Unchanged => "unchanged",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceResult {
+    pub service: String,
+    pub container: String,
+    pub id: String,
+    pub image: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpReport {
+    pub project: String,
+    pub services: Vec<ServiceResult>,
+    /// Containers of the project whose service is no longer in the compose file.
+    pub orphans: Vec<String>,
+    pub orphans_removed: bool,
+    /// Time the configured service took to become ready; `None` when not waited for.
+    pub ready_after: Option<Duration>,
+    pub duration: Duration,
+}
+
+impl UpReport {
+    /// Whether any container was created, recreated, started or restarted.
+    pub fn changed(&self) -> bool {
+        self.orphans_removed || self.services.iter().any(|s| s.action != Action::Unchanged)
+    }
+}
+
+/// The environment compose interpolates from: this process's, with `USER`, `LOGNAME` and `HOME`
+/// of the repository's owner when the agent runs as someone else (as a service it runs as
+/// `clawops`, but `.env` files say `/home/$USER/.openclaw` meaning the owner).
+pub fn interpolation_env(app: &ResolvedApp) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    if nix::unistd::Uid::effective().as_raw() != app.uid {
+        env.insert("USER".into(), app.owner.clone());
+        env.insert("LOGNAME".into(), app.owner.clone());
+        env.insert("HOME".into(), app.home.display().to_string());
+    }
+    env
+}
+
+/// Loads the compose project of the configured app (repo, compose files, project name).
+pub fn load_project(config: &Config, app: &ResolvedApp) -> Result<Project, ComposeError> {
+    compose::load(&LoadOptions {
+        dir: app.repo.clone(),
+        files: config.app.compose_files.clone(),
+        project_name: config.app.project.clone(),
+        env: interpolation_env(app),
+    })
+}
+
+/// Runs Up holding `guard` (the single-flight lock), journaling the operation. Events go to
+/// `sink`; the report or the error is the result.
+pub async fn run(
+    ctx: &AgentContext,
+    guard: LockGuard,
+    opts: UpOptions,
+    sink: EventSink,
+) -> Result<UpReport, UpError> {
+    let op = guard.operation().clone();
+    ctx.journal.begin(&op, None)?;
+    let progress = Progress {
+        sink: &sink,
+        ctx,
+        op_id: &op.id,
+        start: Instant::now(),
+    };
+    let result = execute(ctx, &opts, &progress).await;
+    let (outcome, finish) = match &result {
+        Ok(r) => (
+            if r.changed() {
+                Outcome::Succeeded
+            } else {
+                Outcome::UpToDate
+            },
+            Finish {
+                image: r
+                    .services
+                    .iter()
+                    .find(|s| s.service == ctx.config.app.service)
+                    .map(|s| s.image.clone()),
+                message: summary(r),
+                ..Default::default()
+            },
+        ),
+        Err(e) => (
+            Outcome::Failed,
+            Finish {
+                message: e.to_string(),
+                last_logs: e.last_logs().to_vec(),
+                ..Default::default()
+            },
+        ),
+    };
+    if let Err(e) = ctx.journal.finish(&op.id, outcome, finish) {
+        tracing::error!(operation = %op.id, error = %e, "cannot record the end of up");
+    }
+    drop(guard);
+    result
+}
+
+/// One line saying what Up did.
+pub fn summary(r: &UpReport) -> String {
+    let mut counts: Vec<String> = Vec::new();
+    for a in [
+        Action::Created,
+        Action::Recreated,
+        Action::Started,
+        Action::Restarted,
+        Action::Unchanged,
+    ] {
+        let n = r.services.iter().filter(|s| s.action == a).count();
+        if n > 0 {
+            counts.push(format!("{n} {}", a.as_str()));
+        }
+    }
+    let mut s = format!("project {}: {}", r.project, counts.join(", "));
+    if let Some(t) = r.ready_after {
+        s.push_str(&format!("; ready after {:.1}s", t.as_secs_f64()));
+    }
+    if !r.orphans.is_empty() {
+        let verb = if r.orphans_removed {
+            "removed"
+        } else {
+            "found"
+        };
+        s.push_str(&format!("; {verb} orphans: {}", r.orphans.join(", ")));
+    }
+    s
+}
+
+/// Emits phase events and records the important ones in the journal.
+struct Progress<'a> {
+    sink: &'a EventSink,
+    ctx: &'a AgentContext,
+    op_id: &'a str,
+    start: Instant,
+}
+
+impl Progress<'_> {
+    fn phase(&self, phase: Phase, status: PhaseStatus, service: &str, message: impl Into<String>) {
+        let message = message.into();
+        if status != PhaseStatus::Started {
+            self.journal(phase, status, &message);
+        }
+        self.sink
+            .phase(phase, status, service, message, self.start.elapsed());
+    }
+
+    /// Records a phase in the journal only (its event was already sent).
+    fn journal(&self, phase: Phase, status: PhaseStatus, message: &str) {
+        let elapsed = self.start.elapsed().as_millis() as u64;
+        if let Err(e) = self.ctx.journal.phase(
+            self.op_id,
+            phase.as_str(),
+            status.as_str(),
+            elapsed,
+            message,
+        ) {
+            tracing::warn!(error = %e, "cannot journal a phase");
+        }
+    }
+}
+
+async fn execute(
+    ctx: &AgentContext,
+    opts: &UpOptions,
+    progress: &Progress<'_>,
+) -> Result<UpReport, UpError> {
+    let sink = progress.sink;
+    progress.phase(
+        Phase::Preflight,
+        PhaseStatus::Started,
+        "",
+        "loading the compose project",
+    );
+    let project = load_project(&ctx.config, &ctx.app)?;
+    for w in &project.warnings {
+        sink.warning(w.clone());
+    }
+    if project.name != ctx.app.project {
+        sink.warning(format!(
+            "the compose project is named {:?} (COMPOSE_PROJECT_NAME or `name:`) but the agent looks for {:?}: set [app] project = {:?} in agent.toml",
+            project.name, ctx.app.project, project.name
+        ));
+    }
+    let docker = ctx.docker.get().await?;
+    let order = project.start_order(&opts.services)?;
+    let (existing, orphans) = current_containers(&docker, &project, sink).await?;
+    let mut images = HashMap::new();
+    for s in &order {
+        images.insert(
+            s.clone(),
+            containers::image_info(&docker, &project, s, None).await?,
+        );
+    }
+    for s in &order {
+        let notes =
+            preflight::preflight(&docker, &ctx.app, &project, s, &images[s], existing.get(s))
+                .await?;
+        for n in notes {
+            progress.phase(Phase::Preflight, PhaseStatus::Started, s, n);
+        }
+    }
+    progress.phase(
+        Phase::Preflight,
+        PhaseStatus::Done,
+        "",
+        format!("{} service(s) checked", order.len()),
+    );
+    for r in containers::ensure_resources(&docker, &project, &order).await? {
+        progress.phase(Phase::Create, PhaseStatus::Done, "", format!("created {r}"));
+    }
+    let orphan_names: Vec<String> = orphans.iter().map(|c| c.name.clone()).collect();
+    if !orphans.is_empty() {
+        if opts.remove_orphans {
+            for c in &orphans {
+                containers::stop(&docker, &c.id, containers::DEFAULT_STOP_TIMEOUT).await?;
+                containers::remove(&docker, &c.id).await?;
+                progress.phase(
+                    Phase::Cleanup,
+                    PhaseStatus::Done,
+                    &c.service,
+                    format!("removed orphan {}", c.name),
+                );
+            }
+        } else {
+            sink.warning(format!(
+                "orphan containers (their service is not in the compose file): {}; run up with --remove-orphans to remove them",
+                orphan_names.join(", ")
+            ));
+        }
+    }
+    let mut results = Vec::new();
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut recreated: HashSet<String> = HashSet::new();
+    for s in &order {
+        wait_dependencies(&docker, &project, s, &ids, ctx, sink).await?;
+        let spec = containers::service_spec(&docker, &project, s, None).await?;
+        let svc = &project.services[s];
+        let deps_recreated = svc
+            .depends_on
+            .iter()
+            .any(|(d, dep)| dep.restart && recreated.contains(d));
+        let current = existing.get(s);
+        let same =
+            current.is_some_and(|c| c.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash));
+        let (id, action) = match current {
+            Some(c) if same && !opts.force_recreate => {
+                if c.state != "running" {
+                    docker
+                        .start_container(&c.id, None)
+                        .await
+                        .map_err(containers::api(format!("starting {}", c.name)))?;
+                    (c.id.clone(), Action::Started)
+                } else if deps_recreated {
+                    docker
+                        .restart_container(&c.id, None)
+                        .await
+                        .map_err(containers::api(format!("restarting {}", c.name)))?;
+                    (c.id.clone(), Action::Restarted)
+                } else {
+                    progress.phase(
+                        Phase::Create,
+                        PhaseStatus::Skipped,
+                        s,
+                        format!("{} is up to date", c.name),
+                    );
+                    (c.id.clone(), Action::Unchanged)
+                }
+            }
+            Some(c) => {
+                let why = if same {
+                    "--force-recreate"
+                } else {
+                    "its configuration changed"
+                };
+                progress.phase(
+                    Phase::Create,
+                    PhaseStatus::Started,
+                    s,
+                    format!("recreating {} ({why})", spec.name),
+                );
+                let id =
+                    containers::replace(&docker, &spec, c, containers::stop_timeout(&project, s))
+                        .await?;
+                recreated.insert(s.clone());
+                (id, Action::Recreated)
+            }
+            None => {
+                progress.phase(
+                    Phase::Create,
+                    PhaseStatus::Started,
+                    s,
+                    format!("creating {}", spec.name),
+                );
+                let id = containers::create_and_start(&docker, &spec, &spec.name).await?;
+                recreated.insert(s.clone());
+                (id, Action::Created)
+            }
+        };
+        if action != Action::Unchanged {
+            progress.phase(
+                Phase::Start,
+                PhaseStatus::Done,
+                s,
+                format!("{} {} ({})", spec.name, action.as_str(), short(&id)),
+            );
+        }
+        ids.insert(s.clone(), id.clone());
+        results.push(ServiceResult {
+            service: s.clone(),
+            container: spec.name.clone(),
+            id,
+            image: spec.image.clone(),
+            action,
+        });
+    }
+    let mut ready_after = None;
+    let app_service = &ctx.config.app.service;
+    if opts.no_wait {
+        progress.phase(
+            Phase::Readiness,
+            PhaseStatus::Skipped,
+            app_service,
+            "--no-wait",
+        );
+    } else if let Some(id) = ids.get(app_service) {
+        let check = Readiness::from_config(&ctx.config.readiness)?;
+        match readiness::wait(&docker, id, app_service, &check, sink).await {
+            Ok(ready) => {
+                progress.journal(
+                    Phase::Readiness,
+                    PhaseStatus::Done,
+                    &format!("ready after {:.1}s", ready.waited.as_secs_f64()),
+                );
+                ready_after = Some(ready.waited);
+            }
+            Err(e) => {
+                progress.journal(Phase::Readiness, PhaseStatus::Failed, &e.to_string());
+                return Err(e.into());
+            }
+        }
+    } else if !project.services.contains_key(app_service) {
+        sink.warning(format!(
+            "[app] service {app_service:?} is not in the compose project (services: {}): no readiness check was done; set [app] service in agent.toml",
+            project.services.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(UpReport {
+        project: project.name.clone(),
+        services: results,
+        orphans: orphan_names,
+        orphans_removed: opts.remove_orphans && !orphans.is_empty(),
+        ready_after,
+        duration: progress.start.elapsed(),
+    })
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// The project's containers by service (the canonical `-1` one preferred) and the orphans.
+async fn current_containers(
+    docker: &Docker,
+    project: &Project,
+    sink: &EventSink,
+) -> Result<(HashMap<String, ProjectContainer>, Vec<ProjectContainer>), UpError> {
+    let mut by_service: HashMap<String, ProjectContainer> = HashMap::new();
+    let mut orphans = Vec::new();
+    for c in project_containers(docker, &project.name).await? {
+        if !project.services.contains_key(&c.service) {
+            orphans.push(c);
+            continue;
+        }
+        let canonical = project.container_name(&c.service);
+        match by_service.get(&c.service) {
+            Some(prev) if prev.name == canonical => {
+                sink.warning(format!(
+                    "service {} also has container {}; clawops manages {}",
+                    c.service, c.name, canonical
+                ));
+            }
+            Some(prev) => {
+                sink.warning(format!(
+                    "service {} also has container {}; clawops manages {}",
+                    c.service, prev.name, c.name
+                ));
+                by_service.insert(c.service.clone(), c);
+            }
+            None => {
+                by_service.insert(c.service.clone(), c);
+            }
+        }
+    }
+    Ok((by_service, orphans))
+}
+
+/// Waits for `depends_on` conditions: `service_healthy` (the dependency's healthcheck) and
+/// `service_completed_successfully` (it exited 0), within the readiness timeout.
+async fn wait_dependencies(
+    docker: &Docker,
+    project: &Project,
+    service: &str,
+    ids: &HashMap<String, String>,
+    ctx: &AgentContext,
+    sink: &EventSink,
+) -> Result<(), UpError> {
+    let timeout = Duration::from_secs(ctx.config.readiness.timeout_secs);
+    for (dep, d) in &project.services[service].depends_on {
+        let Some(id) = ids.get(dep) else { continue };
+        let fail = |message: String| UpError::Dependency {
+            service: service.to_owned(),
+            dependency: dep.clone(),
+            message,
+        };
+        match d.condition {
+            Condition::Started => {}
+            Condition::Healthy => {
+                let check = Readiness {
+                    url: None,
+                    log_regex: None,
+                    healthcheck: true,
+                    timeout,
+                };
+                readiness::wait(docker, id, dep, &check, sink)
+                    .await
+                    .map_err(|e| fail(format!("did not become healthy: {e}")))?;
+            }
+            Condition::CompletedSuccessfully => {
+                let deadline = Instant::now() + timeout;
+                loop {
+                    let info = docker
+                        .inspect_container(id, None)
+                        .await
+                        .map_err(containers::api(format!("inspecting {dep}")))?;
+                    let st = info.state.unwrap_or_default();
+                    if st.running != Some(true) {
+                        match st.exit_code.unwrap_or(0) {
+                            0 => break,
+                            code => {
+                                return Err(fail(format!(
+                                    "exited with code {code}, but service_completed_successfully requires 0"
+                                )));
+                            }
+                        }
+                    }
+                    if Instant::now() > deadline {
+                        return Err(fail(format!(
+                            "did not complete within {}s",
+                            timeout.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! Update: git fetch → (no-op?) → fast-forward → build → preflight → snapshot → swap with
+//! automatic rollback. Everything the operator typed by hand, in one call that either moves the
+//! gateway to the new commit or leaves the previous one serving, and journals which.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    build::{self, BuildSpec},
+    compose::Project,
+    context::AgentContext,
+    docker::LABEL_CONFIG_HASH,
+    events::{EventSink, Phase, PhaseStatus},
+    git::Repo,
+    journal::{Finish, Outcome},
+    lock::LockGuard,
+    readiness::Readiness,
+    snapshot::{self, Snapshot},
+    up::{self, containers},
+};
+
+pub mod rollback;
+pub mod source;
+pub mod swap;
+
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    /// Deploy this sha or tag instead of the branch head.
+    pub git_ref: Option<String>,
+    pub allow_non_ff: bool,
+    /// Rebuild and recreate even when already up to date.
+    pub force: bool,
+}
+
+/// The outcome of a deploy (update or rollback), as journaled and reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployReport {
+    pub operation_id: String,
+    pub outcome: Outcome,
+    pub from_sha: Option<String>,
+    pub to_sha: Option<String>,
+    pub image: Option<String>,
+    pub message: String,
+    pub last_logs: Vec<String>,
+    pub duration: Duration,
+    pub downtime: Duration,
+    pub snapshot: Option<Snapshot>,
+}
+
+/// A failure before anything was stopped: the running gateway is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    #[error(transparent)]
+    Compose(#[from] crate::compose::ComposeError),
+    #[error(transparent)]
+    Up(#[from] crate::up::UpError),
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
+    #[error(transparent)]
+    Readiness(#[from] crate::readiness::ReadinessError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    #[error(
+        "service {service} has no `build:` section, so there is nothing to build from the repository; \
+         add one, or use `clawops up` to run a prebuilt image"
+    )]
+    NoBuild { service: String },
+}
+
+/// `openclaw:latest` → `openclaw:<sha12>`: the per-commit tag rollback starts from.
+pub fn sha_tag(image: &str, sha: &str) -> String {
+    match build::ImageRef::parse(image) {
+        Ok(r) => r.sha_tag(sha),
+        // Unparseable names never get this far: the build refuses them first.
+        Err(_) => format!("{image}-{}", short(sha)),
+    }
+}
+
+pub(crate) fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// Reports a phase to the caller and the journal.
+pub(crate) struct Progress<'a> {
+    pub ctx: &'a AgentContext,
+    pub sink: &'a EventSink,
+    pub op_id: &'a str,
+    pub service: &'a str,
+    pub started: Instant,
+}
+
+impl Progress<'_> {
+    pub fn phase(&self, phase: Phase, status: PhaseStatus, message: impl Into<String>) {
+        let message = message.into();
+        let elapsed = self.started.elapsed();
+        self.sink
+            .phase(phase, status, self.service, message.clone(), elapsed);
+        if status != PhaseStatus::Started
+            && let Err(e) = self.ctx.journal.phase(
+                self.op_id,
+                phase.as_str(),
+                status.as_str(),
+                elapsed.as_millis() as u64,
+                &message,
+            )
+        {
+            tracing::error!(operation = %self.op_id, error = %e, "cannot journal a phase");
+        }
+    }
+}
+
+/// Runs an update holding `guard`; always journals and returns a report (failures included).
+pub async fn run(
+    ctx: Arc<AgentContext>,
+    guard: LockGuard,
+    opts: UpdateOptions,
+    sink: EventSink,
+) -> DeployReport {
+    let op = guard.operation().clone();
+    let from = ctx.journal.deployed().and_then(|e| e.to_sha);
+    if let Err(e) = ctx.journal.begin(&op, from.clone()) {
+        return DeployReport {
+            operation_id: op.id,
+            outcome: Outcome::Failed,
+            from_sha: from,
+            to_sha: None,
+            image: None,
+            message: e.to_string(),
+            last_logs: Vec::new(),
+            duration: Duration::ZERO,
+            downtime: Duration::ZERO,
+            snapshot: None,
+        };
+    }
+    let progress = Progress {
+        ctx: &ctx,
+        sink: &sink,
+        op_id: &op.id,
+        service: &ctx.config.app.service,
+        started: Instant::now(),
+    };
+    let mut report = DeployReport {
+        operation_id: op.id.clone(),
+        outcome: Outcome::Failed,
+        from_sha: from,
+        to_sha: None,
+        image: None,
+        message: String::new(),
+        last_logs: Vec::new(),
+        duration: Duration::ZERO,
+        downtime: Duration::ZERO,
+        snapshot: None,
+    };
+    if let Err(e) = execute(&ctx, &opts, &progress, &mut report).await {
+        report.outcome = Outcome::Failed;
+        report.message = match &report.from_sha {
+            Some(sha) => format!("{e} (nothing was stopped: {} still serves)", short(sha)),
+            None => format!("{e} (nothing was stopped)"),
+        };
+    }
+    finish(&ctx, &mut report, progress.started);
+    drop(guard);
+    report
+}
+
+pub(crate) fn finish(ctx: &AgentContext, report: &mut DeployReport, started: Instant) {
+    report.duration = started.elapsed();
+    let result = ctx.journal.finish(
+        &report.operation_id,
+        report.outcome,
+        Finish {
+            from_sha: report.from_sha.clone(),
+            to_sha: report.to_sha.clone(),
+            image: report.image.clone(),
+            message: report.message.clone(),
+            last_logs: report.last_logs.clone(),
+        },
+    );
+    if let Err(e) = result {
+        tracing::error!(operation = %report.operation_id, error = %e, "cannot journal the end of a deploy");
+    }
+    tracing::info!(
+        operation = %report.operation_id,
+        outcome = report.outcome.as_str(),
+        message = %report.message,
+        "deploy finished"
+    );
+}
+
+async fn execute(
+    ctx: &AgentContext,
+    opts: &UpdateOptions,
+    p: &Progress<'_>,
+    report: &mut DeployReport,
+) -> Result<(), UpdateError> {
+    let app = &ctx.app;
+    let cfg = &ctx.config.app;
+    let service = cfg.service.as_str();
+    let repo = Repo::new(&app.repo, &app.owner, app.uid, app.gid, &app.home);
+    repo.check().await?;
+    let docker = ctx.docker.get().await?;
+
+    p.phase(Phase::Fetch, PhaseStatus::Started, format!("{}/{}", cfg.remote, cfg.branch));
+    let remote_head = repo.fetch(&cfg.remote, &cfg.branch).await?;
+    let upstream = format!("{}/{}", cfg.remote, cfg.branch);
+    let target = match &opts.git_ref {
+        Some(r) => repo.resolve(r, &upstream).await?,
+        None => remote_head,
+    };
+    report.to_sha = Some(target.clone());
+    p.phase(Phase::Fetch, PhaseStatus::Done, format!("{upstream} is {}", short(&target)));
+
+    if !opts.force && report.from_sha.as_deref() == Some(target.as_str()) {
+        let project = up::load_project(&ctx.config, app)?;
+        if let Some(image) = already_running(&docker, &project, service, &target).await {
+            report.outcome = Outcome::UpToDate;
+            report.image = Some(image);
+            report.message = format!("already up to date: {} is deployed and running", short(&target));
+            return Ok(());
+        }
+    }
+
+    let plan = source::plan(&repo, &target, &upstream, opts.allow_non_ff).await?;
+    if report.from_sha.is_none() {
+        report.from_sha = Some(plan.head.clone());
+    }
+    source::apply(&repo, &plan).await?;
+    p.phase(
+        Phase::Merge,
+        if plan.action == source::SourceAction::None { PhaseStatus::Skipped } else { PhaseStatus::Done },
+        format!("{} → {}", short(&plan.head), short(&target)),
+    );
+
+    // The compose file may have changed with the commit: load it from the new tree.
+    let project = up::load_project(&ctx.config, app)?;
+    let svc = project
+        .service(service)
+        .ok_or_else(|| crate::compose::ComposeError::UnknownService {
+            name: service.to_owned(),
+            available: project.services.keys().cloned().collect(),
+        })?;
+    let build_cfg = svc.build.clone().ok_or_else(|| UpdateError::NoBuild {
+        service: service.to_owned(),
+    })?;
+    let image_name = svc.image_ref(&project.name);
+
+    p.phase(Phase::Build, PhaseStatus::Started, format!("{image_name} at {}", short(&target)));
+    let mut spec = BuildSpec::new(&build_cfg.context, &image_name, &project.name);
+    spec.dockerfile = build_cfg.dockerfile.clone();
+    spec.args = build_cfg
+        .args
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+        .collect();
+    spec.target = build_cfg.target.clone();
+    spec.git_sha = Some(target.clone());
+    spec.keep = ctx.config.build.keep_images;
+    spec.service = service.to_owned();
+    spec.root = Some(app.repo.clone());
+    spec.builder = ctx.config.build.builder;
+    spec.preflight = build::PreflightLimits {
+        min_free_disk_mb: ctx.config.build.min_free_disk_mb,
+        min_available_memory_mb: ctx.config.build.min_available_memory_mb,
+    };
+    let built = build::build(&docker, &spec, p.sink).await?;
+    let image = sha_tag(&image_name, &target);
+    report.image = Some(image.clone());
+    p.phase(Phase::Build, PhaseStatus::Done, format!("{image} ({})", built.image_id));
+
+    // The container runs the compose `image:` name (which the build pointed at the new image),
+    // exactly as `docker compose up` would; the sha tag is what rollback returns to.
+    let info = containers::image_info(&docker, &project, service, Some(&image_name)).await?;
+    let existing = swap::current(&docker, &project, service).await?;
+    up::preflight::preflight(&docker, app, &project, service, &info, existing.as_ref()).await?;
+    p.phase(Phase::Preflight, PhaseStatus::Done, String::new());
+
+    let from_label = report.from_sha.as_deref().map(short).unwrap_or("none");
+    let snap = snapshot::take(
+        &ctx.config.state_dir,
+        &format!("{}-{from_label}", p.op_id),
+        &app.state_dirs,
+        ctx.config.snapshots.keep,
+    )
+    .await?;
+    p.phase(
+        Phase::Snapshot,
+        PhaseStatus::Done,
+        format!("{} ({} bytes)", snap.path.display(), snap.size_bytes),
+    );
+    report.snapshot = Some(snap);
+
+    let readiness = Readiness::from_config(&ctx.config.readiness)?;
+    match swap::swap(
+        &docker,
+        &project,
+        service,
+        &image_name,
+        &readiness,
+        &ctx.journal,
+        p.op_id,
+        p.sink,
+    )
+    .await
+    {
+        Ok(done) => {
+            report.outcome = Outcome::Succeeded;
+            report.downtime = done.downtime;
+            report.message = format!(
+                "deployed {} ({image}); the gateway was down for {:.1}s",
+                short(&target),
+                done.downtime.as_secs_f64()
+            );
+        }
+        Err(failed) => {
+            report.downtime = failed.downtime;
+            report.last_logs = failed.last_logs;
+            let previous = report.from_sha.as_deref().map(short).unwrap_or("the previous container");
+            match (failed.stopped_old, failed.restored) {
+                (true, Ok(())) => {
+                    report.outcome = Outcome::RolledBack;
+                    report.message = format!(
+                        "{} failed: {}; rolled back to {previous}",
+                        short(&target),
+                        failed.reason
+                    );
+                    // `image:` (e.g. openclaw:latest) must not point at the broken build, or
+                    // a manual `docker compose up` would start it.
+                    if let Some(prev) = report.from_sha.clone()
+                        && let Err(e) = retag(&docker, &sha_tag(&image_name, &prev), &image_name).await
+                    {
+                        p.sink.warning(format!("could not point {image_name} back at {previous}: {e}"));
+                    }
+                }
+                (false, Ok(())) => {
+                    report.outcome = Outcome::Failed;
+                    report.message = format!("{} failed: {}", short(&target), failed.reason);
+                }
+                (_, Err(why)) => {
+                    report.outcome = Outcome::Failed;
+                    report.message = format!(
+                        "{} failed: {}; rolling back to {previous} ALSO failed: {why}. The gateway is down: \
+                         check `clawops logs` and `clawops status`",
+                        short(&target),
+                        failed.reason
+                    );
+                }
+            }
+            report.to_sha = Some(target);
+        }
+    }
+    Ok(())
+}
+
+/// The no-op check: the sha's image exists, the compose `image:` points at it, and the
+/// service's container runs with the config hash it would be created with now. Returns the sha
+/// tag when all hold.
+async fn already_running(
+    docker: &bollard::Docker,
+    project: &Project,
+    service: &str,
+    sha: &str,
+) -> Option<String> {
+    let svc = project.service(service)?;
+    let image_name = svc.image_ref(&project.name);
+    let image = sha_tag(&image_name, sha);
+    let kept = docker.inspect_image(&image).await.ok()?.id?;
+    let spec = containers::service_spec(docker, project, service, None)
+        .await
+        .ok()?;
+    if docker.inspect_image(&image_name).await.ok()?.id? != kept {
+        return None;
+    }
+    let running = swap::current(docker, project, service).await.ok()??;
+    (running.state == "running"
+        && running.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash))
+    .then_some(image)
+}
+
+/// Points `target` (e.g. `openclaw:latest`) at the image `source` names.
+pub(crate) async fn retag(
+    docker: &bollard::Docker,
+    source: &str,
+    target: &str,
+) -> Result<(), bollard::errors::Error> {
+    let (repo, tag) = match target.rfind(':') {
+        Some(i) if !target[i..].contains('/') => (&target[..i], &target[i + 1..]),
+        _ => (target, "latest"),
+    };
+    docker
+        .tag_image(
+            source,
+            Some(
+                bollard::query_parameters::TagImageOptionsBuilder::default()
+                    .repo(repo)
+                    .tag(tag)
+                    .build(),
+            ),
+        )
+        .await
+}

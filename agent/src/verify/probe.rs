@@ -1,0 +1,283 @@
+//! Does the binary run? `<bin> --version` (or the configured probe argv) through the exec API,
+//! as an argument vector, never a shell, with a timeout. The engine's and the loader's own
+//! words tell why a binary cannot start: `exec format error` is another CPU architecture,
+//! `error while loading shared libraries` a missing library.
+use std::time::Duration;
+
+use bollard::{
+    Docker,
+    exec::{CreateExecOptions, StartExecOptions, StartExecResults},
+};
+use futures::StreamExt;
+
+use super::{VerifyError, resolve::short};
+
+/// Output kept per stream; a version line is at the start.
+const MAX_OUTPUT: usize = 64 * 1024;
+const MAX_VERSION_CHARS: usize = 200;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeVerdict {
+    /// It ran. `version` is the first line it printed, when the probe succeeded.
+    Ran,
+    WrongArch,
+    Broken,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOutcome {
+    pub verdict: ProbeVerdict,
+    pub version: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Runs `argv` in the running `container` and classifies the result. `configured`: the argv
+/// comes from `[verify.probes]`, so a non-zero exit is a failure rather than an unsupported
+/// `--version`.
+pub async fn probe(
+    docker: &Docker,
+    container: &str,
+    argv: &[String],
+    configured: bool,
+    timeout: Duration,
+) -> Result<ProbeOutcome, VerifyError> {
+    let exec_err = |source| VerifyError::Exec {
+        container: short(container).to_owned(),
+        source,
+    };
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions::<String> {
+                cmd: Some(argv.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(exec_err)?;
+    let run = async {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let start = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        if let StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&exec.id, Some(start)).await?
+        {
+            while let Some(item) = output.next().await {
+                use bollard::container::LogOutput;
+                let (buf, bytes) = match item? {
+                    LogOutput::StdErr { message } => (&mut stderr, message),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        (&mut stdout, message)
+                    }
+                    LogOutput::StdIn { .. } => continue,
+                };
+                let room = MAX_OUTPUT.saturating_sub(buf.len());
+                buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+        }
+        // The stream ends when the process exits; the exit code can lag a moment behind.
+        let mut exit_code = None;
+        for _ in 0..50 {
+            let inspect = docker.inspect_exec(&exec.id).await?;
+            if inspect.running != Some(true) {
+                exit_code = inspect.exit_code;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok::<_, bollard::errors::Error>((exit_code, stdout, stderr))
+    };
+    let display = argv.join(" ");
+    match tokio::time::timeout(timeout, run).await {
+        Err(_) => Ok(ProbeOutcome {
+            verdict: ProbeVerdict::Broken,
+            version: None,
+            detail: Some(format!(
+                "`{display}` did not finish within {} ms (it may still be running in the \
+                 container); if the binary is fine but slow or interactive, configure \
+                 [verify.probes] with an argv that returns quickly",
+                timeout.as_millis()
+            )),
+        }),
+        Ok(Err(source)) => Err(exec_err(source)),
+        Ok(Ok((exit, stdout, stderr))) => Ok(classify(
+            exit,
+            &String::from_utf8_lossy(&stdout),
+            &String::from_utf8_lossy(&stderr),
+            configured,
+            &display,
+        )),
+    }
+}
+
+/// Reads the outcome of one probe. Pure, so each case is tested without an engine.
+pub fn classify(
+    exit: Option<i64>,
+    stdout: &str,
+    stderr: &str,
+    configured: bool,
+    display: &str,
+) -> ProbeOutcome {
+    let all = format!("{stdout}\n{stderr}");
+    let line_with = |needle: &str| {
+        all.lines()
+            .find(|l| l.contains(needle))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let broken = |detail: String| ProbeOutcome {
+        verdict: ProbeVerdict::Broken,
+        version: None,
+        detail: Some(detail),
+    };
+    if all.contains("exec format error") {
+        return ProbeOutcome {
+            verdict: ProbeVerdict::WrongArch,
+            version: None,
+            detail: Some(format!(
+                "wrong CPU architecture for this VM ({})",
+                line_with("exec format error")
+            )),
+        };
+    }
+    if all.contains("error while loading shared libraries") {
+        return broken(line_with("error while loading shared libraries"));
+    }
+    let first = first_line(stdout).or_else(|| first_line(stderr));
+    let code = exit.unwrap_or(-1);
+    if code == 0 {
+        return ProbeOutcome {
+            verdict: ProbeVerdict::Ran,
+            version: first,
+            detail: None,
+        };
+    }
+    let lower = all.to_lowercase();
+    if (code == 126 || code == 127) && lower.contains("no such file or directory") {
+        return broken(format!(
+            "cannot start: the file exists, so its ELF loader or #! interpreter is missing \
+             in the image ({})",
+            line_with("o such file")
+        ));
+    }
+    if code == 126 || lower.contains("permission denied") {
+        return broken(format!(
+            "permission denied: the container's user may not execute it ({})",
+            first.unwrap_or_default()
+        ));
+    }
+    if (129..=192).contains(&code) {
+        let signal = code - 128;
+        let hint = match signal {
+            4 => ": illegal instruction, built for a newer CPU than this VM's?",
+            9 => ": killed, out of memory?",
+            11 => ": segmentation fault",
+            _ => "",
+        };
+        return broken(format!("`{display}` crashed with signal {signal}{hint}"));
+    }
+    let said = first.map(|l| format!(": {l}")).unwrap_or_default();
+    match (configured, exit) {
+        (true, _) | (false, None) => broken(format!("`{display}` exited with {code}{said}")),
+        (false, Some(_)) => ProbeOutcome {
+            verdict: ProbeVerdict::Ran,
+            version: None,
+            detail: Some(format!(
+                "runs, but `{display}` exited with {code}{said}; set [verify.probes] for this \
+                 binary to an argv that prints its version"
+            )),
+        },
+    }
+}
+
+fn first_line(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.chars().take(MAX_VERSION_CHARS).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_the_first_line() {
+        let o = classify(Some(0), "\ngog 1.4.2\nmore\n", "", false, "gog --version");
+        assert_eq!(o.verdict, ProbeVerdict::Ran);
+        assert_eq!(o.version.as_deref(), Some("gog 1.4.2"));
+        let o = classify(Some(0), "", "v2\n", false, "x --version");
+        assert_eq!(o.version.as_deref(), Some("v2"));
+    }
+
+    #[test]
+    fn wrong_arch_and_missing_library() {
+        let o = classify(
+            Some(1),
+            "",
+            "exec /usr/bin/gog: exec format error\n",
+            false,
+            "gog --version",
+        );
+        assert_eq!(o.verdict, ProbeVerdict::WrongArch);
+        assert!(o.detail.unwrap().contains("wrong CPU architecture"));
+        let o = classify(
+            Some(127),
+            "",
+            "gog: error while loading shared libraries: libssl.so.3: cannot open shared object file: No such file or directory\n",
+            false,
+            "gog --version",
+        );
+        assert_eq!(o.verdict, ProbeVerdict::Broken);
+        assert!(
+            o.detail
+                .unwrap()
+                .starts_with("gog: error while loading shared libraries: libssl.so.3")
+        );
+    }
+
+    #[test]
+    fn engine_errors() {
+        let o = classify(
+            Some(126),
+            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"/bin/x\": permission denied: unknown\r\n",
+            "",
+            false,
+            "x --version",
+        );
+        assert_eq!(o.verdict, ProbeVerdict::Broken);
+        assert!(o.detail.unwrap().starts_with("permission denied"));
+        let o = classify(
+            Some(127),
+            "exec /usr/bin/x: no such file or directory\n",
+            "",
+            false,
+            "x --version",
+        );
+        assert!(o.detail.unwrap().contains("interpreter is missing"));
+        let o = classify(Some(139), "", "", false, "x --version");
+        assert!(o.detail.unwrap().contains("signal 11"));
+    }
+
+    #[test]
+    fn unsupported_version_flag_still_runs() {
+        let o = classify(
+            Some(1),
+            "",
+            "ls: unrecognized option '--version'\n",
+            false,
+            "ls --version",
+        );
+        assert_eq!(o.verdict, ProbeVerdict::Ran);
+        assert_eq!(o.version, None);
+        assert!(o.detail.unwrap().contains("[verify.probes]"));
+        let o = classify(Some(2), "", "bad\n", true, "gog version");
+        assert_eq!(o.verdict, ProbeVerdict::Broken);
+    }
+}

@@ -1,0 +1,273 @@
+//! What is checked: the service's container (found by its compose labels) and the image it was
+//! created from, or an image named in the request. The container's config holds the effective
+//! environment — the image's plus the service's `environment:` — so its PATH is the one the
+//! gateway runs with.
+use std::collections::HashMap;
+
+use bollard::{
+    Docker,
+    models::{ContainerCreateBody, HostConfig},
+    query_parameters::{
+        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    },
+};
+
+use super::{VerifyError, report::ContainerInfo, resolve::short};
+use crate::docker::{LABEL_SERVICE, project_containers};
+
+/// Docker's PATH for containers whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Marks the throwaway containers, so ones left by a killed agent can be found and removed.
+pub const SCRATCH_LABEL: &str = "clawops.verify-scratch";
+/// A throwaway container older than this belongs to no running verification.
+const STALE_AFTER_SECS: i64 = 600;
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// What the throwaway container is created from: the container's image id, or the name.
+    pub image_ref: String,
+    pub image_name: String,
+    pub image_id: String,
+    pub container: Option<ContainerInfo>,
+    pub path_env: Option<String>,
+    pub notes: Vec<String>,
+}
+
+pub async fn find(
+    docker: &Docker,
+    project: &str,
+    service: &str,
+    image: Option<&str>,
+) -> Result<Target, VerifyError> {
+    if let Some(image) = image {
+        let inspect = docker
+            .inspect_image(image)
+            .await
+            .map_err(|source| match source {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                } => VerifyError::ImageNotFound {
+                    image: image.to_owned(),
+                },
+                source => VerifyError::Inspect {
+                    what: format!("image {image}"),
+                    source,
+                },
+            })?;
+        let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+        return Ok(Target {
+            image_ref: image.to_owned(),
+            image_name: image.to_owned(),
+            image_id: inspect.id.unwrap_or_default(),
+            container: None,
+            path_env: path_of(&env),
+            notes: vec![format!(
+                "checked image {image} alone: PATH from its config, no container compared, \
+                 nothing run"
+            )],
+        });
+    }
+    let mut candidates: Vec<_> = project_containers(docker, project)
+        .await?
+        .into_iter()
+        .filter(|c| c.labels.get(LABEL_SERVICE).map(String::as_str) == Some(service))
+        .collect();
+    // A running one first; compose numbers replicas, the first is the one `exec` picks.
+    candidates.sort_by_key(|c| c.state != "running");
+    let Some(chosen) = candidates.first() else {
+        return Err(VerifyError::NoContainer {
+            service: service.to_owned(),
+            project: project.to_owned(),
+        });
+    };
+    let inspect = docker
+        .inspect_container(&chosen.id, None)
+        .await
+        .map_err(|source| VerifyError::Inspect {
+            what: format!("container {}", chosen.name),
+            source,
+        })?;
+    let config = inspect.config.unwrap_or_default();
+    let state = inspect.state.unwrap_or_default();
+    let running = state.running == Some(true);
+    let state_name = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let image_id = inspect.image.unwrap_or_default();
+    let image_name = config.image.clone().unwrap_or_else(|| image_id.clone());
+    let mut notes = Vec::new();
+    if candidates.len() > 1 {
+        notes.push(format!(
+            "service {service} has {} containers; checked {}",
+            candidates.len(),
+            chosen.name
+        ));
+    }
+    if !running {
+        notes.push(format!(
+            "container {} is {}: image checks only, nothing was run",
+            chosen.name,
+            if state_name.is_empty() {
+                "not running"
+            } else {
+                &state_name
+            }
+        ));
+    }
+    // A rebuilt tag that is not deployed yet: what runs is still the old image.
+    if let Ok(tagged) = docker.inspect_image(&image_name).await
+        && let Some(tagged_id) = tagged.id
+        && tagged_id != image_id
+    {
+        notes.push(format!(
+            "{image_name} now points to {} but the container runs {}: checked the image the \
+             container runs; `clawops update` (or `--image {image_name}`) for the new one",
+            short_id(&tagged_id),
+            short_id(&image_id)
+        ));
+    }
+    Ok(Target {
+        image_ref: image_id.clone(),
+        image_name,
+        image_id,
+        container: Some(ContainerInfo {
+            id: chosen.id.clone(),
+            name: chosen.name.clone(),
+            running,
+            state: state_name,
+            mounts: inspect
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| m.destination)
+                .collect(),
+        }),
+        path_env: path_of(&config.env.unwrap_or_default()),
+        notes,
+    })
+}
+
+fn path_of(env: &[String]) -> Option<String> {
+    env.iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .map(str::to_owned)
+}
+
+fn short_id(id: &str) -> &str {
+    short(id.strip_prefix("sha256:").unwrap_or(id))
+}
+
+/// The PATH directories to search. Relative and empty entries (the current directory) are
+/// skipped: what they mean depends on where a process happens to run.
+pub fn search_path(env: Option<&str>, notes: &mut Vec<String>) -> Vec<String> {
+    let raw = match env {
+        Some(p) => p,
+        None => {
+            notes.push(format!(
+                "the container sets no PATH: Docker's default {DEFAULT_PATH}"
+            ));
+            DEFAULT_PATH
+        }
+    };
+    let mut dirs: Vec<String> = Vec::new();
+    for dir in raw.split(':') {
+        if !dir.starts_with('/') {
+            notes.push(format!(
+                "PATH entry {dir:?} is not absolute and was not searched"
+            ));
+        } else if !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_owned());
+        }
+    }
+    dirs
+}
+
+/// A container created from an image and never started: its filesystem is the image's.
+/// Removed by `remove`, or in the background when dropped before that.
+pub struct Scratch {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl Scratch {
+    pub async fn create(docker: &Docker, image: &str) -> Result<Self, VerifyError> {
+        let name = format!(
+            "clawops-verify-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            // Never started; a command is only needed because scratch images may lack one.
+            cmd: Some(vec!["/clawops-verify-never-started".to_owned()]),
+            labels: Some(HashMap::from([(SCRATCH_LABEL.to_owned(), "1".to_owned())])),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|source| VerifyError::Scratch {
+                image: image.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            docker: docker.clone(),
+            id: Some(created.id),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+
+    pub async fn remove(mut self) {
+        if let Some(id) = self.id.take() {
+            remove(&self.docker, &id).await;
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(rt)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
+            let docker = self.docker.clone();
+            rt.spawn(async move { remove(&docker, &id).await });
+        }
+    }
+}
+
+async fn remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    if let Err(e) = docker.remove_container(id, Some(options)).await {
+        tracing::warn!(container = short(id), error = %e, "cannot remove a verify scratch container");
+    }
+}
+
+/// Removes throwaway containers that a killed agent left behind, in the background.
+pub fn sweep_stale(docker: Docker) {
+    tokio::spawn(async move {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{SCRATCH_LABEL}=1")])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(list) = docker.list_containers(Some(options)).await else {
+            return;
+        };
+        let cutoff = chrono::Utc::now().timestamp() - STALE_AFTER_SECS;
+        for c in list {
+            if let (Some(id), Some(created)) = (c.id, c.created)
+                && created < cutoff
+            {
+                remove(&docker, &id).await;
+            }
+        }
+    });
+}

@@ -1,0 +1,737 @@
+//! MemoryStats against real parts: the Docker engine, /proc, a GCE-like metadata server on
+//! loopback, and a unix-socket proxy in front of dockerd that can be cut to end the events
+//! stream as a dockerd restart would.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bollard::{
+    Docker,
+    models::{ContainerCreateBody, ContainerStatsResponse, HostConfig},
+    query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions},
+};
+use clawops_agent::{
+    config::Config,
+    context::AgentContext,
+    memory::{
+        self, AdviceKind, EventKind, ReportOptions,
+        cgroup::{self, CgroupMounts, CgroupVersion},
+        metadata::MetadataClient,
+    },
+    startup,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, UnixListener, UnixStream},
+    task::JoinHandle,
+};
+
+const MIB: u64 = 1 << 20;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/memory")
+            .join(name),
+    )
+    .unwrap()
+}
+
+// ------------------------------------------------------------------ fake GCE metadata server
+
+/// Answers like GCE's metadata server: 403 without `Metadata-Flavor: Google`, the header echoed
+/// on every answer, HTTP/1.1 keep-alive.
+struct FakeGce {
+    url: String,
+    /// (path, had the Metadata-Flavor: Google header)
+    requests: Arc<Mutex<Vec<(String, bool)>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeGce {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn fake_gce(answers: &[(&str, &str)], flavor_header: bool) -> FakeGce {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/computeMetadata/v1",
+        listener.local_addr().unwrap()
+    );
+    let answers: HashMap<String, String> = answers
+        .iter()
+        .map(|(p, v)| (format!("/computeMetadata/v1{p}"), v.to_string()))
+        .collect();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let answers = answers.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = find(&buf, b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 1024];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                    let flavor = head
+                        .lines()
+                        .any(|l| l.to_ascii_lowercase() == "metadata-flavor: google");
+                    seen.lock().unwrap().push((path.clone(), flavor));
+                    let (status, body) = match answers.get(&path) {
+                        _ if !flavor => (
+                            "403 Forbidden",
+                            "Missing required header \"Metadata-Flavor\": \"Google\"".into(),
+                        ),
+                        Some(v) => ("200 OK", v.clone()),
+                        None => ("404 Not Found", "not found".into()),
+                    };
+                    let echo = if flavor_header {
+                        "Metadata-Flavor: Google\r\n"
+                    } else {
+                        ""
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\n{echo}Content-Type: application/text\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if conn.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    FakeGce {
+        url,
+        requests,
+        task,
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+const GCE_E2_MICRO: [(&str, &str); 4] = [
+    (
+        "/instance/machine-type",
+        "projects/123456789/machineTypes/e2-micro",
+    ),
+    ("/instance/name", "openclaw-gateway"),
+    ("/instance/zone", "projects/123456789/zones/us-central1-a"),
+    ("/project/project-id", "my-claw-project"),
+];
+
+// ------------------------------------------------------------------ agent context and docker
+
+struct TestAgent {
+    ctx: Arc<AgentContext>,
+    project: String,
+    _state: tempfile::TempDir,
+    _guard: testkit::cleanup::ProjectGuard,
+}
+
+fn agent_with(edit: impl FnOnce(&mut Config)) -> TestAgent {
+    let project = testkit::unique("memtest");
+    let state = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.state_dir = state.path().to_path_buf();
+    config.app.project = Some(project.clone());
+    config.memory.sample_interval_secs = 1;
+    edit(&mut config);
+    // build_context starts the sampler and the events watcher, as the agent does.
+    let ctx = startup::build_context(config).unwrap();
+    TestAgent {
+        ctx,
+        _guard: testkit::cleanup::ProjectGuard::new(project.clone()),
+        project,
+        _state: state,
+    }
+}
+
+async fn run_container(
+    docker: &Docker,
+    project: &str,
+    image: &str,
+    script: &str,
+    memory: Option<i64>,
+) -> String {
+    let labels = HashMap::from([
+        (
+            "com.docker.compose.project".to_string(),
+            project.to_string(),
+        ),
+        ("com.docker.compose.service".to_string(), "gw".to_string()),
+        (
+            "com.docker.compose.container-number".to_string(),
+            "1".to_string(),
+        ),
+        ("com.docker.compose.oneoff".to_string(), "False".to_string()),
+        ("clawops.test".to_string(), "1".to_string()),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(image.into()),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            memory,
+            // Same as memory: no swap to escape into, so the limit really is the limit.
+            memory_swap: memory,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let name = testkit::unique(&format!("{project}-gw"));
+    let id = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body,
+        )
+        .await
+        .unwrap()
+        .id;
+    docker
+        .start_container(&id, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+    id
+}
+
+/// Polls `check` every 100 ms until it returns Some, or panics with `what` after `limit`.
+async fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_gce_e2_micro_with_sustained_low_memory_advises_e2_small_over_grpc() {
+    let gce = fake_gce(&GCE_E2_MICRO, true).await;
+    let url = gce.url.clone();
+    let agent = agent_with(|c| {
+        c.memory.metadata_url = url;
+        // Every host is "low" against a 1 PiB threshold; two seconds of it is "sustained".
+        c.memory.low_available_mb = 1 << 30;
+        c.memory.sustained_secs = 2;
+    });
+    let shared = agent.ctx.memory.shared().clone();
+    eventually(Duration::from_secs(15), "4 samples", || {
+        (shared.samples().len() >= 4).then_some(())
+    })
+    .await;
+
+    // Through the real gRPC server, with the token.
+    let token = "memory-test-token-0123456789";
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(clawops_agent::server::serve_tcp(
+        agent.ctx.clone(),
+        clawops_agent::auth::Token::new(token),
+        None,
+        listener,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = clawops_proto::v1::agent_client::AgentClient::new(channel);
+    let mut req = tonic::Request::new(clawops_proto::v1::MemoryRequest {
+        history: true,
+        max_samples: 2,
+    });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let report = client.memory_stats(req).await.unwrap().into_inner();
+    let _ = stop_tx.send(());
+    let _ = server.await;
+
+    let machine = report.machine.unwrap();
+    assert!(machine.on_gce);
+    assert_eq!(machine.machine_type, "e2-micro");
+    assert_eq!(machine.name, "openclaw-gateway");
+    assert_eq!(machine.zone, "us-central1-a");
+    assert_eq!(machine.project, "my-claw-project");
+    let upgrade = report
+        .advice
+        .iter()
+        .find(|a| a.kind == clawops_proto::v1::AdviceKind::Upgrade as i32)
+        .unwrap_or_else(|| panic!("no upgrade advice in {:?}", report.advice));
+    assert_eq!(upgrade.from_machine_type, "e2-micro");
+    assert_eq!(upgrade.to_machine_type, "e2-small");
+    assert_eq!(
+        upgrade.commands,
+        [
+            "gcloud compute instances stop openclaw-gateway --zone us-central1-a --project my-claw-project",
+            "gcloud compute instances set-machine-type openclaw-gateway --machine-type e2-small --zone us-central1-a --project my-claw-project",
+            "gcloud compute instances start openclaw-gateway --zone us-central1-a --project my-claw-project",
+        ]
+    );
+    assert_eq!(upgrade.price_before_usd_month, 6.11);
+    assert_eq!(upgrade.price_after_usd_month, 12.23);
+    assert!(
+        upgrade.reason.contains("available memory was under"),
+        "{}",
+        upgrade.reason
+    );
+    assert!(!upgrade.downtime.is_empty());
+    let history = report.history.unwrap();
+    assert_eq!(history.samples.len(), 2, "downsampled to max_samples");
+    assert!(history.available.unwrap().min > 0);
+    assert!(report.agent_rss_bytes > 0);
+    // Every request carried the header, and all four paths were asked for.
+    let requests = gce.requests.lock().unwrap().clone();
+    assert!(requests.iter().all(|(_, flavor)| *flavor), "{requests:?}");
+    for (path, _) in GCE_E2_MICRO {
+        assert!(
+            requests.iter().any(|(p, _)| p.ends_with(path)),
+            "{path} not requested: {requests:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metadata_unreachable_or_not_google_is_unknown_quickly() {
+    // A closed port: refused at once.
+    let port = testkit::free_port();
+    let started = Instant::now();
+    let client = MetadataClient::new(
+        &format!("http://127.0.0.1:{port}/computeMetadata/v1"),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    let m = client.lookup().await;
+    assert!(!m.on_gce);
+    assert_eq!(
+        (m.name.as_str(), m.zone.as_str(), m.machine_type.as_str()),
+        ("unknown", "unknown", "unknown")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A server that accepts and never answers: the 300 ms timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/computeMetadata/v1", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let m = MetadataClient::new(&url, Duration::from_millis(300))
+        .unwrap()
+        .lookup()
+        .await;
+    let took = started.elapsed();
+    assert!(!m.on_gce);
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(700),
+        "{took:?}"
+    );
+    drop(silent);
+
+    // Something answering without GCE's Metadata-Flavor header (a proxy, a captive portal).
+    let impostor = fake_gce(&GCE_E2_MICRO, false).await;
+    let m = MetadataClient::new(&impostor.url, Duration::from_millis(300))
+        .unwrap()
+        .lookup()
+        .await;
+    assert_eq!(m.machine_type, "unknown");
+
+    // The real thing, for contrast.
+    let gce = fake_gce(&GCE_E2_MICRO, true).await;
+    let m = MetadataClient::new(&gce.url, Duration::from_millis(300))
+        .unwrap()
+        .lookup()
+        .await;
+    assert_eq!((m.on_gce, m.machine_type.as_str()), (true, "e2-micro"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_killed_container_is_reported_with_its_events_and_advice() {
+    let image = testkit::image::build(&testkit::unique("clawops-memtest"), &[], r#"["sh"]"#).await;
+    // After the image, so the containers are removed (dropped) before it.
+    let agent = agent_with(|_| {});
+    let shared = agent.ctx.memory.shared().clone();
+    let docker = testkit::docker::connect().await;
+    // busybox has no allocator tool: doubling a shell variable grows sh until the limit.
+    let id = run_container(
+        &docker,
+        &agent.project,
+        &image.tag,
+        "x=a; while true; do x=$x$x; done",
+        Some(32 * MIB as i64),
+    )
+    .await;
+
+    let events = eventually(Duration::from_secs(30), "oom and die events", || {
+        let mine: Vec<_> = shared
+            .events()
+            .into_iter()
+            .filter(|e| e.container_id == id)
+            .collect();
+        let oom = mine.iter().any(|e| e.kind == EventKind::Oom);
+        let die = mine
+            .iter()
+            .any(|e| e.kind == EventKind::Die && e.exit_code == Some(137));
+        (oom && die).then_some(mine)
+    })
+    .await;
+    assert!(events.iter().all(|e| e.service == "gw"), "{events:?}");
+
+    let report = memory::report(&agent.ctx, ReportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.docker_error, None);
+    let c = report
+        .containers
+        .iter()
+        .find(|c| c.id == id)
+        .expect("the container is listed");
+    assert!(c.oom_killed, "{c:?}");
+    assert_eq!(c.exit_code, 137);
+    assert!(!c.running);
+    assert_eq!(c.limit, Some(32 * MIB));
+    assert!(report.history.oom_events >= 1);
+    let advice = report
+        .advice
+        .iter()
+        .find(|a| a.kind == AdviceKind::RaiseLimit)
+        .unwrap_or_else(|| panic!("no advice for the OOM kill: {:?}", report.advice));
+    assert_eq!(advice.service.as_deref(), Some("gw"));
+    assert!(advice.reason.contains("32 MiB"), "{}", advice.reason);
+    assert!(
+        advice.reason.contains("OOM-killed (exit 137)"),
+        "{}",
+        advice.reason
+    );
+    assert_eq!(advice.memory_after, 64 * MIB);
+    // The kernel counted the kill too (where it counts them).
+    if let Some(total) = report.host.oom_kills_total {
+        assert!(total >= 1);
+        assert!(report.host.oom_kills_since_start >= 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_container_usage_from_cgroup_matches_docker_stats() {
+    let image = testkit::image::build(&testkit::unique("clawops-memtest"), &[], r#"["sh"]"#).await;
+    let agent = agent_with(|_| {});
+    let docker = testkit::docker::connect().await;
+    // ~8 MiB held in a shell variable, then idle, so two readings a moment apart agree.
+    let id = run_container(
+        &docker,
+        &agent.project,
+        &image.tag,
+        "x=aaaaaaaaaaaaaaaa; i=0; while [ $i -lt 19 ]; do x=$x$x; i=$((i+1)); done; exec sleep 300",
+        Some(64 * MIB as i64),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = memory::report(&agent.ctx, ReportOptions::default())
+        .await
+        .unwrap();
+    let c = report.containers.iter().find(|c| c.id == id).unwrap();
+    assert!(c.running);
+    assert_eq!(c.limit, Some(64 * MIB));
+    assert_eq!(c.effective_limit, 64 * MIB);
+    let usage = c.usage.expect("usage of a running container");
+    assert!(usage > 0 && usage < 64 * MIB, "{usage}");
+    let api = memory::containers::docker_stats(&docker, &id)
+        .await
+        .expect("docker stats");
+    let diff = usage.abs_diff(api.usage);
+    assert!(
+        diff < 2 * MIB,
+        "cgroup {usage} vs docker stats {}",
+        api.usage
+    );
+    if CgroupMounts::detect() != CgroupMounts::default() {
+        assert_eq!(c.source, Some(memory::UsageSource::Cgroup));
+    }
+    let pct = c.percent().unwrap();
+    assert!(pct > 0.0 && pct < 100.0);
+}
+
+#[test]
+fn cgroup_v1_and_v2_from_fixtures() {
+    // docker stats API, cgroup v1 (captured from docker 20.10): usage − total_inactive_file.
+    let v1: ContainerStatsResponse =
+        serde_json::from_str(&fixture("docker-stats-v1.json")).unwrap();
+    let m = v1.memory_stats.unwrap();
+    let got = cgroup::from_docker_stats(m.usage, m.limit, m.stats.as_ref()).unwrap();
+    assert_eq!(got.version, CgroupVersion::V1);
+    assert_eq!(got.usage, 2_199_552 - 1_695_744);
+    assert_eq!(got.limit, Some(64 * MIB));
+    // docker stats API, cgroup v2: usage − inactive_file.
+    let v2: ContainerStatsResponse =
+        serde_json::from_str(&fixture("docker-stats-v2.json")).unwrap();
+    let m = v2.memory_stats.unwrap();
+    let got = cgroup::from_docker_stats(m.usage, m.limit, m.stats.as_ref()).unwrap();
+    assert_eq!(got.version, CgroupVersion::V2);
+    assert_eq!(got.usage, 485_908_480 - 35_532_800);
+    assert_eq!(got.limit, Some(1_006_632_960));
+    // A stopped container: docker answers an empty memory_stats.
+    let stopped: ContainerStatsResponse =
+        serde_json::from_str(&fixture("docker-stats-stopped.json")).unwrap();
+    let m = stopped.memory_stats.unwrap();
+    assert!(cgroup::from_docker_stats(m.usage, m.limit, m.stats.as_ref()).is_none());
+
+    // The same files read from cgroup directories.
+    let root = tempfile::tempdir().unwrap();
+    let v1_dir = root.path().join("memory/docker/0f1e2d3c4b5a");
+    std::fs::create_dir_all(&v1_dir).unwrap();
+    std::fs::write(v1_dir.join("memory.usage_in_bytes"), "2199552\n").unwrap();
+    std::fs::write(
+        v1_dir.join("memory.limit_in_bytes"),
+        "9223372036854771712\n",
+    )
+    .unwrap();
+    std::fs::write(v1_dir.join("memory.stat"), fixture("memory.stat.v1")).unwrap();
+    let got = cgroup::read_dir(CgroupVersion::V1, &v1_dir).unwrap();
+    assert_eq!((got.usage, got.limit), (2_199_552 - 1_695_744, None));
+    let v2_dir = root
+        .path()
+        .join("unified/system.slice/docker-5c8d2f7a9e1b.scope");
+    std::fs::create_dir_all(&v2_dir).unwrap();
+    std::fs::write(v2_dir.join("memory.current"), "485908480\n").unwrap();
+    std::fs::write(v2_dir.join("memory.max"), "1006632960\n").unwrap();
+    std::fs::write(v2_dir.join("memory.stat"), fixture("memory.stat.v2")).unwrap();
+    let got = cgroup::read_dir(CgroupVersion::V2, &v2_dir).unwrap();
+    assert_eq!(got.usage, 485_908_480 - 35_532_800);
+    assert_eq!(got.limit, Some(1_006_632_960));
+
+    // Finding the directory: /proc/<pid>/cgroup + mountinfo.
+    assert_eq!(
+        cgroup::memory_cgroup_of(&fixture("proc-cgroup.v1")),
+        Some((CgroupVersion::V1, "/docker/0f1e2d3c4b5a".into()))
+    );
+    assert_eq!(
+        cgroup::memory_cgroup_of(&fixture("proc-cgroup.v2")),
+        Some((
+            CgroupVersion::V2,
+            "/system.slice/docker-5c8d2f7a9e1b.scope".into()
+        ))
+    );
+    let hybrid = CgroupMounts::parse_mountinfo(&fixture("mountinfo.hybrid"));
+    assert_eq!(
+        hybrid.v1_memory,
+        Some(PathBuf::from("/sys/fs/cgroup/memory"))
+    );
+    let unified = CgroupMounts::parse_mountinfo(
+        "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 \
+         rw,nsdelegate,memory_recursiveprot\n",
+    );
+    assert_eq!(unified.v2, Some(PathBuf::from("/sys/fs/cgroup")));
+    assert_eq!(unified.v1_memory, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_wraps_in_the_running_sampler() {
+    // Three seconds of history at one sample a second: a ring of three.
+    let agent = agent_with(|c| c.memory.history_secs = 3);
+    let shared = agent.ctx.memory.shared().clone();
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let samples = shared.samples();
+    assert_eq!(samples.len(), 3, "{samples:?}");
+    assert!(samples.windows(2).all(|w| w[0].at < w[1].at), "{samples:?}");
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        now - samples[0].at <= 4,
+        "the oldest samples were overwritten: {samples:?}"
+    );
+    let report = memory::report(
+        &agent.ctx,
+        ReportOptions {
+            samples: true,
+            max_samples: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.history.samples.len(), 3);
+    assert_eq!(report.history.available.unwrap().count, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_memory_from_real_proc() {
+    let agent = agent_with(|_| {});
+    let report = memory::report(&agent.ctx, ReportOptions::default())
+        .await
+        .unwrap();
+    let h = &report.host;
+    assert!(h.total > 64 * MIB);
+    assert!(h.available > 0 && h.available <= h.total);
+    assert_eq!(h.used, h.total - h.available);
+    let psi = std::fs::read_to_string("/proc/pressure/memory").is_ok();
+    assert_eq!(h.pressure.is_some(), psi, "{:?}", h.pressure);
+    let vmstat = std::fs::read_to_string("/proc/vmstat").unwrap();
+    assert_eq!(h.oom_kills_total.is_some(), vmstat.contains("oom_kill "));
+    let rss = report.agent_rss.unwrap();
+    assert!(rss > MIB, "{rss}");
+    // Off GCE here (no metadata.google.internal): unknown, not an error.
+    assert!(!report.machine.on_gce);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_down_still_reports_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nobody.sock").display().to_string();
+    let agent = agent_with(|c| c.docker_host = Some(format!("unix://{socket}")));
+    let report = memory::report(&agent.ctx, ReportOptions::default())
+        .await
+        .unwrap();
+    let err = report.docker_error.expect("a docker error");
+    assert!(err.contains("nobody.sock"), "{err}");
+    assert!(report.containers.is_empty());
+    assert!(report.host.total > 0);
+}
+
+// ------------------------------------------------------------------ events watcher
+
+/// A unix socket forwarding to dockerd that can be taken away (every connection cut, the
+/// socket file removed) and brought back, as a dockerd restart looks to a client.
+struct DockerProxy {
+    path: PathBuf,
+    accept: Option<JoinHandle<()>>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+fn docker_socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".into())
+}
+
+impl DockerProxy {
+    fn new(path: PathBuf) -> Self {
+        let mut proxy = Self {
+            path,
+            accept: None,
+            conns: Arc::default(),
+        };
+        proxy.up();
+        proxy
+    }
+
+    fn up(&mut self) {
+        let listener = UnixListener::bind(&self.path).unwrap();
+        let conns = self.conns.clone();
+        self.accept = Some(tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let handle = tokio::spawn(async move {
+                    if let Ok(mut engine) = UnixStream::connect(docker_socket()).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+                conns.lock().unwrap().push(handle);
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        if let Some(a) = self.accept.take() {
+            a.abort();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for DockerProxy {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_survives_the_events_stream_going_away() {
+    let image = testkit::image::build(&testkit::unique("clawops-memtest"), &[], r#"["sh"]"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = DockerProxy::new(dir.path().join("docker.sock"));
+    let endpoint = format!("unix://{}", proxy.path.display());
+    let agent = agent_with(|c| c.docker_host = Some(endpoint));
+    let shared = agent.ctx.memory.shared().clone();
+    let docker = testkit::docker::connect().await;
+    let died = |code: i64| {
+        let shared = shared.clone();
+        move || {
+            shared
+                .events()
+                .iter()
+                .find(|e| e.kind == EventKind::Die && e.exit_code == Some(code))
+                .map(|e| e.container_id.clone())
+        }
+    };
+
+    eventually(Duration::from_secs(10), "the watcher to connect", || {
+        shared.watcher.connected().then_some(())
+    })
+    .await;
+    let a = run_container(&docker, &agent.project, &image.tag, "exit 3", None).await;
+    assert_eq!(
+        eventually(Duration::from_secs(20), "die 3", died(3)).await,
+        a
+    );
+
+    // Cut the stream and keep the engine away for a while.
+    proxy.down();
+    eventually(Duration::from_secs(10), "the watcher to notice", || {
+        (!shared.watcher.connected()).then_some(())
+    })
+    .await;
+    let connects = shared.watcher.connects();
+    // This one dies while nobody is listening: the reconnect's `since` must replay it.
+    let b = run_container(&docker, &agent.project, &image.tag, "exit 4", None).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(died(4)().is_none());
+    proxy.up();
+
+    assert_eq!(
+        eventually(Duration::from_secs(30), "die 4 replayed", died(4)).await,
+        b
+    );
+    assert!(shared.watcher.connects() > connects);
+    let c = run_container(&docker, &agent.project, &image.tag, "exit 5", None).await;
+    assert_eq!(
+        eventually(Duration::from_secs(20), "die 5 live", died(5)).await,
+        c
+    );
+    // Replays are not recorded twice.
+    let dies_of_a = shared
+        .events()
+        .iter()
+        .filter(|e| e.container_id == a && e.kind == EventKind::Die)
+        .count();
+    assert_eq!(dies_of_a, 1);
+}

@@ -1,0 +1,358 @@
+//! VerifyBinaries against the real engine: a busybox image with binaries baked in, one missing,
+//! one not executable, one for another CPU, one copied into the running container; skills with
+//! valid, anyBins and malformed frontmatter.
+use std::{collections::HashMap, path::Path, time::Duration};
+
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use clawops_agent::{
+    config::{ResolvedApp, VerifyConfig},
+    verify::{self, BinaryReport, BinaryStatus, Report, VerifyError, VerifyOptions},
+};
+use testkit::{
+    cleanup::ProjectGuard,
+    container::ServiceContainer,
+    image::{self, ImageFile},
+    unique,
+};
+
+const SERVICE: &str = "gateway";
+
+/// The first 64 bytes of an aarch64 executable: enough for the kernel (and us) to refuse it.
+fn aarch64_elf() -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = 2; // 64-bit
+    h[5] = 1; // little endian
+    h[6] = 1;
+    h[16] = 2; // ET_EXEC
+    h[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    h[20] = 1;
+    h[52] = 64;
+    h
+}
+
+/// `tag` goes into the image so each test's image has its own id (scratch containers are
+/// counted per image).
+fn fixture_files(tag: &str) -> Vec<ImageFile> {
+    vec![
+        ImageFile::new("/etc/fixture", tag, 0o644),
+        ImageFile::new("/usr/local/bin/gog", "#!/bin/sh\necho 'gog 1.4.2'\n", 0o755),
+        ImageFile::new("/usr/local/bin/notexec", "#!/bin/sh\necho hi\n", 0o644),
+        ImageFile::new("/usr/local/bin/armtool", aarch64_elf(), 0o755),
+        ImageFile::new("/usr/local/bin/needsnode", "#!/bin/env node\n", 0o755),
+        ImageFile::new("/usr/local/bin/crashy", "#!/bin/sh\nexit 3\n", 0o755),
+        ImageFile::new("/usr/local/bin/slowtool", "#!/bin/sh\nsleep 30\n", 0o755),
+        // Only on the PATH that the service's `environment:` sets.
+        ImageFile::new(
+            "/opt/tools/bin/placer",
+            "#!/bin/sh\necho placer 0.3\n",
+            0o755,
+        ),
+    ]
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A repo and a home with skills in all three places OpenClaw reads them from.
+fn skills_tree(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let repo = root.join("repo");
+    let home = root.join("home");
+    write(
+        &repo.join("skills/gmail/SKILL.md"),
+        "---\nname: gmail\ndescription: mail\nmetadata: {\"openclaw\": {\"emoji\": \"📧\", \"requires\": {\"bins\": [\"gog\"]}}}\n---\n# Gmail\n",
+    );
+    write(
+        &repo.join("skills/code/SKILL.md"),
+        "---\nname: code\nmetadata: {\"openclaw\": {\"requires\": {\"anyBins\": [\"claude\", \"sh\"]}}}\n---\n",
+    );
+    write(
+        &repo.join("skills/broken/SKILL.md"),
+        "---\nname: broken\nmetadata: {\"openclaw\": {\"requires\": {\"bins\": [\"gog\"\n---\n",
+    );
+    write(
+        &home.join(".openclaw/skills/places/SKILL.md"),
+        "---\nmetadata:\n  openclaw:\n    requires:\n      bins: [placer]\n---\n",
+    );
+    write(
+        &home.join(".openclaw/workspace/skills/wa/SKILL.md"),
+        "---\nname: whatsapp\nmetadata: '{\"openclaw\":{\"requires\":{\"bins\":[\"wacli\"]}}}'\n---\n",
+    );
+    (repo, home)
+}
+
+fn app(project: &str, repo: &Path, home: &Path) -> ResolvedApp {
+    ResolvedApp {
+        owner: "test".into(),
+        uid: 0,
+        gid: 0,
+        home: home.to_owned(),
+        repo: repo.to_owned(),
+        project: project.into(),
+        state_dirs: vec![home.join(".openclaw")],
+    }
+}
+
+fn verify_config() -> VerifyConfig {
+    VerifyConfig {
+        binaries: vec!["notexec".into(), "armtool".into()],
+        probes: [(
+            "crashy".to_string(),
+            vec!["crashy".to_string(), "check".to_string()],
+        )]
+        .into_iter()
+        .collect(),
+    }
+}
+
+fn options(binaries: &[&str]) -> VerifyOptions {
+    VerifyOptions {
+        binaries: binaries.iter().map(|s| s.to_string()).collect(),
+        service: SERVICE.into(),
+        image: None,
+        probe_timeout: Duration::from_millis(1500),
+    }
+}
+
+fn get<'a>(report: &'a Report, name: &str) -> &'a BinaryReport {
+    report
+        .binaries
+        .iter()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("{name} not in the report: {report:#?}"))
+}
+
+/// Copies an executable into the running container, as `docker cp` or a `RUN`-less
+/// `npm i -g` at runtime would.
+async fn copy_in(docker: &bollard::Docker, container: &str, dir: &str, name: &str, text: &str) {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    tar.append_data(&mut header, name, text.as_bytes()).unwrap();
+    let body = tar.into_inner().unwrap();
+    docker
+        .upload_to_container(
+            container,
+            Some(UploadToContainerOptionsBuilder::default().path(dir).build()),
+            bollard::body_full(body.into()),
+        )
+        .await
+        .unwrap();
+}
+
+/// Throwaway containers made from `image_id` that are still around.
+async fn scratch_left(docker: &bollard::Docker, image_id: &str) -> usize {
+    let filters = HashMap::from([
+        (
+            "label".to_string(),
+            vec!["clawops.verify-scratch=1".to_string()],
+        ),
+        ("ancestor".to_string(), vec![image_id.to_string()]),
+    ]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker.list_containers(Some(options)).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn running_then_stopped_container() {
+    let project = unique("vfy");
+    let _guard = ProjectGuard::new(&project);
+    let tag = format!("{project}:latest");
+    let img = image::build(&tag, &fixture_files(&tag), "[\"/bin/sleep\", \"3600\"]").await;
+    let docker = testkit::docker::connect().await;
+    let mut svc = ServiceContainer::new(&project, SERVICE, &img.tag);
+    svc.env = vec!["PATH=/opt/tools/bin:/usr/local/bin:/bin".into()];
+    let id = svc.start().await;
+    copy_in(
+        &docker,
+        &id,
+        "/usr/local/bin",
+        "wacli",
+        "#!/bin/sh\necho wacli 2.0\n",
+    )
+    .await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, home) = skills_tree(tmp.path());
+    let app = app(&project, &repo, &home);
+    let report = verify::verify(
+        &docker,
+        &app,
+        &verify_config(),
+        options(&["gog", "nosuchbin", "crashy", "slowtool", "needsnode"]),
+    )
+    .await
+    .unwrap();
+
+    assert!(report.container.as_ref().unwrap().running);
+    assert_eq!(
+        report.search_path,
+        ["/opt/tools/bin", "/usr/local/bin", "/bin"]
+    );
+    assert!(!report.ok, "missing binaries must fail the report");
+
+    let gog = get(&report, "gog");
+    assert_eq!(gog.status, BinaryStatus::Ok, "{gog:?}");
+    assert_eq!(gog.path, "/usr/local/bin/gog");
+    assert_eq!(gog.version, "gog 1.4.2");
+    assert_eq!(gog.mode, 0o100755);
+    assert_eq!(gog.size, "#!/bin/sh\necho 'gog 1.4.2'\n".len() as u64);
+    assert_eq!(gog.required_by, ["request", "gmail"]);
+    assert!(gog.required);
+
+    // From the service's PATH, not the image's default.
+    let placer = get(&report, "placer");
+    assert_eq!(placer.status, BinaryStatus::Ok, "{placer:?}");
+    assert_eq!(placer.path, "/opt/tools/bin/placer");
+    assert_eq!(placer.version, "placer 0.3");
+
+    // busybox --install -s made a symlink; anyBins: sh is enough, claude is optional.
+    let sh = get(&report, "sh");
+    assert_eq!(sh.status, BinaryStatus::Ok, "{sh:?}");
+    assert_eq!(sh.link_target, "/bin/busybox");
+    assert!(
+        sh.size > 100_000,
+        "size of the target, not of the link: {sh:?}"
+    );
+    assert!(!sh.required);
+    let claude = get(&report, "claude");
+    assert_eq!(claude.status, BinaryStatus::Missing);
+    assert!(!claude.required, "{claude:?}");
+    assert_eq!(claude.required_by, ["code (one of claude, sh)"]);
+
+    let missing = get(&report, "nosuchbin");
+    assert_eq!(missing.status, BinaryStatus::Missing);
+    assert!(missing.required);
+    assert!(
+        missing
+            .detail
+            .contains("/opt/tools/bin:/usr/local/bin:/bin"),
+        "{missing:?}"
+    );
+
+    let notexec = get(&report, "notexec");
+    assert_eq!(notexec.status, BinaryStatus::NotExecutable, "{notexec:?}");
+    assert_eq!(notexec.mode & 0o777, 0o644);
+    assert_eq!(notexec.required_by, ["config"]);
+
+    let arm = get(&report, "armtool");
+    assert_eq!(arm.status, BinaryStatus::WrongArch, "{arm:?}");
+    assert!(
+        arm.detail.contains("wrong CPU architecture for this VM"),
+        "{arm:?}"
+    );
+
+    let wacli = get(&report, "wacli");
+    assert_eq!(wacli.status, BinaryStatus::RuntimeOnly, "{wacli:?}");
+    assert!(
+        wacli
+            .detail
+            .contains("installed at runtime, will vanish on restart: add it to the Dockerfile"),
+        "{wacli:?}"
+    );
+    assert_eq!(wacli.version, "wacli 2.0");
+    assert_eq!(wacli.required_by, ["whatsapp"]);
+
+    let crashy = get(&report, "crashy");
+    assert_eq!(crashy.status, BinaryStatus::Broken, "{crashy:?}");
+    assert!(crashy.detail.contains("exited with 3"), "{crashy:?}");
+
+    let slow = get(&report, "slowtool");
+    assert_eq!(slow.status, BinaryStatus::Broken, "{slow:?}");
+    assert!(
+        slow.detail.contains("did not finish within 1500 ms"),
+        "{slow:?}"
+    );
+
+    let node = get(&report, "needsnode");
+    assert_eq!(node.status, BinaryStatus::Broken, "{node:?}");
+    assert!(node.detail.contains("node is not on PATH"), "{node:?}");
+
+    assert_eq!(
+        report.skill_problems.len(),
+        1,
+        "{:?}",
+        report.skill_problems
+    );
+    assert!(
+        report.skill_problems[0]
+            .file
+            .ends_with("skills/broken/SKILL.md")
+    );
+    assert_eq!(scratch_left(&docker, &img.id).await, 0);
+
+    // Stopped: the image is still checked, nothing runs, the runtime copy is still flagged.
+    docker
+        .stop_container(
+            &id,
+            Some(StopContainerOptionsBuilder::default().t(1).build()),
+        )
+        .await
+        .unwrap();
+    let report = verify::verify(&docker, &app, &verify_config(), options(&["gog"]))
+        .await
+        .unwrap();
+    assert!(!report.container.as_ref().unwrap().running);
+    assert!(
+        report.notes.iter().any(|n| n.contains("image checks only")),
+        "{:?}",
+        report.notes
+    );
+    let gog = get(&report, "gog");
+    assert_eq!(gog.status, BinaryStatus::NotRun, "{gog:?}");
+    assert!(gog.detail.contains("is not running"), "{gog:?}");
+    assert_eq!(get(&report, "wacli").status, BinaryStatus::RuntimeOnly);
+    assert_eq!(scratch_left(&docker, &img.id).await, 0);
+}
+
+#[tokio::test]
+async fn image_alone_and_no_container() {
+    let project = unique("vfy");
+    let _guard = ProjectGuard::new(&project);
+    let tag = format!("{project}:latest");
+    let img = image::build(&tag, &fixture_files(&tag), "[\"/bin/sleep\", \"3600\"]").await;
+    let docker = testkit::docker::connect().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let app = app(&project, &tmp.path().join("repo"), &tmp.path().join("home"));
+
+    let err = verify::verify(&docker, &app, &VerifyConfig::default(), options(&["gog"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::NoContainer { .. }), "{err}");
+    assert!(err.to_string().contains("--image"), "{err}");
+
+    let mut opts = options(&["gog", "sh", "armtool"]);
+    opts.image = Some(img.tag.clone());
+    let report = verify::verify(&docker, &app, &VerifyConfig::default(), opts)
+        .await
+        .unwrap();
+    assert!(report.container.is_none());
+    // The image sets no PATH: Docker's default applies.
+    assert!(report.search_path.contains(&"/usr/local/bin".to_string()));
+    assert_eq!(get(&report, "gog").status, BinaryStatus::NotRun);
+    assert_eq!(get(&report, "sh").status, BinaryStatus::NotRun);
+    assert_eq!(get(&report, "armtool").status, BinaryStatus::WrongArch);
+    assert!(!report.ok);
+
+    let mut opts = options(&["gog"]);
+    opts.image = Some(format!("{project}-absent:latest"));
+    let err = verify::verify(&docker, &app, &VerifyConfig::default(), opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::ImageNotFound { .. }), "{err}");
+
+    let err = verify::verify(&docker, &app, &VerifyConfig::default(), options(&["a/b"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::InvalidName { .. }), "{err}");
+    assert_eq!(scratch_left(&docker, &img.id).await, 0);
+}

@@ -1,0 +1,205 @@
+//! A throwaway OpenClaw-like app for the demo (and the end-to-end tests): a bare git remote, an
+//! upstream working copy that "pushes", and the VM's checkout; the image is built `FROM scratch`
+//! with Debian's static busybox, and a busybox script plays the gateway (prints the ready line,
+//! serves `/healthz`). Nothing is pulled from a registry.
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use clawops_agent::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(
+        "busybox is not installed: `apt-get install -y busybox-static` (the demo builds its gateway image from it)"
+    )]
+    NoBusybox,
+    #[error("git {args}: {message}")]
+    Git { args: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The gateway stand-in (see the script's header for its modes); shared with the tests.
+pub const GATEWAY_SH: &str = include_str!("../assets/gateway.sh");
+
+pub const DOCKERFILE: &str = r#"FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY gateway.sh /gateway.sh
+COPY etc/ /etc/
+CMD ["/bin/sh", "/gateway.sh"]
+"#;
+
+/// The compose file of the GCP guide, trimmed to what the stand-in needs.
+pub const COMPOSE: &str = r#"services:
+  openclaw-gateway:
+    image: ${OPENCLAW_IMAGE}
+    build: .
+    restart: unless-stopped
+    env_file:
+      - .env
+    environment:
+      - HOME=/home/node
+      - OPENCLAW_GATEWAY_PORT=${OPENCLAW_GATEWAY_PORT}
+    volumes:
+      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw
+    ports:
+      - "127.0.0.1:${OPENCLAW_GATEWAY_PORT}:18789"
+"#;
+
+#[derive(Debug)]
+pub struct DemoApp {
+    pub root: PathBuf,
+    pub remote: PathBuf,
+    pub upstream: PathBuf,
+    pub checkout: PathBuf,
+    /// Host port of the gateway (127.0.0.1 only).
+    pub port: u16,
+    /// Image repository, e.g. `clawops-demo-1a2b3c4d`; `:latest` is the compose `image:`.
+    pub image_repo: String,
+    /// Compose project (the checkout's directory name).
+    pub project: String,
+    /// Stands in for `~/.openclaw`.
+    pub state_dir: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, DemoError> {
+    let out = Command::new("git")
+        .args(["-c", "user.name=clawops demo", "-c", "user.email=demo@clawops.invalid"])
+        .args(["-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| DemoError::Git {
+            args: args.join(" "),
+            message: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(DemoError::Git {
+            args: args.join(" "),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn write(path: &Path, contents: &[u8], mode: u32) -> Result<(), DemoError> {
+    let io = |source| DemoError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(path, contents).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)
+}
+
+fn busybox() -> Result<PathBuf, DemoError> {
+    ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or(DemoError::NoBusybox)
+}
+
+fn free_port() -> Result<u16, DemoError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|source| DemoError::Io {
+            path: "127.0.0.1:0".into(),
+            source,
+        })
+}
+
+impl DemoApp {
+    /// Creates the repos under `root` (which must exist) with version `v1` pushed and cloned.
+    pub fn create(root: &Path, id: &str) -> Result<Self, DemoError> {
+        let busybox = std::fs::read(busybox()?).map_err(|source| DemoError::Io {
+            path: busybox().unwrap_or_default(),
+            source,
+        })?;
+        let project = format!("clawops-demo-{id}");
+        let app = Self {
+            root: root.to_owned(),
+            remote: root.join("remote.git"),
+            upstream: root.join("upstream"),
+            checkout: root.join(&project),
+            port: free_port()?,
+            image_repo: project.clone(),
+            state_dir: root.join("home/.openclaw"),
+            project,
+        };
+        std::fs::create_dir_all(&app.remote).map_err(|source| DemoError::Io {
+            path: app.remote.clone(),
+            source,
+        })?;
+        git(&app.remote, &["init", "--bare", "-q", "-b", "main"])?;
+        git(root, &["clone", "-q", app.remote.to_str().unwrap_or_default(), "upstream"])?;
+        write(&app.upstream.join("busybox"), &busybox, 0o755)?;
+        write(&app.upstream.join("Dockerfile"), DOCKERFILE.as_bytes(), 0o644)?;
+        write(&app.upstream.join("gateway.sh"), GATEWAY_SH.as_bytes(), 0o755)?;
+        write(&app.upstream.join("docker-compose.yml"), COMPOSE.as_bytes(), 0o644)?;
+        write(&app.upstream.join(".dockerignore"), b".git\nREADME.md\n", 0o644)?;
+        write(&app.upstream.join("README.md"), b"OpenClaw stand-in for the clawops demo\n", 0o644)?;
+        app.commit("v1", "ok", "v1: first version")?;
+        git(root, &["clone", "-q", app.remote.to_str().unwrap_or_default(), &app.project])?;
+        // `.env` is the operator's, untracked, as in the GCP guide.
+        write(
+            &app.checkout.join(".env"),
+            format!(
+                "OPENCLAW_IMAGE={}:latest\nOPENCLAW_GATEWAY_PORT={}\nOPENCLAW_CONFIG_DIR={}\n",
+                app.image_repo,
+                app.port,
+                app.state_dir.display()
+            )
+            .as_bytes(),
+            0o600,
+        )?;
+        std::fs::create_dir_all(&app.state_dir).map_err(|source| DemoError::Io {
+            path: app.state_dir.clone(),
+            source,
+        })?;
+        write(&app.state_dir.join("openclaw.json"), b"{\"gateway\":{\"mode\":\"local\"}}\n", 0o644)?;
+        Ok(app)
+    }
+
+    /// Pushes a commit to the remote that makes the gateway report `version` and behave per
+    /// `mode` (`ok`, `exit`, `never-ready`). Returns the new sha.
+    pub fn commit(&self, version: &str, mode: &str, message: &str) -> Result<String, DemoError> {
+        write(&self.upstream.join("etc/gateway/version"), format!("{version}\n").as_bytes(), 0o644)?;
+        write(&self.upstream.join("etc/gateway/mode"), format!("{mode}\n").as_bytes(), 0o644)?;
+        git(&self.upstream, &["add", "-A"])?;
+        git(&self.upstream, &["commit", "-q", "-m", message])?;
+        git(&self.upstream, &["push", "-q", "origin", "HEAD:main"])?;
+        git(&self.upstream, &["rev-parse", "HEAD"])
+    }
+
+    /// The agent configuration for this app.
+    pub fn config(&self) -> Config {
+        let mut c = Config::default();
+        c.state_dir = self.root.join("agent-state");
+        c.app.repo = Some(self.checkout.clone());
+        c.app.branch = "main".into();
+        c.readiness.url = Some(format!("http://127.0.0.1:{}/healthz", self.port));
+        c.readiness.timeout_secs = 20;
+        c.snapshots.dirs = vec![self.state_dir.clone()];
+        // Keep the demo's own images few: the machine may be small.
+        c.build.keep_images = 2;
+        // The demo must run on small machines too; the real defaults guard real VMs.
+        c.build.min_free_disk_mb = 256;
+        c.build.min_available_memory_mb = 0;
+        c
+    }
+
+    pub fn healthz_url(&self) -> String {
+        format!("http://127.0.0.1:{}/healthz", self.port)
+    }
+}
