@@ -19,7 +19,10 @@ async fn dockerignore_decides_what_reaches_the_image() {
     let ctx = Ctx::new(&format!(
         "{BASE}RUN --mount=type=cache,target=/cache echo cached > /cache/x\nCOPY . /app/\n"
     ));
-    ctx.write(".dockerignore", "# secrets stay home\nsecret.txt\nlogs\n*.md\n!README.md\n/build/**\n!build/keep/\n");
+    ctx.write(
+        ".dockerignore",
+        "# secrets stay home\nsecret.txt\nlogs\n*.md\n!README.md\n/build/**\n!build/keep/\n",
+    );
     for f in [
         "secret.txt",
         "logs/a.log",
@@ -36,12 +39,22 @@ async fn dockerignore_decides_what_reaches_the_image() {
     let built = build::build(&ctx.docker, &ctx.spec(None), &sink)
         .await
         .unwrap_or_else(|e| panic!("build failed: {e}"));
-    assert_eq!(built.builder, Builder::BuildKit, "RUN --mount needs BuildKit");
+    assert_eq!(
+        built.builder,
+        Builder::BuildKit,
+        "RUN --mount needs BuildKit"
+    );
     assert_eq!(built.tags, [format!("{}:latest", ctx.project)]);
-    assert!(built.size_bytes > 500_000, "busybox is in it: {}", built.size_bytes);
+    assert!(
+        built.size_bytes > 500_000,
+        "busybox is in it: {}",
+        built.size_bytes
+    );
     let evs = rx.drain();
     assert!(
-        lines(&evs).iter().any(|l| l.contains("excluded by .dockerignore")),
+        lines(&evs)
+            .iter()
+            .any(|l| l.contains("excluded by .dockerignore")),
         "{evs:#?}"
     );
 
@@ -60,9 +73,16 @@ async fn dockerignore_decides_what_reaches_the_image() {
     ] {
         assert!(paths.contains(present), "{present} missing from {paths:?}");
     }
-    for absent in ["app/secret.txt", "app/NOTES.md", "app/logs", "app/build/out.bin"] {
+    for absent in [
+        "app/secret.txt",
+        "app/NOTES.md",
+        "app/logs",
+        "app/build/out.bin",
+    ] {
         assert!(
-            !paths.iter().any(|p| p == absent || p.starts_with(&format!("{absent}/"))),
+            !paths
+                .iter()
+                .any(|p| p == absent || p.starts_with(&format!("{absent}/"))),
             "{absent} should be excluded: {paths:?}"
         );
     }
@@ -109,7 +129,17 @@ async fn failing_run_reports_step_and_output_with_both_builders() {
             .failure()
             .unwrap_or_else(|| panic!("{choice:?}: not a step failure: {err}"));
         assert!(f.step.contains("RUN echo first-line"), "{choice:?}: {f:?}");
-        assert!(f.step.contains("3/3"), "{choice:?}: step count in {:?}", f.step);
+        // BuildKit numbers the steps after FROM; the classic builder counts FROM and the
+        // LABEL steps it appends for the build's labels.
+        let count = match choice {
+            BuilderChoice::Classic => "[4/",
+            _ => "[3/3]",
+        };
+        assert!(
+            f.step.contains(count),
+            "{choice:?}: step count in {:?}",
+            f.step
+        );
         for l in ["first-line", "to-stderr", "last-line"] {
             assert!(
                 f.output_tail.iter().any(|t| t.contains(l)),
@@ -117,9 +147,22 @@ async fn failing_run_reports_step_and_output_with_both_builders() {
                 f.output_tail
             );
         }
-        assert!(f.message.contains('3'), "{choice:?}: exit code in {:?}", f.message);
+        assert!(
+            f.message.contains('3'),
+            "{choice:?}: exit code in {:?}",
+            f.message
+        );
         assert!(err.to_string().contains("RUN echo first-line"), "{err}");
     }
+    // The classic builder keeps its successful steps as untagged images. A classic build of
+    // the same steps adopts them as parents of a labelled image, and the cleanup removes that
+    // image together with its untagged parents.
+    ctx.write("Dockerfile", BASE);
+    let mut spec = ctx.spec(None);
+    spec.builder = BuilderChoice::Classic;
+    build::build(&ctx.docker, &spec, &build_support::discard())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -135,7 +178,15 @@ async fn sha_tags_are_kept_n_deep_and_images_in_use_are_spared() {
     };
     let first = build_sha(0).await.unwrap();
     assert_eq!(first.tags, [tag(0), format!("{}:latest", ctx.project)]);
-    let labels = ctx.docker.inspect_image(&tag(0)).await.unwrap().config.unwrap().labels.unwrap();
+    let labels = ctx
+        .docker
+        .inspect_image(&tag(0))
+        .await
+        .unwrap()
+        .config
+        .unwrap()
+        .labels
+        .unwrap();
     assert_eq!(labels["clawops.git-sha"], shas[0]);
     assert_eq!(labels["clawops.project"], ctx.project);
     assert!(build_sha(1).await.unwrap().removed_tags.is_empty());
@@ -150,9 +201,18 @@ async fn sha_tags_are_kept_n_deep_and_images_in_use_are_spared() {
     removed.sort();
     assert_eq!(removed, [tag(0), tag(1)]);
     for (i, exists) in [(0, false), (1, false), (2, true), (3, true)] {
-        assert_eq!(ctx.docker.inspect_image(&tag(i)).await.is_ok(), exists, "{}", tag(i));
+        assert_eq!(
+            ctx.docker.inspect_image(&tag(i)).await.is_ok(),
+            exists,
+            "{}",
+            tag(i)
+        );
     }
-    let latest = ctx.docker.inspect_image(&format!("{}:latest", ctx.project)).await.unwrap();
+    let latest = ctx
+        .docker
+        .inspect_image(&format!("{}:latest", ctx.project))
+        .await
+        .unwrap();
     assert_eq!(latest.id.as_deref(), Some(fourth.image_id.as_str()));
 }
 
@@ -163,7 +223,9 @@ async fn progress_arrives_while_the_build_runs() {
     ));
     let (sink, mut rx) = events();
     let docker = ctx.docker.clone();
-    let spec = ctx.spec(None);
+    let mut spec = ctx.spec(None);
+    // A cached RUN prints nothing; this test is about output that takes time to appear.
+    spec.no_cache = true;
     let started = Instant::now();
     let task = tokio::spawn(async move { build::build(&docker, &spec, &sink).await });
     let mut early_at = None;
@@ -207,7 +269,9 @@ async fn classic_fallback_on_an_engine_without_buildkit_warns_and_builds() {
         })
         .collect();
     assert!(
-        warnings.iter().any(|w| w.contains("BuildKit is not available") && w.contains("1.30")),
+        warnings
+            .iter()
+            .any(|w| w.contains("BuildKit is not available") && w.contains("1.30")),
         "{warnings:?}"
     );
 
@@ -217,11 +281,14 @@ async fn classic_fallback_on_an_engine_without_buildkit_warns_and_builds() {
         &format!("{BASE}RUN --mount=type=cache,target=/c echo x\n"),
     );
     let (sink, mut rx) = events();
-    let err = build::build(&docker, &ctx.spec(None), &sink).await.unwrap_err();
+    let err = build::build(&docker, &ctx.spec(None), &sink)
+        .await
+        .unwrap_err();
     assert!(err.failure().is_some(), "{err}");
     let evs = rx.drain();
     assert!(
-        evs.iter().any(|e| matches!(e, Event::Warning(w) if w.contains("`RUN --mount`"))),
+        evs.iter()
+            .any(|e| matches!(e, Event::Warning(w) if w.contains("`RUN --mount`"))),
         "{evs:#?}"
     );
 }
@@ -230,9 +297,13 @@ async fn classic_fallback_on_an_engine_without_buildkit_warns_and_builds() {
 async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory() {
     let ctx = Ctx::new(BASE);
     for sha in ["a".repeat(40), "b".repeat(40)] {
-        build::build(&ctx.docker, &ctx.spec(Some(&sha)), &build_support::discard())
-            .await
-            .unwrap();
+        build::build(
+            &ctx.docker,
+            &ctx.spec(Some(&sha)),
+            &build_support::discard(),
+        )
+        .await
+        .unwrap();
     }
     let mut spec = ctx.spec(Some(&"c".repeat(40)));
     spec.preflight.min_free_disk_mb = u64::MAX / (1024 * 1024);
@@ -244,9 +315,15 @@ async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory()
     };
     // The newest sha tag stays (rollback target); the older one is offered.
     let old = format!("{}:{}", ctx.project, "a".repeat(12));
-    assert_eq!(prunable.iter().map(|t| t.tag.clone()).collect::<Vec<_>>(), [old.clone()]);
+    assert_eq!(
+        prunable.iter().map(|t| t.tag.clone()).collect::<Vec<_>>(),
+        [old.clone()]
+    );
     let msg = err.to_string();
-    assert!(msg.contains("Docker's data root") && msg.contains(&old), "{msg}");
+    assert!(
+        msg.contains("Docker's data root") && msg.contains(&old),
+        "{msg}"
+    );
     assert!(msg.contains("docker builder prune"), "{msg}");
     assert!(
         ctx.docker
@@ -261,9 +338,9 @@ async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory()
     let (sink, mut rx) = events();
     build::build(&ctx.docker, &spec, &sink).await.unwrap();
     assert!(
-        rx.drain()
-            .iter()
-            .any(|e| matches!(e, Event::Warning(w) if w.contains("e2-micro") && w.contains("e2-small"))),
+        rx.drain().iter().any(
+            |e| matches!(e, Event::Warning(w) if w.contains("e2-micro") && w.contains("e2-small"))
+        ),
         "low-memory warning"
     );
 }

@@ -42,6 +42,7 @@ pub const COMPOSE: &str = r#"services:
     image: ${OPENCLAW_IMAGE}
     build: .
     restart: unless-stopped
+    init: true
     env_file:
       - .env
     environment:
@@ -202,4 +203,39 @@ impl DemoApp {
     pub fn healthz_url(&self) -> String {
         format!("http://127.0.0.1:{}/healthz", self.port)
     }
+}
+
+/// Removes the demo project's containers and network and the images of `image_repo`.
+pub async fn remove(project: &str, image_repo: &str) -> Result<(), String> {
+    use bollard::query_parameters::{ListImagesOptions, RemoveImageOptionsBuilder};
+    let docker = clawops_agent::docker::DockerHandle::new(None)
+        .get()
+        .await
+        .map_err(|e| e.to_string())?;
+    let containers = clawops_agent::docker::project_containers(&docker, project)
+        .await
+        .map_err(|e| e.to_string())?;
+    for c in containers {
+        clawops_agent::up::containers::remove(&docker, &c.id)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    match docker.remove_network(&format!("{project}_default")).await {
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let prefix = format!("{image_repo}:");
+    for image in docker
+        .list_images(None::<ListImagesOptions>)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        for tag in image.repo_tags.iter().filter(|t| t.starts_with(&prefix)) {
+            docker
+                .remove_image(tag, Some(RemoveImageOptionsBuilder::default().force(true).build()), None)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 # Tests of deploy/: shellcheck, systemd-analyze, create-vm.sh's gcloud argv, the GitHub Actions
 # example, and the startup script run repeatedly in a Debian 12 container.
 #
-#   deploy/tests/run.sh [static|create-vm|workflow|startup]...   (default: all groups)
+#   deploy/tests/run.sh [static|create-vm|workflow|startup|systemd]...   (default: all)
 #
 # Prints one line per check and, last, "N passed, M failed"; exits 1 when a check failed.
 # Needs root (debootstrap, docker) and a Docker engine; installs shellcheck, debootstrap and
@@ -16,12 +16,14 @@ DEPLOY=$(dirname "$HERE")
 ROOT=$(dirname "$DEPLOY")
 source "$HERE/lib.sh"
 source "$HERE/startup.sh"
+source "$HERE/systemd.sh"
 
 TMP=$(mktemp -d /tmp/clawops-deploy-test.XXXXXX)
 CONTAINER=""
 SERVER_PID=""
 cleanup() {
   [[ -n "$CONTAINER" ]] && docker rm -f "$CONTAINER" >/dev/null 2>&1
+  [[ -n "$SYSD_CONTAINER" ]] && docker rm -f "$SYSD_CONTAINER" >/dev/null 2>&1
   [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null
   rm -rf "$TMP"
 }
@@ -180,7 +182,7 @@ group_workflow() {
 
 main() {
   local groups=("$@") g start
-  ((${#groups[@]} > 0)) || groups=(static create-vm workflow startup)
+  ((${#groups[@]} > 0)) || groups=(static create-vm workflow startup systemd)
   need_cmd shellcheck shellcheck || failed "shellcheck available"
   need_cmd systemd-analyze systemd || failed "systemd-analyze available"
   need_cmd docker docker.io || failed "docker available"
@@ -192,7 +194,8 @@ main() {
       create-vm) group_create_vm ;;
       workflow) group_workflow ;;
       startup) group_startup ;;
-      *) failed "unknown group $g (static, create-vm, workflow, startup)" ;;
+      systemd) group_systemd ;;
+      *) failed "unknown group $g (static, create-vm, workflow, startup, systemd)" ;;
     esac
     printf '   (%s: %ss)\n' "$g" $((SECONDS - start))
   done

@@ -9,8 +9,9 @@
 # container's fuse-overlayfs accepts POSIX ACLs without enforcing them (a VM's ext4 does).
 
 ROOTFS_SUITE=bookworm
-ROOTFS_PACKAGES=ca-certificates,curl,git,acl
-ROOTFS_RECIPE=2 # bump when rootfs_image changes what it builds
+# systemd: only for systemd.sh, which boots it as PID 1; here the shim shadows systemctl.
+ROOTFS_PACKAGES=ca-certificates,curl,git,acl,systemd
+ROOTFS_RECIPE=3 # bump when rootfs_image changes what it builds
 
 # rootfs_image: prints the image tag, building the image when it is not cached.
 rootfs_image() {
@@ -88,8 +89,40 @@ state() {
     find /home/alice /usr/local/bin /etc/systemd/system -printf "%p %u:%g %m %s %T@ %C@\n" | sort'
 }
 
-startup_setup() {
-  local bin=$1
+# agent_binary: prints the clawops-agent to serve (CLAWOPS_AGENT_BIN, else a cargo build).
+agent_binary() {
+  if [[ -n "${CLAWOPS_AGENT_BIN:-}" ]]; then
+    echo "$CLAWOPS_AGENT_BIN"
+    return
+  fi
+  (cd "$ROOT" && cargo build -q -p clawops-agent --bin clawops-agent) >&2 || return 1
+  echo "${CARGO_TARGET_DIR:-$ROOT/target}/debug/clawops-agent"
+}
+
+# reset_attrs: the metadata of a freshly created VM (agent v1).
+reset_attrs() {
+  rm -f "$FAKE"/attrs/*
+  set_attr clawops-agent-url "$BASE/files/agent-v1"
+  set_attr clawops-agent-sha256 "$V1_SHA"
+  cp "$DEPLOY/clawops-agent.service" "$FAKE/attrs/clawops-agent-unit"
+  set_attr clawops-repo-owner alice
+  set_attr clawops-repo-url "$BASE/git/openclaw.git"
+  set_attr clawops-repo-branch main
+  set_attr clawops-service openclaw-gateway
+}
+
+# startup_prepare: agent binaries, the upstream remote and the fake metadata server (once).
+startup_prepare() {
+  local bin
+  if ! IMAGE=$(rootfs_image); then
+    failed "Debian 12 rootfs image (debootstrap + docker import)"
+    return 1
+  fi
+  pass "Debian 12 rootfs image $IMAGE"
+  if ! bin=$(agent_binary); then
+    failed "build clawops-agent (cargo build -p clawops-agent)"
+    return 1
+  fi
   FAKE=$TMP/fake
   mkdir -p "$FAKE/attrs" "$FAKE/files" "$FAKE/git"
   # v2 differs from v1 by trailing bytes, which the ELF loader ignores: both run.
@@ -114,18 +147,17 @@ startup_setup() {
     [[ -s "$FAKE/port" ]] && break
     sleep 0.1
   done
-  [[ -s "$FAKE/port" ]] || { echo "the fake metadata server did not start"; return 1; }
+  if [[ ! -s "$FAKE/port" ]]; then
+    failed "fake metadata server starts"
+    return 1
+  fi
   BASE="http://127.0.0.1:$(cat "$FAKE/port")"
   METADATA="$BASE/computeMetadata/v1"
+}
 
-  set_attr clawops-agent-url "$BASE/files/agent-v1"
-  set_attr clawops-agent-sha256 "$V1_SHA"
-  cp "$DEPLOY/clawops-agent.service" "$FAKE/attrs/clawops-agent-unit"
-  set_attr clawops-repo-owner alice
-  set_attr clawops-repo-url "$BASE/git/openclaw.git"
-  set_attr clawops-repo-branch main
-  set_attr clawops-service openclaw-gateway
-
+# startup_container: the container with the shims, for a VM's first boot.
+startup_container() {
+  reset_attrs
   CONTAINER="clawops-deploy-test-$$-$RANDOM"
   docker run -d --name "$CONTAINER" --label clawops.test=1 --network host \
     --tmpfs /home:rw,exec,mode=0755 "$IMAGE" sleep infinity >/dev/null || return 1
@@ -336,21 +368,11 @@ test_bad_metadata() {
 
 group_startup() {
   section "startup script in a Debian 12 container"
-  local bin=${CLAWOPS_AGENT_BIN:-}
-  if [[ -z "$bin" ]]; then
-    if ! (cd "$ROOT" && cargo build -q -p clawops-agent --bin clawops-agent); then
-      failed "build clawops-agent (cargo build -p clawops-agent)"
-      return
-    fi
-    bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/clawops-agent"
+  if [[ -z "${FAKE:-}" ]]; then
+    startup_prepare || return
   fi
-  if ! IMAGE=$(rootfs_image); then
-    failed "Debian 12 rootfs image (debootstrap + docker import)"
-    return
-  fi
-  pass "Debian 12 rootfs image $IMAGE"
-  if ! startup_setup "$bin"; then
-    failed "container and fake metadata server set up"
+  if ! startup_container; then
+    failed "test container starts"
     return
   fi
   test_first_boot

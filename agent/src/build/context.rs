@@ -24,7 +24,9 @@ const CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("build context {0} does not exist or is not a directory: check `build: context:` in the compose file")]
+    #[error(
+        "build context {0} does not exist or is not a directory: check `build: context:` in the compose file"
+    )]
     ContextMissing(PathBuf),
     #[error(
         "build context {context} is outside {root}: clawops only builds from inside the repository; change `build: context:` in the compose file"
@@ -33,7 +35,10 @@ pub enum ContextError {
     #[error(
         "dockerfile {dockerfile:?} is outside the build context {context}: move it into the context or point `build: dockerfile:` at a file inside it"
     )]
-    DockerfileOutside { dockerfile: String, context: PathBuf },
+    DockerfileOutside {
+        dockerfile: String,
+        context: PathBuf,
+    },
     #[error("no Dockerfile at {0}: add one or set `build: dockerfile:` in the compose file")]
     DockerfileMissing(PathBuf),
     #[error("{}: {source}", path.display())]
@@ -321,7 +326,10 @@ fn resolve_existing_prefix(path: &Path) -> PathBuf {
             }
             return out;
         }
-        match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_owned()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();
@@ -633,10 +641,7 @@ mod tests {
         o.dockerfile = Some(repo.join("app/Dockerfile").display().to_string());
         assert_eq!(plan(&o).unwrap().dockerfile, "Dockerfile");
         o.dockerfile = Some("Missing.Dockerfile".into());
-        assert!(matches!(
-            plan(&o),
-            Err(ContextError::DockerfileMissing(_))
-        ));
+        assert!(matches!(plan(&o), Err(ContextError::DockerfileMissing(_))));
     }
 
     #[test]
@@ -676,7 +681,10 @@ mod tests {
         write(dir.path(), "Dockerfile", "FROM scratch\n");
         write(dir.path(), ".dockerignore", "ok\n[broken\n");
         let err = plan(&opts(dir.path())).unwrap_err().to_string();
-        assert!(err.contains(".dockerignore") && err.contains("line 2"), "{err}");
+        assert!(
+            err.contains(".dockerignore") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -454,9 +454,21 @@ mod tests {
             ("**/*.go", "x/y/z.gox", false),
             ("*.md\n!README.md", "README.md", false),
             ("*.md\n!README.md", "CHANGES.md", true),
-            ("*.md\n!README*.md\nREADME-secret.md", "README-secret.md", true),
-            ("*.md\n!README*.md\nREADME-secret.md", "README-public.md", false),
-            ("*.md\nREADME-secret.md\n!README*.md", "README-secret.md", false),
+            (
+                "*.md\n!README*.md\nREADME-secret.md",
+                "README-secret.md",
+                true,
+            ),
+            (
+                "*.md\n!README*.md\nREADME-secret.md",
+                "README-public.md",
+                false,
+            ),
+            (
+                "*.md\nREADME-secret.md\n!README*.md",
+                "README-secret.md",
+                false,
+            ),
             // Leading `/` and `./` are stripped; trailing `/` does not matter.
             ("/node_modules", "node_modules", true),
             ("./node_modules", "node_modules/x/index.js", true),
@@ -540,14 +552,26 @@ mod tests {
     #[test]
     fn bad_patterns_are_named_with_their_line() {
         let err = DockerIgnore::parse("ok\n[abc\n").unwrap_err();
-        assert!(matches!(err, IgnoreError::BadPattern { line: 2, .. }), "{err}");
+        assert!(
+            matches!(err, IgnoreError::BadPattern { line: 2, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("[abc"), "{err}");
         for bad in ["[]", "[-a]", "[a-]", "x\\", "[^]"] {
-            assert!(DockerIgnore::parse(bad).is_err(), "{bad:?} must be rejected");
+            assert!(
+                DockerIgnore::parse(bad).is_err(),
+                "{bad:?} must be rejected"
+            );
         }
-        assert!(DockerIgnore::parse("[]a]x").is_err(), "Go rejects an empty class");
+        assert!(
+            DockerIgnore::parse("[]a]x").is_err(),
+            "Go rejects an empty class"
+        );
         for good in ["[\\]]", "\\[x", "[a-z]", "[\\-a]", "[^a]"] {
-            assert!(DockerIgnore::parse(good).is_ok(), "{good:?} must be accepted");
+            assert!(
+                DockerIgnore::parse(good).is_ok(),
+                "{good:?} must be accepted"
+            );
         }
         let err = DockerIgnore::parse("a\n!\n").unwrap_err();
         assert_eq!(err, IgnoreError::IllegalExclusion { line: 2 });

@@ -186,7 +186,13 @@ pub async fn build(
     let svc = spec.service.as_str();
 
     let t = Instant::now();
-    sink.phase(Phase::Preflight, PhaseStatus::Started, svc, "", Duration::ZERO);
+    sink.phase(
+        Phase::Preflight,
+        PhaseStatus::Started,
+        svc,
+        "",
+        Duration::ZERO,
+    );
     let info = docker.info().await?;
     match preflight::run(
         docker,
@@ -199,9 +205,7 @@ pub async fn build(
     .await
     {
         Ok(r) => {
-            let disk = r
-                .free_disk_bytes
-                .map_or("unknown".into(), preflight::mib);
+            let disk = r.free_disk_bytes.map_or("unknown".into(), preflight::mib);
             let mem = r
                 .available_memory_bytes
                 .map_or("unknown".into(), preflight::mib);
@@ -214,7 +218,13 @@ pub async fn build(
             );
         }
         Err(e) => {
-            sink.phase(Phase::Preflight, PhaseStatus::Failed, svc, e.to_string(), t.elapsed());
+            sink.phase(
+                Phase::Preflight,
+                PhaseStatus::Failed,
+                svc,
+                e.to_string(),
+                t.elapsed(),
+            );
             return Err(e.into());
         }
     }
@@ -235,7 +245,13 @@ pub async fn build(
             ),
             t.elapsed(),
         ),
-        Err(e) => sink.phase(Phase::Build, PhaseStatus::Failed, svc, e.to_string(), t.elapsed()),
+        Err(e) => sink.phase(
+            Phase::Build,
+            PhaseStatus::Failed,
+            svc,
+            e.to_string(),
+            t.elapsed(),
+        ),
     }
     result
 }
@@ -266,6 +282,7 @@ async fn build_and_tag(
             human_bytes(plan.total_bytes),
             match plan.excluded {
                 0 => String::new(),
+                1 => " (1 path excluded by .dockerignore)".into(),
                 n => format!(" ({n} paths excluded by .dockerignore)"),
             }
         ),
@@ -328,7 +345,12 @@ async fn build_and_tag(
         docker
             .tag_image(
                 &image_id,
-                Some(TagImageOptionsBuilder::default().repo(repo).tag(tag).build()),
+                Some(
+                    TagImageOptionsBuilder::default()
+                        .repo(repo)
+                        .tag(tag)
+                        .build(),
+                ),
             )
             .await?;
     }
@@ -339,7 +361,10 @@ async fn build_and_tag(
     match tags::retain(docker, &image.repo, &spec.project, spec.keep, &image_id).await {
         Ok(r) => {
             for t in &r.removed {
-                info_line(sink, format!("removed old image tag {t} (keeping {})", spec.keep));
+                info_line(
+                    sink,
+                    format!("removed old image tag {t} (keeping {})", spec.keep),
+                );
             }
             for t in &r.kept_in_use {
                 info_line(sink, format!("kept old image tag {t}: a container uses it"));
@@ -465,7 +490,10 @@ async fn run_once(
         Some(id) if id.starts_with("sha256:") => Ok(id),
         _ => {
             // Older engines report only a short id: ask for the full one by tag.
-            let inspected = docker.inspect_image(tag).await.map_err(BuildError::Docker)?;
+            let inspected = docker
+                .inspect_image(tag)
+                .await
+                .map_err(BuildError::Docker)?;
             inspected.id.ok_or_else(|| {
                 BuildError::Failed(Failure {
                     step: String::new(),
@@ -514,9 +542,14 @@ pub fn buildkit_unavailable(e: &bollard::errors::Error) -> bool {
     use bollard::errors::Error as E;
     let mentions = |m: &str| {
         let m = m.to_ascii_lowercase();
-        ["buildkit", "session", "builder version", "unsupported builder"]
-            .iter()
-            .any(|k| m.contains(k))
+        [
+            "buildkit",
+            "session",
+            "builder version",
+            "unsupported builder",
+        ]
+        .iter()
+        .any(|k| m.contains(k))
     };
     match e {
         E::DockerResponseServerError {
@@ -549,8 +582,9 @@ pub fn buildkit_features(dockerfile: &str) -> Vec<&'static str> {
 }
 
 fn fallback_warning(reason: &str, dockerfile: &str) -> String {
-    let mut msg =
-        format!("BuildKit is not available on this engine ({reason}); building with the classic builder");
+    let mut msg = format!(
+        "BuildKit is not available on this engine ({reason}); building with the classic builder"
+    );
     let features = buildkit_features(dockerfile);
     if !features.is_empty() {
         msg.push_str(&format!(
@@ -614,7 +648,8 @@ mod tests {
 
     #[test]
     fn classic_incompatible_features_are_named() {
-        let df = "FROM node:22\nRUN --mount=type=cache,target=/root/.npm npm ci\nCOPY --chmod=755 a b\n";
+        let df =
+            "FROM node:22\nRUN --mount=type=cache,target=/root/.npm npm ci\nCOPY --chmod=755 a b\n";
         assert_eq!(buildkit_features(df), ["`RUN --mount`", "`COPY --chmod`"]);
         assert!(buildkit_features("FROM scratch\nCOPY a b\n").is_empty());
         let w = fallback_warning("old API", df);

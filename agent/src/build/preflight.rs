@@ -153,7 +153,7 @@ pub fn mib(bytes: u64) -> String {
     if bytes >= 10 * 1024 * MIB {
         format!("{:.1} GiB", bytes as f64 / (1024 * MIB) as f64)
     } else {
-        format!("{} MiB", bytes / MIB)
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
     }
 }
 
@@ -222,8 +222,8 @@ mod tests {
             used_by: vec![],
         };
         let m = low_disk_message(Path::new("/var/lib/docker"), 100 * MIB, 2048 * MIB, &[t]);
-        assert!(m.contains("100 MiB free in /var/lib/docker"), "{m}");
-        assert!(m.contains("would free up to 300 MiB"), "{m}");
+        assert!(m.contains("100.0 MiB free in /var/lib/docker"), "{m}");
+        assert!(m.contains("would free up to 300.0 MiB"), "{m}");
         assert!(m.contains("docker image rm openclaw:0123456789ab"), "{m}");
         let m = low_disk_message(Path::new("/d"), 1, 2, &[]);
         assert!(m.contains("no old clawops image tags"), "{m}");

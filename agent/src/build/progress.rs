@@ -8,8 +8,8 @@ use std::{
     sync::LazyLock,
 };
 
-use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::moby::buildkit::v1::{StatusResponse, Vertex};
+use bollard::models::{BuildInfo, BuildInfoAux};
 use regex::Regex;
 
 use crate::events::{BuildLine, Event, EventSink};
@@ -207,9 +207,9 @@ impl<'a> Progress<'a> {
         let noise = trimmed == "--->"
             || trimmed.starts_with("---> Running in ")
             || trimmed.starts_with("Removing intermediate container")
-            || trimmed.strip_prefix("---> ").is_some_and(|id| {
-                id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit())
-            });
+            || trimmed
+                .strip_prefix("---> ")
+                .is_some_and(|id| id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit()));
         if noise {
             return;
         }
@@ -403,7 +403,10 @@ mod tests {
             ..Default::default()
         }));
         let lines: Vec<_> = collect(&mut rx).into_iter().map(|l| l.line).collect();
-        assert_eq!(lines, ["", "one", "two", "done", "half", "ERROR: exit code: 2"]);
+        assert_eq!(
+            lines,
+            ["", "one", "two", "done", "half", "ERROR: exit code: 2"]
+        );
         let f = p.failure("failed to solve: exit code: 2");
         assert_eq!(f.step, "[2/3] RUN make");
         assert_eq!(f.output_tail, ["one", "two", "done", "half"]);

@@ -60,7 +60,9 @@ impl ImageRef {
             ));
         }
         if repo.len() > 255 {
-            return Err(format!("{image:?}: the repository name is longer than 255 characters"));
+            return Err(format!(
+                "{image:?}: the repository name is longer than 255 characters"
+            ));
         }
         let mut parts: Vec<&str> = repo.split('/').collect();
         // A first component with `.` or `:` (or `localhost`) is a registry host, not a path.
@@ -202,7 +204,9 @@ pub async fn image_users(
     docker: &Docker,
 ) -> Result<HashMap<String, Vec<String>>, bollard::errors::Error> {
     let containers = docker
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default().all(true).build(),
+        ))
         .await?;
     let mut users: HashMap<String, Vec<String>> = HashMap::new();
     for c in containers {
@@ -326,7 +330,10 @@ mod tests {
     fn image_refs_follow_docker_grammar() {
         let r = ImageRef::parse("openclaw:latest").unwrap();
         assert_eq!((r.repo.as_str(), r.tag.as_str()), ("openclaw", "latest"));
-        assert_eq!(ImageRef::parse("openclaw").unwrap().full(), "openclaw:latest");
+        assert_eq!(
+            ImageRef::parse("openclaw").unwrap().full(),
+            "openclaw:latest"
+        );
         let r = ImageRef::parse("localhost:5000/me/open-claw:v1.2").unwrap();
         assert_eq!(r.repo, "localhost:5000/me/open-claw");
         assert_eq!(

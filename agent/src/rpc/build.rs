@@ -8,8 +8,9 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::{
-    EventStream, counted_stream,
+    EventStream,
     convert::now,
+    counted_stream,
     deploy::{phase, phase_status},
 };
 use crate::{

@@ -210,6 +210,10 @@ pub async fn run(
         start: Instant::now(),
     };
     let result = execute(ctx, &opts, &progress).await;
+    let deployed_sha = match &result {
+        Ok(r) => deployed_sha(ctx, r).await,
+        Err(_) => None,
+    };
     let (outcome, finish) = match &result {
         Ok(r) => (
             if r.changed() {
@@ -218,6 +222,7 @@ pub async fn run(
                 Outcome::UpToDate
             },
             Finish {
+                to_sha: deployed_sha,
                 image: r
                     .services
                     .iter()
@@ -241,6 +246,24 @@ pub async fn run(
     }
     drop(guard);
     result
+}
+
+/// The commit the app's service now runs, from the `clawops.git-sha` label that clawops builds
+/// put on their images; Update's no-op check compares against it.
+async fn deployed_sha(ctx: &AgentContext, report: &UpReport) -> Option<String> {
+    let image = &report
+        .services
+        .iter()
+        .find(|s| s.service == ctx.config.app.service)?
+        .image;
+    let docker = ctx.docker.get().await.ok()?;
+    docker
+        .inspect_image(image)
+        .await
+        .ok()?
+        .config?
+        .labels?
+        .remove(crate::build::LABEL_GIT_SHA)
 }
 
 /// One line saying what Up did.

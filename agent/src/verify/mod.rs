@@ -127,6 +127,7 @@ pub async fn verify(
     let scan = tokio::task::spawn_blocking(move || skills::scan(&roots));
     let target = target::find(docker, &app.project, &opts.service, opts.image.as_deref()).await?;
     let scan = scan.await.map_err(|e| VerifyError::Task(e.to_string()))?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "verify: target found");
     let reqs = Requirements::gather(&opts.binaries, &config.binaries, &scan.skills);
 
     let mut notes = target.notes.clone();
@@ -155,6 +156,7 @@ pub async fn verify(
             }
         }
     );
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "verify: image and container checked");
     let (engine_arch, images) = image_side?;
     let mut containers = container_side?;
 
@@ -243,7 +245,9 @@ async fn image_side_all(
     names: &[String],
     search_path: &[String],
 ) -> Result<(String, Vec<ImageSide>), VerifyError> {
+    let t = Instant::now();
     let (scratch, version) = tokio::join!(Scratch::create(docker, image), docker.version());
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify: scratch created");
     // The engine's architecture is the VM's; fall back to the agent's own (same machine).
     let engine_arch = version
         .ok()
@@ -261,7 +265,9 @@ async fn image_side_all(
         .buffered(CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify: image looked up");
     scratch.remove().await;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify: scratch removed");
     Ok((engine_arch, sides?))
 }
 
@@ -407,8 +413,10 @@ async fn run_probe(
         }
         None => (vec![found.path.clone(), "--version".to_owned()], false),
     };
-    probe::probe(docker, container, &argv, configured, timeout)
-        .await
+    let t = Instant::now();
+    let outcome = probe::probe(docker, container, &argv, configured, timeout).await;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, name, "verify: probed");
+    outcome
         .unwrap_or_else(|e| ProbeOutcome {
             verdict: ProbeVerdict::Broken,
             version: None,

@@ -122,9 +122,9 @@ impl View {
                     if let Some(pb) = &self.bar {
                         pb.set_message(format!("{}…", phase_name(p.phase)));
                     }
-                } else if !p.message.is_empty() {
+                } else if status != proto::PhaseStatus::Failed && !p.message.is_empty() {
+                    // A failure is printed once, with the result.
                     let verb = match status {
-                        proto::PhaseStatus::Failed => "failed",
                         proto::PhaseStatus::Skipped => "skipped",
                         _ => "done",
                     };

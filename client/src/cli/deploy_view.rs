@@ -158,6 +158,7 @@ pub async fn render(
                     _ => say(format!("  {text}")),
                 }
             }
+            Some(E::Build(b)) if b.line.trim().is_empty() => {}
             Some(E::Build(b)) => {
                 let step = if b.total_steps > 0 {
                     format!("[{}/{}] ", b.step, b.total_steps)

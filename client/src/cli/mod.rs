@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use clawops::{Client, ClientError, ConnectOptions, DEFAULT_AGENT_PORT, Target, local};
 
 mod build;
+mod demo;
 mod deploy_view;
 mod history;
 mod logs;
@@ -64,6 +65,7 @@ pub enum Command {
     /// (on the VM itself, or to try clawops out).
     #[command(after_help = "Example:\n  clawops local --config /etc/clawops/agent.toml status")]
     Local(LocalArgs),
+    Demo(demo::DemoArgs),
 }
 
 /// Commands that talk to an agent (remote or in-process).
@@ -114,6 +116,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, ClientError> {
             let client = local::connect_local(&args.config).await?;
             run_agent_command(client, args.command, out).await
         }
+        Command::Demo(args) => demo::run(args, out).await,
         Command::Agent(command) => {
             let opts = connect_options(&cli.conn)?;
             let client = Client::connect(&opts).await?;

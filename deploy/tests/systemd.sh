@@ -1,0 +1,125 @@
+# shellcheck shell=bash
+# The startup script and the hardened unit under a real systemd (sourced by run.sh).
+#
+# The same Debian 12 rootfs as startup.sh (it includes systemd), this time with systemd as
+# PID 1 and no shims but `docker`: the script really reloads, enables and (re)starts the unit,
+# the real agent runs with every sandbox setting, and the CLI reaches it with the token. The
+# container needs CAP_SYS_ADMIN for the unit's mount namespaces; it shares the host's network
+# like startup.sh, so the agent listens on a port chosen here, set in an agent.toml that exists
+# before the first boot (which the script must then leave alone).
+
+SYSD_CONTAINER=""
+
+# unit_prop PROPERTY: the agent unit's property as systemd has it.
+unit_prop() {
+  docker exec "$SYSD_CONTAINER" systemctl show clawops-agent.service -P "$1"
+}
+
+run_startup_sysd() {
+  RUN_RC=0
+  RUN_OUT=$(docker exec -e "CLAWOPS_METADATA_URL=$METADATA" "$SYSD_CONTAINER" \
+    bash /opt/clawops/startup-script.sh 2>&1) || RUN_RC=$?
+}
+
+sysd_setup() {
+  local cgroup
+  cgroup=$(docker info -f '{{.CgroupVersion}}' 2>/dev/null)
+  SYSD_CONTAINER="clawops-deploy-systemd-$$-$RANDOM"
+  local args=(-d --name "$SYSD_CONTAINER" --label clawops.test=1 --network host
+    --cap-add SYS_ADMIN --tmpfs /run --tmpfs /run/lock --tmpfs "/home:rw,exec,mode=0755")
+  if [[ "$cgroup" == 2 ]]; then
+    args+=(--cgroupns=private)
+  else
+    args+=(-v /sys/fs/cgroup:/sys/fs/cgroup:ro)
+  fi
+  docker run "${args[@]}" "$IMAGE" /lib/systemd/systemd >/dev/null || return 1
+  local state="" _
+  for _ in $(seq 60); do
+    state=$(docker exec "$SYSD_CONTAINER" systemctl is-system-running 2>/dev/null)
+    [[ "$state" == running || "$state" == degraded ]] && break
+    sleep 0.5
+  done
+  if [[ "$state" != running && "$state" != degraded ]]; then
+    echo "systemd did not come up as PID 1 in the container (state '$state', cgroup v$cgroup)"
+    docker logs "$SYSD_CONTAINER" 2>&1 | tail -n 20
+    return 1
+  fi
+  AGENT_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  docker exec "$SYSD_CONTAINER" mkdir -p /opt/clawops /etc/clawops
+  docker cp "$DEPLOY/startup-script.sh" "$SYSD_CONTAINER:/opt/clawops/startup-script.sh" >/dev/null
+  docker cp "$HERE/shims/docker" "$SYSD_CONTAINER:/usr/local/bin/docker" >/dev/null
+  printf 'listen = "127.0.0.1:%s"\n\n[app]\nowner = "alice"\nrepo = "/home/alice/openclaw"\n' \
+    "$AGENT_PORT" | docker exec -i "$SYSD_CONTAINER" tee /etc/clawops/agent.toml >/dev/null
+}
+
+group_systemd() {
+  section "startup script and unit under systemd as PID 1"
+  local bin=${CLAWOPS_BIN:-}
+  if [[ -z "$bin" ]]; then
+    if ! (cd "$ROOT" && cargo build -q -p clawops --bin clawops); then
+      failed "build the clawops CLI (cargo build -p clawops)"
+      return
+    fi
+    bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/clawops"
+  fi
+  if [[ -z "${FAKE:-}" ]]; then
+    # The metadata server, agent binaries and remote of startup.sh, without its container.
+    startup_prepare || return
+  fi
+  reset_attrs
+  if ! sysd_setup >"$TMP/sysd-setup.log" 2>&1; then
+    failed "systemd container boots" "$(cat "$TMP/sysd-setup.log")"
+    return
+  fi
+  local out
+  pass "systemd container boots (systemd $(docker exec "$SYSD_CONTAINER" systemctl --version | head -n 1 | cut -d' ' -f2))"
+
+  run_startup_sysd
+  expect_eq "first run under systemd exits 0" 0 "$RUN_RC"
+  [[ $RUN_RC == 0 ]] || printf '%s\n' "$RUN_OUT" | sed 's/^/     | /'
+  expect_contains "pre-existing agent.toml left alone" "$RUN_OUT" "agent.toml exists; leaving it"
+  expect_eq "unit active and enabled" "active enabled" \
+    "$(docker exec "$SYSD_CONTAINER" systemctl is-active clawops-agent.service) $(docker exec "$SYSD_CONTAINER" systemctl is-enabled clawops-agent.service)"
+  expect_eq "drop-in loaded" "/etc/systemd/system/clawops-agent.service.d/10-paths.conf" \
+    "$(unit_prop DropInPaths)"
+  local pid
+  pid=$(unit_prop MainPID)
+  expect_eq "agent runs as clawops" clawops "$(docker exec "$SYSD_CONTAINER" stat -c %U "/proc/$pid")"
+  local status
+  status=$(docker exec "$SYSD_CONTAINER" cat "/proc/$pid/status")
+  expect_contains "no new privileges" "$status" $'NoNewPrivs:\t1'
+  expect_contains "seccomp filter active" "$status" $'Seccomp:\t2'
+  expect_contains "no capabilities" "$status" $'CapEff:\t0000000000000000'
+  expect_contains "in the docker group" " $(awk '/^Groups:/ { $1 = ""; print }' <<<"$status") " \
+    " $(docker exec "$SYSD_CONTAINER" getent group docker | cut -d: -f3) "
+  expect_eq "memory limit" 268435456 "$(unit_prop MemoryMax)"
+  expect_eq "read-write paths" \
+    "/var/lib/clawops -/home/alice/openclaw -/home/alice/.openclaw" "$(unit_prop ReadWritePaths)"
+
+  local token
+  token=$(docker exec "$SYSD_CONTAINER" cat /etc/clawops/token)
+  out=$(CLAWOPS_TOKEN=$token timeout 30 "$bin" --addr "http://127.0.0.1:$AGENT_PORT" status 2>&1)
+  expect_contains "clawops status with the token reaches the agent" "$out" "clawops-agent"
+  local rc=0
+  out=$(CLAWOPS_TOKEN=wrong-token-0123456789 timeout 30 "$bin" --addr "http://127.0.0.1:$AGENT_PORT" status 2>&1) || rc=$?
+  expect_eq "a wrong token is refused (exit 3)" 3 "$rc"
+
+  local since
+  since=$(unit_prop ActiveEnterTimestampMonotonic)
+  run_startup_sysd
+  expect_eq "second run exits 0" 0 "$RUN_RC"
+  expect_eq "second run: same process, not restarted" "$pid $since" \
+    "$(unit_prop MainPID) $(unit_prop ActiveEnterTimestampMonotonic)"
+
+  printf '# changed by the test\n' >>"$FAKE/attrs/clawops-agent-unit"
+  run_startup_sysd
+  expect_eq "changed unit: run exits 0" 0 "$RUN_RC"
+  local new_pid
+  new_pid=$(unit_prop MainPID)
+  if [[ "$new_pid" != "$pid" && "$new_pid" != 0 && "$(unit_prop ActiveState)" == active ]]; then
+    pass "changed unit: agent restarted and active"
+  else
+    failed "changed unit: agent restarted and active" "MainPID $pid -> $new_pid, $(unit_prop ActiveState)"
+  fi
+  cp "$DEPLOY/clawops-agent.service" "$FAKE/attrs/clawops-agent-unit"
+}
