@@ -72,8 +72,18 @@ pub struct DemoApp {
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, DemoError> {
     let out = Command::new("git")
-        .args(["-c", "user.name=clawops demo", "-c", "user.email=demo@clawops.invalid"])
-        .args(["-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false"])
+        .args([
+            "-c",
+            "user.name=clawops demo",
+            "-c",
+            "user.email=demo@clawops.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "advice.detachedHead=false",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
@@ -143,15 +153,51 @@ impl DemoApp {
             source,
         })?;
         git(&app.remote, &["init", "--bare", "-q", "-b", "main"])?;
-        git(root, &["clone", "-q", app.remote.to_str().unwrap_or_default(), "upstream"])?;
+        git(
+            root,
+            &[
+                "clone",
+                "-q",
+                app.remote.to_str().unwrap_or_default(),
+                "upstream",
+            ],
+        )?;
         write(&app.upstream.join("busybox"), &busybox, 0o755)?;
-        write(&app.upstream.join("Dockerfile"), DOCKERFILE.as_bytes(), 0o644)?;
-        write(&app.upstream.join("gateway.sh"), GATEWAY_SH.as_bytes(), 0o755)?;
-        write(&app.upstream.join("docker-compose.yml"), COMPOSE.as_bytes(), 0o644)?;
-        write(&app.upstream.join(".dockerignore"), b".git\nREADME.md\n", 0o644)?;
-        write(&app.upstream.join("README.md"), b"OpenClaw stand-in for the clawops demo\n", 0o644)?;
+        write(
+            &app.upstream.join("Dockerfile"),
+            DOCKERFILE.as_bytes(),
+            0o644,
+        )?;
+        write(
+            &app.upstream.join("gateway.sh"),
+            GATEWAY_SH.as_bytes(),
+            0o755,
+        )?;
+        write(
+            &app.upstream.join("docker-compose.yml"),
+            COMPOSE.as_bytes(),
+            0o644,
+        )?;
+        write(
+            &app.upstream.join(".dockerignore"),
+            b".git\nREADME.md\n",
+            0o644,
+        )?;
+        write(
+            &app.upstream.join("README.md"),
+            b"OpenClaw stand-in for the clawops demo\n",
+            0o644,
+        )?;
         app.commit("v1", "ok", "v1: first version")?;
-        git(root, &["clone", "-q", app.remote.to_str().unwrap_or_default(), &app.project])?;
+        git(
+            root,
+            &[
+                "clone",
+                "-q",
+                app.remote.to_str().unwrap_or_default(),
+                &app.project,
+            ],
+        )?;
         // `.env` is the operator's, untracked, as in the GCP guide.
         write(
             &app.checkout.join(".env"),
@@ -168,15 +214,27 @@ impl DemoApp {
             path: app.state_dir.clone(),
             source,
         })?;
-        write(&app.state_dir.join("openclaw.json"), b"{\"gateway\":{\"mode\":\"local\"}}\n", 0o644)?;
+        write(
+            &app.state_dir.join("openclaw.json"),
+            b"{\"gateway\":{\"mode\":\"local\"}}\n",
+            0o644,
+        )?;
         Ok(app)
     }
 
     /// Pushes a commit to the remote that makes the gateway report `version` and behave per
     /// `mode` (`ok`, `exit`, `never-ready`). Returns the new sha.
     pub fn commit(&self, version: &str, mode: &str, message: &str) -> Result<String, DemoError> {
-        write(&self.upstream.join("etc/gateway/version"), format!("{version}\n").as_bytes(), 0o644)?;
-        write(&self.upstream.join("etc/gateway/mode"), format!("{mode}\n").as_bytes(), 0o644)?;
+        write(
+            &self.upstream.join("etc/gateway/version"),
+            format!("{version}\n").as_bytes(),
+            0o644,
+        )?;
+        write(
+            &self.upstream.join("etc/gateway/mode"),
+            format!("{mode}\n").as_bytes(),
+            0o644,
+        )?;
         git(&self.upstream, &["add", "-A"])?;
         git(&self.upstream, &["commit", "-q", "-m", message])?;
         git(&self.upstream, &["push", "-q", "origin", "HEAD:main"])?;
@@ -203,6 +261,20 @@ impl DemoApp {
     pub fn healthz_url(&self) -> String {
         format!("http://127.0.0.1:{}/healthz", self.port)
     }
+
+    /// The version the gateway reports on `/healthz` (plain HTTP/1.0 on loopback), or `None`
+    /// when nothing answers.
+    pub async fn served_version(&self) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.ok()?;
+        let v: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").nth(1)?).ok()?;
+        v["version"].as_str().map(str::to_owned)
+    }
 }
 
 /// Removes the demo project's containers and network and the images of `image_repo`.
@@ -221,7 +293,10 @@ pub async fn remove(project: &str, image_repo: &str) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     match docker.remove_network(&format!("{project}_default")).await {
-        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
         Err(e) => return Err(e.to_string()),
     }
     let prefix = format!("{image_repo}:");
@@ -232,7 +307,11 @@ pub async fn remove(project: &str, image_repo: &str) -> Result<(), String> {
     {
         for tag in image.repo_tags.iter().filter(|t| t.starts_with(&prefix)) {
             docker
-                .remove_image(tag, Some(RemoveImageOptionsBuilder::default().force(true).build()), None)
+                .remove_image(
+                    tag,
+                    Some(RemoveImageOptionsBuilder::default().force(true).build()),
+                    None,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
         }

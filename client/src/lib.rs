@@ -1,6 +1,7 @@
 //! clawops client library: reach a `clawops-agent` through an SSH or gcloud stdio tunnel (or a
 //! direct address, or in-process) and call it with the bearer token.
 
+pub mod calls;
 pub mod connect;
 pub mod demo;
 pub mod error;

@@ -5,21 +5,9 @@ use std::{process::Command, time::Duration};
 use clawops::{Client, ConnectOptions, Target, demo::DemoApp, proto};
 use testkit::{
     agent::{AgentProcess, TEST_TOKEN, client_binary},
-    cleanup::{ProjectGuard, remove_images_named},
+    cleanup::AppGuard,
     sshd::Sshd,
 };
-
-struct Cleanup {
-    _project: ProjectGuard,
-    image_repo: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let repo = format!("{}:", self.image_repo);
-        testkit::block_on_fresh(async move { remove_images_named(&repo).await });
-    }
-}
 
 /// The app's agent config as the `extra` part of an [`AgentProcess`] config.
 fn agent_for(app: &DemoApp, readiness_secs: u64) -> AgentProcess {
@@ -44,21 +32,9 @@ async fn connect(agent: &AgentProcess) -> Client {
     .unwrap()
 }
 
-async fn served_version(app: &DemoApp) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.ok()?;
-    let v: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").nth(1)?).ok()?;
-    v["version"].as_str().map(str::to_owned)
-}
-
 async fn wait_served(app: &DemoApp, version: &str) {
     for _ in 0..100 {
-        if served_version(app).await.as_deref() == Some(version) {
+        if app.served_version().await.as_deref() == Some(version) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -67,29 +43,17 @@ async fn wait_served(app: &DemoApp, version: &str) {
 }
 
 async fn update(client: &mut Client) -> proto::DeployResult {
-    let mut stream = client
-        .agent
-        .update(proto::UpdateRequest::default())
+    client
+        .update_to_end(proto::UpdateRequest::default())
         .await
         .unwrap()
-        .into_inner();
-    let mut result = None;
-    while let Some(e) = stream.message().await.unwrap() {
-        if let Some(proto::deploy_event::Event::Result(r)) = e.event {
-            result = Some(r);
-        }
-    }
-    result.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_readiness_then_restart_puts_the_previous_container_back() {
     let dir = tempfile::tempdir().unwrap();
     let app = DemoApp::create(dir.path(), &testkit::unique("k")[2..]).unwrap();
-    let _cleanup = Cleanup {
-        _project: ProjectGuard::new(&app.project),
-        image_repo: app.image_repo.clone(),
-    };
+    let _cleanup = AppGuard::new(&app.project, &app.image_repo);
     let mut agent = agent_for(&app, 60);
     let mut client = connect(&agent).await;
     let v1 = update(&mut client).await;
@@ -119,7 +83,7 @@ async fn kill_9_during_readiness_then_restart_puts_the_previous_container_back()
         }
     }
     assert!(
-        served_version(&app).await.is_none(),
+        app.served_version().await.is_none(),
         "v1 is stopped during the swap"
     );
     agent.kill9();
@@ -173,10 +137,7 @@ async fn kill_9_during_readiness_then_restart_puts_the_previous_container_back()
 async fn update_through_a_real_ssh_tunnel_with_json_output() {
     let dir = tempfile::tempdir().unwrap();
     let app = DemoApp::create(dir.path(), &testkit::unique("s")[2..]).unwrap();
-    let _cleanup = Cleanup {
-        _project: ProjectGuard::new(&app.project),
-        image_repo: app.image_repo.clone(),
-    };
+    let _cleanup = AppGuard::new(&app.project, &app.image_repo);
     let agent = agent_for(&app, 30);
     let sshd = Sshd::start();
     let mut cmd = Command::new(client_binary());

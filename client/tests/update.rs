@@ -3,28 +3,14 @@
 use std::time::Duration;
 
 use clawops::{Client, demo::DemoApp, proto};
-use testkit::cleanup::{ProjectGuard, remove_images_named};
+use testkit::cleanup::AppGuard;
 
 /// Removes the app's containers, network and images when the test ends, however it ends.
-struct Cleanup {
-    _project: ProjectGuard,
-    image_repo: String,
-}
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let repo = format!("{}:", self.image_repo);
-        testkit::block_on_fresh(async move { remove_images_named(&repo).await });
-    }
-}
-
-fn app(dir: &std::path::Path) -> (DemoApp, Cleanup) {
+fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
     let id = testkit::unique("t").trim_start_matches("t-").to_owned();
     let app = DemoApp::create(dir, &id).unwrap();
-    let cleanup = Cleanup {
-        _project: ProjectGuard::new(&app.project),
-        image_repo: app.image_repo.clone(),
-    };
+    let cleanup = AppGuard::new(&app.project, &app.image_repo);
     (app, cleanup)
 }
 
@@ -35,14 +21,7 @@ async fn local(app: &DemoApp, readiness_secs: u64) -> Client {
 }
 
 async fn run_update(client: &mut Client, req: proto::UpdateRequest) -> proto::DeployResult {
-    let mut stream = client.agent.update(req).await.unwrap().into_inner();
-    let mut result = None;
-    while let Some(e) = stream.message().await.unwrap() {
-        if let Some(proto::deploy_event::Event::Result(r)) = e.event {
-            result = Some(r);
-        }
-    }
-    result.expect("a result event")
+    client.update_to_end(req).await.unwrap()
 }
 
 async fn update(client: &mut Client) -> proto::DeployResult {
@@ -51,22 +30,6 @@ async fn update(client: &mut Client) -> proto::DeployResult {
 
 fn outcome(r: &proto::DeployResult) -> proto::Outcome {
     proto::Outcome::try_from(r.outcome).unwrap()
-}
-
-/// What the gateway answers on /healthz, or None when nothing answers.
-async fn served_version(app: &DemoApp) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.ok()?;
-    let json = body.split("\r\n\r\n").nth(1)?;
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v["version"].as_str().map(str::to_owned)
 }
 
 async fn gateway_container(app: &DemoApp) -> (String, String) {
@@ -92,7 +55,7 @@ async fn update_deploys_noops_and_rolls_back_broken_versions() {
         "{}",
         first.message
     );
-    assert_eq!(served_version(&app).await.as_deref(), Some("v1"));
+    assert_eq!(app.served_version().await.as_deref(), Some("v1"));
 
     // A new commit upstream: fast-forward, build, swap.
     let v2 = app.commit("v2", "ok", "v2").unwrap();
@@ -107,7 +70,7 @@ async fn update_deploys_noops_and_rolls_back_broken_versions() {
     assert_eq!(second.from_sha, first.to_sha);
     assert!(second.image.ends_with(&v2[..12]), "{}", second.image);
     assert!(!second.snapshot.is_empty());
-    assert_eq!(served_version(&app).await.as_deref(), Some("v2"));
+    assert_eq!(app.served_version().await.as_deref(), Some("v2"));
 
     // Nothing new: no build, no restart.
     let before = gateway_container(&app).await;
@@ -131,7 +94,7 @@ async fn update_deploys_noops_and_rolls_back_broken_versions() {
         "{:?}",
         broken.last_logs
     );
-    assert_eq!(served_version(&app).await.as_deref(), Some("v2"));
+    assert_eq!(app.served_version().await.as_deref(), Some("v2"));
 
     // A version that never becomes ready: rolled back after the readiness timeout.
     app.commit("v4", "never-ready", "v4: hangs").unwrap();
@@ -143,7 +106,7 @@ async fn update_deploys_noops_and_rolls_back_broken_versions() {
         hung.message
     );
     assert!(hung.message.contains("ready"), "{}", hung.message);
-    assert_eq!(served_version(&app).await.as_deref(), Some("v2"));
+    assert_eq!(app.served_version().await.as_deref(), Some("v2"));
 
     // The journal tells the story, newest first.
     let history = client
@@ -181,22 +144,13 @@ async fn update_deploys_noops_and_rolls_back_broken_versions() {
         fixed.message
     );
     assert_eq!(fixed.to_sha, v5);
-    assert_eq!(served_version(&app).await.as_deref(), Some("v5"));
+    assert_eq!(app.served_version().await.as_deref(), Some("v5"));
 
     // Rollback returns to the previous healthy version from its kept image.
-    let mut stream = client
-        .agent
-        .rollback(proto::RollbackRequest::default())
+    let back = client
+        .rollback_to_end(proto::RollbackRequest::default())
         .await
-        .unwrap()
-        .into_inner();
-    let mut back = None;
-    while let Some(e) = stream.message().await.unwrap() {
-        if let Some(proto::deploy_event::Event::Result(r)) = e.event {
-            back = Some(r);
-        }
-    }
-    let back = back.unwrap();
+        .unwrap();
     assert_eq!(
         outcome(&back),
         proto::Outcome::Succeeded,
@@ -204,7 +158,7 @@ async fn update_deploys_noops_and_rolls_back_broken_versions() {
         back.message
     );
     assert_eq!(back.to_sha, v2);
-    assert_eq!(served_version(&app).await.as_deref(), Some("v2"));
+    assert_eq!(app.served_version().await.as_deref(), Some("v2"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -246,7 +200,7 @@ async fn a_failing_build_or_a_diverged_checkout_changes_nothing() {
         failed.message
     );
     assert_eq!(gateway_container(&app).await, serving);
-    assert_eq!(served_version(&app).await.as_deref(), Some("v1"));
+    assert_eq!(app.served_version().await.as_deref(), Some("v1"));
 
     // Upstream force-pushed while the checkout has a local commit: refused, nothing touched.
     testkit::git::git(
@@ -400,7 +354,7 @@ async fn a_client_that_disconnects_does_not_interrupt_the_update() {
             .into_inner();
         if h.entries.first().is_some_and(|e| e.result != "running") {
             assert_eq!(h.entries[0].result, "succeeded", "{}", h.entries[0].message);
-            assert_eq!(served_version(&app).await.as_deref(), Some("v1"));
+            assert_eq!(app.served_version().await.as_deref(), Some("v1"));
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

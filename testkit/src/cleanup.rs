@@ -132,3 +132,27 @@ pub async fn remove_images_named(prefix: &str) {
         }
     }
 }
+
+/// Removes, on drop, a compose project's containers and network and every image whose
+/// repository is `image_repo` (the tags an app's builds created).
+#[derive(Debug)]
+pub struct AppGuard {
+    _project: ProjectGuard,
+    image_repo: String,
+}
+
+impl AppGuard {
+    pub fn new(project: &str, image_repo: &str) -> Self {
+        Self {
+            _project: ProjectGuard::new(project),
+            image_repo: image_repo.to_owned(),
+        }
+    }
+}
+
+impl Drop for AppGuard {
+    fn drop(&mut self) {
+        let prefix = format!("{}:", self.image_repo);
+        block_on_fresh(async move { remove_images_named(&prefix).await });
+    }
+}

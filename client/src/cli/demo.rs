@@ -30,7 +30,10 @@ struct Steps {
 impl Steps {
     fn next(&mut self, title: &str, command: &str) {
         self.n += 1;
-        println!("\n\x1b[1m[{}/{}] {title}\x1b[0m\n      $ {command}", self.n, self.total);
+        println!(
+            "\n\x1b[1m[{}/{}] {title}\x1b[0m\n      $ {command}",
+            self.n, self.total
+        );
     }
 }
 
@@ -88,23 +91,36 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
     let _ = out;
 
     steps.next("Build the gateway image from the checkout", "clawops build");
-    let code = build::run(client.clone(), build::BuildArgs {
+    let code = build::run(
+        client.clone(),
+        build::BuildArgs {
             no_cache: false,
             service: String::new(),
             requested_by: Some("demo".into()),
-        }, &quiet).await?;
+        },
+        &quiet,
+    )
+    .await?;
     check(code == 0, "the image is built and tagged with the commit")?;
 
     steps.next("Start it from docker-compose.yml and .env", "clawops up");
-    let code = up::run(client.clone(), UpArgs {
+    let code = up::run(
+        client.clone(),
+        UpArgs {
             services: Vec::new(),
             force_recreate: false,
             remove_orphans: false,
             no_wait: false,
             requested_by: Some("demo".into()),
-        }, &quiet).await?;
+        },
+        &quiet,
+    )
+    .await?;
     check(code == 0, "the gateway is up and ready")?;
-    check(served(app).await.as_deref() == Some("v1"), "/healthz answers with v1")?;
+    check(
+        app.served_version().await.as_deref() == Some("v1"),
+        "/healthz answers with v1",
+    )?;
 
     steps.next("Nothing was pushed: update is a no-op", "clawops update");
     let started = Instant::now();
@@ -117,14 +133,20 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
         ),
     )?;
 
-    steps.next("Push v2 upstream, then update", "git push && clawops update");
+    steps.next(
+        "Push v2 upstream, then update",
+        "git push && clawops update",
+    );
     let v2 = app
         .commit("v2", "ok", "v2: a new gateway version")
         .map_err(|e| ClientError::Failed(e.to_string()))?;
     println!("      pushed {}", &v2[..12]);
     let code = update::update(client.clone(), demo_update(), &quiet).await?;
     check(code == 0, "fetched, fast-forwarded, built, swapped, ready")?;
-    check(served(app).await.as_deref() == Some("v2"), "/healthz answers with v2")?;
+    check(
+        app.served_version().await.as_deref() == Some("v2"),
+        "/healthz answers with v2",
+    )?;
 
     steps.next(
         "Push a broken v3 (it exits at start), then update",
@@ -141,7 +163,7 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
         "…and rolled back automatically",
     )?;
     check(
-        served(app).await.as_deref() == Some("v2"),
+        app.served_version().await.as_deref() == Some("v2"),
         "v2 serves again; the gateway was down only between stop and ready",
     )?;
 
@@ -172,19 +194,6 @@ async fn last_result(client: &Client) -> String {
         .and_then(|h| h.into_inner().entries.into_iter().next())
         .map(|e| e.result)
         .unwrap_or_default()
-}
-
-/// The version the gateway reports on /healthz (plain HTTP/1.0 on loopback).
-async fn served(app: &DemoApp) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.ok()?;
-    let v: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").nth(1)?).ok()?;
-    v["version"].as_str().map(str::to_owned)
 }
 
 /// Removes the demo's containers, network and images, also when a step failed.
