@@ -261,8 +261,10 @@ EOF
 fi
 if write_once "$GITCONFIG" root clawops 0640 <<EOF; then
 # Git configuration of the clawops agent only (GIT_CONFIG_GLOBAL in its unit), written once by
-# the startup script. The checkout belongs to $owner and git runs as clawops, so git's
-# ownership check must be told that this one repository is trusted.
+# the startup script; yours to edit. The checkout belongs to $owner and git runs as clawops,
+# so git's ownership check is told that this one repository is trusted. A private remote's
+# credentials go here too, e.g. [core] sshCommand = ssh -i /etc/clawops/deploy_key
+# (a key owned by clawops, mode 0600).
 [safe]
 	directory = $repo
 EOF
@@ -301,16 +303,24 @@ share_tree() {
   find "$1" -type d -exec setfacl -m "$default_acl" {} +
   log "shared $1 with clawops (ACL $acl, default ACL on directories)"
 }
-if ! runuser -u clawops -- test -x "$home"; then
-  setfacl -m u:clawops:x "$home"
-  log "let clawops traverse $home (ACL u:clawops:x; nothing in it becomes listable)"
-fi
+# ensure_traverse DIR: clawops may pass through DIR and every directory above it (x only).
+ensure_traverse() {
+  local parent
+  parent=$(dirname "$1")
+  [[ "$parent" == "$1" ]] || ensure_traverse "$parent"
+  if ! runuser -u clawops -- test -x "$1"; then
+    setfacl -m u:clawops:x "$1"
+    log "let clawops traverse $1 (ACL u:clawops:x; nothing in it becomes listable)"
+  fi
+}
 for dir in "$repo" "$home/.openclaw"; do
   if [[ ! -e "$dir" ]]; then
     # Created empty so the ACLs are inherited by what `git clone` / the gateway put in it.
-    runuser -u "$owner" -- install -d -m "$([[ $dir == "$repo" ]] && echo 0755 || echo 0700)" "$dir"
+    install -d -o "$owner" -g "$(id -gn "$owner")" \
+      -m "$([[ $dir == "$repo" ]] && echo 0755 || echo 0700)" "$dir"
     log "created $dir (owner $owner)"
   fi
+  ensure_traverse "$(dirname "$dir")"
   share_tree "$dir"
 done
 if [[ -z "$(ls -A "$repo")" ]]; then

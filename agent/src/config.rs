@@ -152,6 +152,8 @@ pub struct BuildConfig {
     pub builder: crate::build::BuilderChoice,
     /// Extra labels on every image built, e.g. `org.opencontainers.image.source`.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// A build still running after this long is stopped (it holds the single-flight lock).
+    pub timeout_secs: u64,
 }
 
 impl Default for BuildConfig {
@@ -162,6 +164,7 @@ impl Default for BuildConfig {
             min_available_memory_mb: 768,
             builder: crate::build::BuilderChoice::Auto,
             labels: std::collections::BTreeMap::new(),
+            timeout_secs: 3600,
         }
     }
 }
@@ -296,6 +299,12 @@ impl Config {
             });
         }
         self.validate_memory()?;
+        if self.build.timeout_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "build.timeout_secs",
+                message: "must be at least 1".into(),
+            });
+        }
         if self.build.keep_images == 0 {
             return Err(ConfigError::Invalid {
                 key: "build.keep_images",

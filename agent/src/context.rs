@@ -26,6 +26,8 @@ pub struct AgentContext {
     pub started_at: DateTime<Utc>,
     pub started: Instant,
     pub counters: Counters,
+    /// What VerifyBinaries found in images (image contents never change).
+    pub verify_cache: crate::verify::ImageCache,
     /// MemoryStats' history and watchers (started by `startup::build_context`).
     pub memory: crate::memory::Monitor,
 }
@@ -43,6 +45,7 @@ impl AgentContext {
             started_at: Utc::now(),
             started: Instant::now(),
             counters: Counters::default(),
+            verify_cache: Default::default(),
             memory,
         })
     }

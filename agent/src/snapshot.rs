@@ -202,7 +202,7 @@ mod tests {
         .await
         .unwrap();
         assert!(snap.size_bytes > 0);
-        assert_eq!(snap.dirs, [dir.clone()]);
+        assert_eq!(snap.dirs, std::slice::from_ref(&dir));
 
         std::fs::write(dir.join("openclaw.json"), "{\"v\":2}").unwrap();
         let moved = restore(&snap.path).await.unwrap();

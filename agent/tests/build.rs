@@ -316,8 +316,8 @@ async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory()
     // The newest sha tag stays (rollback target); the older one is offered.
     let old = format!("{}:{}", ctx.project, "a".repeat(12));
     assert_eq!(
-        prunable.iter().map(|t| t.tag.clone()).collect::<Vec<_>>(),
-        [old.clone()]
+        prunable.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>(),
+        [old.as_str()]
     );
     let msg = err.to_string();
     assert!(
@@ -343,4 +343,24 @@ async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory()
         ),
         "low-memory warning"
     );
+}
+
+#[tokio::test]
+async fn a_hung_build_is_cancelled_at_the_timeout_naming_its_step() {
+    let ctx = Ctx::new(&format!("{BASE}RUN echo waiting && sleep 60\n"));
+    let mut spec = ctx.spec(None);
+    spec.no_cache = true;
+    spec.timeout = Duration::from_secs(3);
+    let started = Instant::now();
+    let err = build::build(&ctx.docker, &spec, &build_support::discard())
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "not cancelled in time"
+    );
+    let f = err.failure().unwrap_or_else(|| panic!("{err}"));
+    assert!(f.step.contains("RUN echo waiting"), "{f:?}");
+    assert!(f.message.contains("timeout_secs"), "{f:?}");
+    assert_eq!(f.output_tail, ["waiting"]);
 }

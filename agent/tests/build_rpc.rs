@@ -14,12 +14,18 @@ use clawops_proto::v1::{self as pb, agent_client::AgentClient};
 use testkit::{agent::AgentProcess, git::GitFixture};
 use tonic::{Code, Request, service::interceptor::InterceptedService, transport::Channel};
 
-type Client = AgentClient<
-    InterceptedService<
-        Channel,
-        Box<dyn FnMut(Request<()>) -> Result<Request<()>, tonic::Status> + Send>,
-    >,
->;
+type Client = AgentClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds the agent's token to every call.
+#[derive(Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
 
 struct App {
     name: String,
@@ -62,14 +68,8 @@ async fn connect(agent: &AgentProcess) -> Client {
         .connect()
         .await
         .unwrap();
-    let auth: tonic::metadata::MetadataValue<_> =
-        format!("Bearer {}", agent.token).parse().unwrap();
-    let interceptor: Box<dyn FnMut(Request<()>) -> Result<Request<()>, tonic::Status> + Send> =
-        Box::new(move |mut req: Request<()>| {
-            req.metadata_mut().insert("authorization", auth.clone());
-            Ok(req)
-        });
-    AgentClient::with_interceptor(channel, interceptor)
+    let auth = format!("Bearer {}", agent.token).parse().unwrap();
+    AgentClient::with_interceptor(channel, Bearer(auth))
 }
 
 #[tokio::test]
@@ -82,6 +82,8 @@ async fn build_rpc_streams_tags_head_locks_and_survives_disconnect() {
     let mut stream = client
         .build(pb::BuildRequest {
             requested_by: "test".into(),
+            // A cached RUN prints nothing; this test watches its output arrive.
+            no_cache: true,
             ..Default::default()
         })
         .await

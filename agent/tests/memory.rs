@@ -1,10 +1,10 @@
 //! MemoryStats against real parts: the Docker engine, /proc, a GCE-like metadata server on
-//! loopback, and a unix-socket proxy in front of dockerd that can be cut to end the events
-//! stream as a dockerd restart would.
+//! loopback (testkit::gce), and a unix-socket proxy in front of dockerd that can be cut to end
+//! the events stream as a dockerd restart would (testkit::docker_proxy).
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -23,11 +23,9 @@ use clawops_agent::{
     },
     startup,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, UnixListener, UnixStream},
-    task::JoinHandle,
-};
+use testkit::docker_proxy::DockerProxy;
+use testkit::gce::{E2_MICRO, FakeGce};
+use tokio::net::TcpListener;
 
 const MIB: u64 = 1 << 20;
 
@@ -39,106 +37,6 @@ fn fixture(name: &str) -> String {
     )
     .unwrap()
 }
-
-// ------------------------------------------------------------------ fake GCE metadata server
-
-/// Answers like GCE's metadata server: 403 without `Metadata-Flavor: Google`, the header echoed
-/// on every answer, HTTP/1.1 keep-alive.
-struct FakeGce {
-    url: String,
-    /// (path, had the Metadata-Flavor: Google header)
-    requests: Arc<Mutex<Vec<(String, bool)>>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FakeGce {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn fake_gce(answers: &[(&str, &str)], flavor_header: bool) -> FakeGce {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/computeMetadata/v1",
-        listener.local_addr().unwrap()
-    );
-    let answers: HashMap<String, String> = answers
-        .iter()
-        .map(|(p, v)| (format!("/computeMetadata/v1{p}"), v.to_string()))
-        .collect();
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                return;
-            };
-            let answers = answers.clone();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let Some(end) = find(&buf, b"\r\n\r\n") else {
-                        let mut chunk = [0u8; 1024];
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    buf.drain(..end + 4);
-                    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
-                    let flavor = head
-                        .lines()
-                        .any(|l| l.to_ascii_lowercase() == "metadata-flavor: google");
-                    seen.lock().unwrap().push((path.clone(), flavor));
-                    let (status, body) = match answers.get(&path) {
-                        _ if !flavor => (
-                            "403 Forbidden",
-                            "Missing required header \"Metadata-Flavor\": \"Google\"".into(),
-                        ),
-                        Some(v) => ("200 OK", v.clone()),
-                        None => ("404 Not Found", "not found".into()),
-                    };
-                    let echo = if flavor_header {
-                        "Metadata-Flavor: Google\r\n"
-                    } else {
-                        ""
-                    };
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\n{echo}Content-Type: application/text\r\n\
-                         Content-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if conn.write_all(response.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    FakeGce {
-        url,
-        requests,
-        task,
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-const GCE_E2_MICRO: [(&str, &str); 4] = [
-    (
-        "/instance/machine-type",
-        "projects/123456789/machineTypes/e2-micro",
-    ),
-    ("/instance/name", "openclaw-gateway"),
-    ("/instance/zone", "projects/123456789/zones/us-central1-a"),
-    ("/project/project-id", "my-claw-project"),
-];
 
 // ------------------------------------------------------------------ agent context and docker
 
@@ -152,8 +50,10 @@ struct TestAgent {
 fn agent_with(edit: impl FnOnce(&mut Config)) -> TestAgent {
     let project = testkit::unique("memtest");
     let state = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.state_dir = state.path().to_path_buf();
+    let mut config = Config {
+        state_dir: state.path().to_path_buf(),
+        ..Config::default()
+    };
     config.app.project = Some(project.clone());
     config.memory.sample_interval_secs = 1;
     edit(&mut config);
@@ -231,7 +131,7 @@ async fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> O
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_gce_e2_micro_with_sustained_low_memory_advises_e2_small_over_grpc() {
-    let gce = fake_gce(&GCE_E2_MICRO, true).await;
+    let gce = FakeGce::start(&E2_MICRO, true);
     let url = gce.url.clone();
     let agent = agent_with(|c| {
         c.memory.metadata_url = url;
@@ -309,9 +209,9 @@ async fn fake_gce_e2_micro_with_sustained_low_memory_advises_e2_small_over_grpc(
     assert!(history.available.unwrap().min > 0);
     assert!(report.agent_rss_bytes > 0);
     // Every request carried the header, and all four paths were asked for.
-    let requests = gce.requests.lock().unwrap().clone();
+    let requests = gce.requests();
     assert!(requests.iter().all(|(_, flavor)| *flavor), "{requests:?}");
-    for (path, _) in GCE_E2_MICRO {
+    for (path, _) in E2_MICRO {
         assert!(
             requests.iter().any(|(p, _)| p.ends_with(path)),
             "{path} not requested: {requests:?}"
@@ -358,7 +258,7 @@ async fn metadata_unreachable_or_not_google_is_unknown_quickly() {
     drop(silent);
 
     // Something answering without GCE's Metadata-Flavor header (a proxy, a captive portal).
-    let impostor = fake_gce(&GCE_E2_MICRO, false).await;
+    let impostor = FakeGce::start(&E2_MICRO, false);
     let m = MetadataClient::new(&impostor.url, Duration::from_millis(300))
         .unwrap()
         .lookup()
@@ -366,7 +266,7 @@ async fn metadata_unreachable_or_not_google_is_unknown_quickly() {
     assert_eq!(m.machine_type, "unknown");
 
     // The real thing, for contrast.
-    let gce = fake_gce(&GCE_E2_MICRO, true).await;
+    let gce = FakeGce::start(&E2_MICRO, true);
     let m = MetadataClient::new(&gce.url, Duration::from_millis(300))
         .unwrap()
         .lookup()
@@ -616,70 +516,12 @@ async fn docker_down_still_reports_the_host() {
 
 // ------------------------------------------------------------------ events watcher
 
-/// A unix socket forwarding to dockerd that can be taken away (every connection cut, the
-/// socket file removed) and brought back, as a dockerd restart looks to a client.
-struct DockerProxy {
-    path: PathBuf,
-    accept: Option<JoinHandle<()>>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-fn docker_socket() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
-        .unwrap_or_else(|| "/var/run/docker.sock".into())
-}
-
-impl DockerProxy {
-    fn new(path: PathBuf) -> Self {
-        let mut proxy = Self {
-            path,
-            accept: None,
-            conns: Arc::default(),
-        };
-        proxy.up();
-        proxy
-    }
-
-    fn up(&mut self) {
-        let listener = UnixListener::bind(&self.path).unwrap();
-        let conns = self.conns.clone();
-        self.accept = Some(tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let handle = tokio::spawn(async move {
-                    if let Ok(mut engine) = UnixStream::connect(docker_socket()).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
-                    }
-                });
-                conns.lock().unwrap().push(handle);
-            }
-        }));
-    }
-
-    fn down(&mut self) {
-        if let Some(a) = self.accept.take() {
-            a.abort();
-        }
-        for c in self.conns.lock().unwrap().drain(..) {
-            c.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for DockerProxy {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_survives_the_events_stream_going_away() {
     let image = testkit::image::build(&testkit::unique("clawops-memtest"), &[], r#"["sh"]"#).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut proxy = DockerProxy::new(dir.path().join("docker.sock"));
-    let endpoint = format!("unix://{}", proxy.path.display());
+    let mut proxy = DockerProxy::start(&dir.path().join("docker.sock"));
+    let endpoint = proxy.endpoint();
     let agent = agent_with(|c| c.docker_host = Some(endpoint));
     let shared = agent.ctx.memory.shared().clone();
     let docker = testkit::docker::connect().await;
@@ -734,4 +576,28 @@ async fn watcher_survives_the_events_stream_going_away() {
         .filter(|e| e.container_id == a && e.kind == EventKind::Die)
         .count();
     assert_eq!(dies_of_a, 1);
+}
+
+#[test]
+fn memory_config_errors_name_the_key() {
+    let parse = |text: &str| {
+        Config::parse(text, Path::new("agent.toml"))
+            .err()
+            .map(|e| e.to_string())
+    };
+    let err = parse("[memory]\nmetadata_url = \"https://metadata/x\"\n").unwrap();
+    assert!(err.contains("memory.metadata_url"), "{err}");
+    let err = parse("[memory]\nhistory_secs = 8640000\nsample_interval_secs = 1\n").unwrap();
+    assert!(
+        err.contains("memory.history_secs") && err.contains("sample_interval_secs"),
+        "{err}"
+    );
+    let err = parse("[memory]\npressure_some_pct = 0\n").unwrap();
+    assert!(err.contains("memory.pressure_some_pct"), "{err}");
+    let err = parse("[memory]\nsustained = 300\n").unwrap();
+    assert!(err.contains("sustained"), "{err}");
+    assert_eq!(
+        parse("[memory]\nsample_interval_secs = 5\nsustained_secs = 60\n"),
+        None
+    );
 }

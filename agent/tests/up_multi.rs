@@ -75,16 +75,22 @@ volumes:
   cache: {}
 "#;
 
-struct VolumeGuard(String);
+/// Removes the project's containers, then its named volume (in that order: a volume in use
+/// cannot be removed).
+struct VolumeGuard {
+    project: String,
+    volume: String,
+}
 
 impl Drop for VolumeGuard {
     fn drop(&mut self) {
-        let name = self.0.clone();
+        let (project, volume) = (self.project.clone(), self.volume.clone());
         testkit::block_on_fresh(async move {
+            testkit::cleanup::remove_project(project).await;
             let docker = testkit::docker::connect().await;
             let _ = docker
                 .remove_volume(
-                    &name,
+                    &volume,
                     None::<bollard::query_parameters::RemoveVolumeOptions>,
                 )
                 .await;
@@ -97,7 +103,10 @@ async fn every_key_runs_on_the_engine_and_orphans_are_handled() {
     let image = node_image("ok").await;
     let app =
         app("url = \"http://127.0.0.1:{port}/healthz\"\nhealthcheck = true\ntimeout_secs = 60");
-    let _volume = VolumeGuard(format!("{}_cache", app.project));
+    let _volume = VolumeGuard {
+        project: app.project.clone(),
+        volume: format!("{}_cache", app.project),
+    };
     app.write("compose.yaml", MULTI);
     let env = format!(
         "IMAGE={}\nPORT={}\nSTATE={}\n",

@@ -7,8 +7,8 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use clawops_agent::{
-    config::{ResolvedApp, VerifyConfig},
-    verify::{self, BinaryReport, BinaryStatus, Report, VerifyError, VerifyOptions},
+    config::{Config, ResolvedApp, VerifyConfig},
+    verify::{self, BinaryReport, BinaryStatus, ImageCache, Report, VerifyError, VerifyOptions},
 };
 use testkit::{
     cleanup::ProjectGuard,
@@ -97,8 +97,9 @@ fn app(project: &str, repo: &Path, home: &Path) -> ResolvedApp {
     }
 }
 
-fn verify_config() -> VerifyConfig {
-    VerifyConfig {
+fn agent_config() -> Config {
+    let mut config = Config::default();
+    config.verify = VerifyConfig {
         binaries: vec!["notexec".into(), "armtool".into()],
         probes: [(
             "crashy".to_string(),
@@ -106,7 +107,8 @@ fn verify_config() -> VerifyConfig {
         )]
         .into_iter()
         .collect(),
-    }
+    };
+    config
 }
 
 fn options(binaries: &[&str]) -> VerifyOptions {
@@ -114,6 +116,7 @@ fn options(binaries: &[&str]) -> VerifyOptions {
         binaries: binaries.iter().map(|s| s.to_string()).collect(),
         service: SERVICE.into(),
         image: None,
+        run_probes: true,
         probe_timeout: Duration::from_millis(1500),
     }
 }
@@ -184,10 +187,12 @@ async fn running_then_stopped_container() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, home) = skills_tree(tmp.path());
     let app = app(&project, &repo, &home);
+    let cache = ImageCache::default();
     let report = verify::verify(
         &docker,
         &app,
-        &verify_config(),
+        &agent_config(),
+        &cache,
         options(&["gog", "nosuchbin", "crashy", "slowtool", "needsnode"]),
     )
     .await
@@ -290,6 +295,36 @@ async fn running_then_stopped_container() {
     );
     assert_eq!(scratch_left(&docker, &img.id).await, 0);
 
+    // Again, with the image's lookups remembered: the same answers.
+    assert!(!cache.is_empty());
+    let warm = verify::verify(
+        &docker,
+        &app,
+        &agent_config(),
+        &cache,
+        options(&["gog", "nosuchbin", "crashy", "slowtool", "needsnode"]),
+    )
+    .await
+    .unwrap();
+    let statuses = |r: &Report| {
+        r.binaries
+            .iter()
+            .map(|b| (b.name.clone(), b.status, b.path.clone(), b.version.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(statuses(&warm), statuses(&report));
+
+    // Look only: nothing runs, the runtime copy is still flagged.
+    let mut look = options(&["gog"]);
+    look.run_probes = false;
+    let report = verify::verify(&docker, &app, &agent_config(), &cache, look)
+        .await
+        .unwrap();
+    let gog = get(&report, "gog");
+    assert_eq!(gog.status, BinaryStatus::NotRun, "{gog:?}");
+    assert!(gog.detail.contains("--no-run"), "{gog:?}");
+    assert_eq!(get(&report, "wacli").status, BinaryStatus::RuntimeOnly);
+
     // Stopped: the image is still checked, nothing runs, the runtime copy is still flagged.
     docker
         .stop_container(
@@ -298,7 +333,7 @@ async fn running_then_stopped_container() {
         )
         .await
         .unwrap();
-    let report = verify::verify(&docker, &app, &verify_config(), options(&["gog"]))
+    let report = verify::verify(&docker, &app, &agent_config(), &cache, options(&["gog"]))
         .await
         .unwrap();
     assert!(!report.container.as_ref().unwrap().running);
@@ -324,17 +359,60 @@ async fn image_alone_and_no_container() {
     let tmp = tempfile::tempdir().unwrap();
     let app = app(&project, &tmp.path().join("repo"), &tmp.path().join("home"));
 
-    let err = verify::verify(&docker, &app, &VerifyConfig::default(), options(&["gog"]))
-        .await
-        .unwrap_err();
+    let err = verify::verify(
+        &docker,
+        &app,
+        &Config::default(),
+        &ImageCache::default(),
+        options(&["gog"]),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, VerifyError::NoContainer { .. }), "{err}");
     assert!(err.to_string().contains("--image"), "{err}");
+    assert!(err.to_string().contains("no compose file"), "{err}");
+
+    // No container, but the compose file names the image and sets PATH.
+    write(
+        &app.repo.join("docker-compose.yml"),
+        &format!(
+            "services:\n  {SERVICE}:\n    image: {tag}\n    environment:\n      PATH: /opt/tools/bin:/bin\n"
+        ),
+    );
+    let report = verify::verify(
+        &docker,
+        &app,
+        &Config::default(),
+        &ImageCache::default(),
+        options(&["placer", "gog"]),
+    )
+    .await
+    .unwrap();
+    assert!(report.container.is_none());
+    assert_eq!(report.search_path, ["/opt/tools/bin", "/bin"]);
+    assert_eq!(get(&report, "placer").status, BinaryStatus::NotRun);
+    assert_eq!(get(&report, "gog").status, BinaryStatus::Missing);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("from the compose file")),
+        "{:?}",
+        report.notes
+    );
+    std::fs::remove_file(app.repo.join("docker-compose.yml")).unwrap();
 
     let mut opts = options(&["gog", "sh", "armtool"]);
     opts.image = Some(img.tag.clone());
-    let report = verify::verify(&docker, &app, &VerifyConfig::default(), opts)
-        .await
-        .unwrap();
+    let report = verify::verify(
+        &docker,
+        &app,
+        &Config::default(),
+        &ImageCache::default(),
+        opts,
+    )
+    .await
+    .unwrap();
     assert!(report.container.is_none());
     // The image sets no PATH: Docker's default applies.
     assert!(report.search_path.contains(&"/usr/local/bin".to_string()));
@@ -345,14 +423,26 @@ async fn image_alone_and_no_container() {
 
     let mut opts = options(&["gog"]);
     opts.image = Some(format!("{project}-absent:latest"));
-    let err = verify::verify(&docker, &app, &VerifyConfig::default(), opts)
-        .await
-        .unwrap_err();
+    let err = verify::verify(
+        &docker,
+        &app,
+        &Config::default(),
+        &ImageCache::default(),
+        opts,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, VerifyError::ImageNotFound { .. }), "{err}");
 
-    let err = verify::verify(&docker, &app, &VerifyConfig::default(), options(&["a/b"]))
-        .await
-        .unwrap_err();
+    let err = verify::verify(
+        &docker,
+        &app,
+        &Config::default(),
+        &ImageCache::default(),
+        options(&["a/b"]),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, VerifyError::InvalidName { .. }), "{err}");
     assert_eq!(scratch_left(&docker, &img.id).await, 0);
 }

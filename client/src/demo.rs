@@ -33,6 +33,7 @@ COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 COPY gateway.sh /gateway.sh
 COPY etc/ /etc/
+COPY tools/ /usr/local/bin/
 CMD ["/bin/sh", "/gateway.sh"]
 "#;
 
@@ -53,6 +54,10 @@ pub const COMPOSE: &str = r#"services:
     ports:
       - "127.0.0.1:${OPENCLAW_GATEWAY_PORT}:18789"
 "#;
+
+/// Stand-ins for skill binaries (gog, goplaces, wacli) the image carries.
+pub const SKILL_TOOLS: [(&str, &str); 3] =
+    [("gog", "1.4.2"), ("goplaces", "0.9.0"), ("wacli", "2.1.0")];
 
 #[derive(Debug)]
 pub struct DemoApp {
@@ -188,6 +193,14 @@ impl DemoApp {
             b"OpenClaw stand-in for the clawops demo\n",
             0o644,
         )?;
+        // Skill binaries baked into the image, as the guide requires (see `clawops verify`).
+        for (tool, version) in SKILL_TOOLS {
+            write(
+                &app.upstream.join("tools").join(tool),
+                format!("#!/bin/sh\necho \"{tool} {version}\"\n").as_bytes(),
+                0o755,
+            )?;
+        }
         app.commit("v1", "ok", "v1: first version")?;
         git(
             root,
@@ -243,8 +256,10 @@ impl DemoApp {
 
     /// The agent configuration for this app.
     pub fn config(&self) -> Config {
-        let mut c = Config::default();
-        c.state_dir = self.root.join("agent-state");
+        let mut c = Config {
+            state_dir: self.root.join("agent-state"),
+            ..Config::default()
+        };
         c.app.repo = Some(self.checkout.clone());
         c.app.branch = "main".into();
         c.readiness.url = Some(format!("http://127.0.0.1:{}/healthz", self.port));
@@ -299,6 +314,20 @@ pub async fn remove(project: &str, image_repo: &str) -> Result<(), String> {
         }) => {}
         Err(e) => return Err(e.to_string()),
     }
+    // Builds leave untagged images behind (replaced tags); they carry the project label.
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("clawops.project={project}")],
+    )]);
+    let labelled = docker
+        .list_images(Some(
+            bollard::query_parameters::ListImagesOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
     let prefix = format!("{image_repo}:");
     for image in docker
         .list_images(None::<ListImagesOptions>)
@@ -315,6 +344,16 @@ pub async fn remove(project: &str, image_repo: &str) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
         }
+    }
+    for image in labelled {
+        // Already gone with its tags, or shared with a layer still in use: not an error.
+        let _ = docker
+            .remove_image(
+                &image.id,
+                Some(RemoveImageOptionsBuilder::default().force(true).build()),
+                None,
+            )
+            .await;
     }
     Ok(())
 }

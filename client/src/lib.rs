@@ -7,6 +7,8 @@ pub mod demo;
 pub mod error;
 pub mod local;
 pub mod target;
+pub mod targets;
+pub mod token;
 pub mod tunnel;
 
 pub use clawops_proto::v1 as proto;

@@ -103,6 +103,45 @@ impl Target {
         ssh_options: &[String],
     ) -> Option<(String, Vec<String>)> {
         let forward = format!("127.0.0.1:{agent_port}");
+        self.ssh_command(&SshAction::Stdio(forward), ssh_options)
+    }
+
+    /// The program and arguments that run `command` on the target (as the SSH user) and exit;
+    /// `None` for a direct address. `command` reaches the remote shell as one string, so the
+    /// caller must build it from fixed words and validated values only.
+    pub fn remote_command(
+        &self,
+        command: &str,
+        ssh_options: &[String],
+    ) -> Option<(String, Vec<String>)> {
+        self.ssh_command(&SshAction::Run(command.to_owned()), ssh_options)
+    }
+
+    /// The program and arguments that listen on `127.0.0.1:local_port` here and forward each
+    /// connection to `127.0.0.1:remote_port` on the target, with no remote command (`-N`),
+    /// until interrupted; `None` for a direct address.
+    pub fn local_forward_command(
+        &self,
+        local_port: u16,
+        remote_port: u16,
+        ssh_options: &[String],
+    ) -> Option<(String, Vec<String>)> {
+        let spec = format!("127.0.0.1:{local_port}:127.0.0.1:{remote_port}");
+        self.ssh_command(&SshAction::LocalForward(spec), ssh_options)
+    }
+
+    /// Whether this target goes through ssh or gcloud (so it can run commands and forward
+    /// ports), as opposed to a direct address.
+    pub fn is_tunnel(&self) -> bool {
+        !matches!(self, Target::Addr(_))
+    }
+
+    /// The ssh/gcloud argv of every action, built in one place so they share options and checks.
+    fn ssh_command(
+        &self,
+        action: &SshAction,
+        ssh_options: &[String],
+    ) -> Option<(String, Vec<String>)> {
         let mut ssh_args: Vec<String> = vec![
             "-o".into(),
             "BatchMode=yes".into(),
@@ -115,6 +154,19 @@ impl Target {
             ssh_args.push("-o".into());
             ssh_args.push(opt.clone());
         }
+        let action_flags: Vec<String> = match action {
+            SshAction::Stdio(forward) => vec!["-W".into(), forward.clone()],
+            SshAction::Run(_) => vec![],
+            // Without ExitOnForwardFailure a busy local port is only a warning, and ssh would
+            // stay up forwarding nothing.
+            SshAction::LocalForward(spec) => vec![
+                "-o".into(),
+                "ExitOnForwardFailure=yes".into(),
+                "-N".into(),
+                "-L".into(),
+                spec.clone(),
+            ],
+        };
         match self {
             Target::Addr(_) => None,
             Target::Ssh { user, host, port } => {
@@ -123,13 +175,15 @@ impl Target {
                     args.push("-p".into());
                     args.push(port.to_string());
                 }
-                args.push("-W".into());
-                args.push(forward);
+                args.extend(action_flags);
                 args.push("--".into());
                 args.push(match user {
                     Some(u) => format!("{u}@{host}"),
                     None => host.clone(),
                 });
+                if let SshAction::Run(command) = action {
+                    args.push(command.clone());
+                }
                 Some((program_env("CLAWOPS_SSH", "ssh"), args))
             }
             Target::Gcloud {
@@ -154,14 +208,28 @@ impl Target {
                     args.push("--tunnel-through-iap".into());
                 }
                 args.push("--quiet".into());
+                // gcloud's own flag: it puts the command after the host, wherever it places
+                // the ssh flags given after `--`.
+                if let SshAction::Run(command) = action {
+                    args.push(format!("--command={command}"));
+                }
                 args.push("--".into());
                 args.extend(ssh_args);
-                args.push("-W".into());
-                args.push(forward);
+                args.extend(action_flags);
                 Some((program_env("CLAWOPS_GCLOUD", "gcloud"), args))
             }
         }
     }
+}
+
+/// What an ssh connection is for.
+enum SshAction {
+    /// `-W HOST:PORT`: stdin/stdout become the TCP connection.
+    Stdio(String),
+    /// Run a command and exit.
+    Run(String),
+    /// `-N -L LOCAL:REMOTE`: a listening port here.
+    LocalForward(String),
 }
 
 fn program_env(var: &str, default: &str) -> String {
@@ -242,5 +310,64 @@ mod tests {
             Err(TargetError::Scheme(_))
         ));
         assert!(Target::parse_via("vm").is_err());
+    }
+
+    #[test]
+    fn remote_commands_and_forwards_share_the_options() {
+        let t = Target::parse_via("ssh://me@vm.example:2222").unwrap();
+        let opts = ["IdentityFile=/k".to_string()];
+        let (prog, args) = t
+            .remote_command("sudo -n cat /etc/clawops/token", &opts)
+            .unwrap();
+        assert_eq!(prog, "ssh");
+        assert!(args.windows(2).any(|w| w == ["-o", "IdentityFile=/k"]));
+        assert!(!args.iter().any(|a| a == "-W"));
+        let tail = [
+            "-p",
+            "2222",
+            "--",
+            "me@vm.example",
+            "sudo -n cat /etc/clawops/token",
+        ];
+        assert_eq!(&args[args.len() - 5..], tail);
+
+        let (_, args) = t.local_forward_command(8000, 18789, &opts).unwrap();
+        assert!(args.windows(2).any(|w| w == ["-o", "IdentityFile=/k"]));
+        let tail = [
+            "ExitOnForwardFailure=yes",
+            "-N",
+            "-L",
+            "127.0.0.1:8000:127.0.0.1:18789",
+            "--",
+            "me@vm.example",
+        ];
+        assert_eq!(&args[args.len() - 6..], tail);
+
+        let g = Target::parse_via("gcloud://gw?zone=z1&project=p1").unwrap();
+        let (prog, args) = g.remote_command("cat /x", &[]).unwrap();
+        assert_eq!(prog, "gcloud");
+        assert_eq!(
+            &args[..7],
+            [
+                "compute",
+                "ssh",
+                "gw",
+                "--zone=z1",
+                "--project=p1",
+                "--quiet",
+                "--command=cat /x"
+            ]
+        );
+        assert_eq!(args[7], "--");
+        let (_, args) = g.local_forward_command(1, 2, &[]).unwrap();
+        assert_eq!(
+            &args[args.len() - 3..],
+            ["-N", "-L", "127.0.0.1:1:127.0.0.1:2"]
+        );
+        assert!(
+            Target::Addr("http://x".into())
+                .remote_command("x", &[])
+                .is_none()
+        );
     }
 }

@@ -14,8 +14,10 @@ struct Line {
 }
 
 async fn agent(project: &str, dir: &std::path::Path) -> Client {
-    let mut config = Config::default();
-    config.state_dir = dir.join("state");
+    let mut config = Config {
+        state_dir: dir.join("state"),
+        ..Config::default()
+    };
     config.app.repo = Some(dir.to_owned());
     config.app.project = Some(project.to_owned());
     config.app.service = "app".into();

@@ -42,13 +42,14 @@ async fn follow_survives_an_update() {
             let chunk = follow.message().await.unwrap().expect("follow ended");
             match chunk.event {
                 Some(proto::log_chunk::Event::Notice(n)) => notice = Some(n),
-                Some(proto::log_chunk::Event::Lines(b)) => {
+                Some(proto::log_chunk::Event::Lines(b))
                     if b.lines.iter().any(|l| {
                         String::from_utf8_lossy(&l.data).contains("starting openclaw gateway v2")
-                    }) {
-                        return;
-                    }
+                    }) =>
+                {
+                    return;
                 }
+                Some(proto::log_chunk::Event::Lines(_)) => {}
                 None => {}
             }
         }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use clawops::{Client, demo::DemoApp, proto};
 use testkit::cleanup::AppGuard;
 
-/// Removes the app's containers, network and images when the test ends, however it ends.
-
+/// A fresh app, and a guard that removes its containers, network and images however the test
+/// ends.
 fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
     let id = testkit::unique("t").trim_start_matches("t-").to_owned();
     let app = DemoApp::create(dir, &id).unwrap();

@@ -5,7 +5,7 @@ and, last, "counts PASSED FAILED".
 
   checks.py create-vm DRY_RUN_OUTPUT DEPLOY_DIR PROJECT ZONE NAME OWNER AGENT_URL SHA IAP
   checks.py same-argv DRY_RUN_OUTPUT RECORDED_GCLOUD_CALLS
-  checks.py workflow WORKFLOW_YAML CLAWOPS_BINARY
+  checks.py workflow WORKFLOW_YAML README CLAWOPS_BINARY
 """
 import os
 import shlex
@@ -138,7 +138,7 @@ SEPARATORS = {"|", "||", "&&", ";", ">", ">>", "2>", "<"}
 def clawops_calls(script: str) -> list[list[str]]:
     """argv (after `clawops`) of each clawops command in a shell script."""
     calls = []
-    for line in script.splitlines():
+    for line in script.replace("\\\n", " ").splitlines():
         if line.strip().startswith("#") or "clawops" not in line:
             continue
         words = shlex.split(line, comments=True)
@@ -153,7 +153,7 @@ def clawops_calls(script: str) -> list[list[str]]:
     return calls
 
 
-def workflow(path: str, binary: str) -> None:
+def workflow(path: str, readme: str, binary: str) -> None:
     import yaml
 
     with open(path, encoding="utf-8") as f:
@@ -186,22 +186,39 @@ def workflow(path: str, binary: str) -> None:
 
     calls = clawops_calls(scripts)
     check("finds the clawops commands it uses", len(calls) >= 2, str(calls))
+    with open(readme, encoding="utf-8") as f:
+        blocks = f.read().split("```")[1::2]  # the fenced code blocks
+    readme_calls = clawops_calls("\n".join(b for b in blocks if b.startswith("sh")))
+    check("finds the clawops commands deploy/README.md uses", len(readme_calls) >= 3,
+          str(readme_calls))
+    check_cli(calls, binary, "workflow")
+    check_cli(readme_calls, binary, "README")
+
+
+def check_cli(calls: list[list[str]], binary: str, where: str) -> None:
+    """Every subcommand and option in `calls` exists in the CLI (`clawops <cmd> --help`)."""
     try:
         top = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=60)
     except OSError as e:
         check(f"{binary} runs", False, str(e))
         return
-    if not check("clawops --help shows a usage (the CLI has its commands)",
+    if not check(f"{where}: clawops --help shows a usage (the CLI has its commands)",
                  top.returncode == 0 and "Usage:" in top.stdout,
                  "the client CLI is not ready: `clawops --help` printed no usage "
                  f"(exit {top.returncode}): {top.stdout}{top.stderr}\n"
                  "this check passes once client/src defines the commands the workflow uses"):
         return
+    unique = []
     for argv in calls:
+        if argv not in unique:
+            unique.append(argv)
+    seen = set()
+    for argv in unique:
         shown = "clawops " + " ".join(argv)
         if argv == ["--version"]:
             r = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
-            check(f"`{shown}` works", r.returncode == 0 and r.stdout.strip() != "", r.stderr)
+            check(f"{where}: `{shown}` works", r.returncode == 0 and r.stdout.strip() != "",
+                  r.stderr)
             continue
         globals_, sub, sub_flags = [], None, []
         i = 0
@@ -217,15 +234,17 @@ def workflow(path: str, binary: str) -> None:
                 sub = a
             i += 1
         for g in globals_:
-            check(f"`clawops --help` has {g}", g in top.stdout, top.stdout)
+            if g not in seen:
+                seen.add(g)
+                check(f"{where}: `clawops --help` has {g}", g in top.stdout, top.stdout)
         if sub is None:
-            check(f"`{shown}` names a subcommand", False)
+            check(f"{where}: `{shown}` names a subcommand", False)
             continue
         r = subprocess.run([binary, sub, "--help"], capture_output=True, text=True, timeout=60)
-        check(f"`clawops {sub} --help` works", r.returncode == 0 and "Usage:" in r.stdout,
+        check(f"{where}: `clawops {sub} --help` works", r.returncode == 0 and "Usage:" in r.stdout,
               r.stdout + r.stderr)
         for fl in sub_flags:
-            check(f"`clawops {sub} --help` has {fl}", fl in r.stdout, r.stdout)
+            check(f"{where}: `clawops {sub} --help` has {fl}", fl in r.stdout, r.stdout)
 
 
 def main() -> None:
@@ -235,7 +254,7 @@ def main() -> None:
     elif mode == "same-argv":
         same_argv(sys.argv[2], sys.argv[3])
     elif mode == "workflow":
-        workflow(sys.argv[2], sys.argv[3])
+        workflow(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         sys.exit(f"unknown mode {mode}")
     print(f"counts {PASSED} {FAILED}")

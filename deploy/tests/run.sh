@@ -168,7 +168,7 @@ group_create_vm() {
 }
 
 group_workflow() {
-  section "GitHub Actions example"
+  section "GitHub Actions example and README commands"
   local bin=${CLAWOPS_BIN:-}
   if [[ -z "$bin" ]]; then
     if ! (cd "$ROOT" && cargo build -q -p clawops --bin clawops); then
@@ -177,7 +177,7 @@ group_workflow() {
     fi
     bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/clawops"
   fi
-  py_checks workflow "$DEPLOY/github-actions/deploy.yml" "$bin"
+  py_checks workflow "$DEPLOY/github-actions/deploy.yml" "$DEPLOY/README.md" "$bin"
 }
 
 main() {

@@ -26,7 +26,7 @@ rootfs_image() {
     need_cmd debootstrap debootstrap || exit 1
     dir=$(mktemp -d /var/tmp/clawops-rootfs.XXXXXX)
     trap 'rm -rf "$dir" "$dir.log"' EXIT
-    echo "building $tag with debootstrap (about a minute, once)"
+    echo "building $tag with debootstrap (a minute or two, once)"
     if ! debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" "$ROOTFS_SUITE" "$dir" \
       http://deb.debian.org/debian >"$dir.log" 2>&1; then
       tail -n 20 "$dir.log"

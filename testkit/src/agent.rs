@@ -30,9 +30,11 @@ fn binary(name: &str, env: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
     let path = profile_dir.join(name);
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _once = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
+    // Once per process, let cargo make sure the binary is current: a test or bench of one
+    // package does not rebuild another package's binaries, and a stale one would test old code.
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-q", "-p", package, "--bin", name]);
@@ -41,6 +43,7 @@ fn binary(name: &str, env: &str, package: &str) -> PathBuf {
         }
         let status = cmd.status().expect("cargo build");
         assert!(status.success(), "building {name} failed");
+        built.push(name.to_owned());
     }
     path
 }

@@ -5,22 +5,17 @@
 //! target resolves outside it, a `dockerfile:` with `..` escaping it, a context outside the repo.
 //!
 //! [`plan`] walks and checks everything first (so errors come before a byte is sent);
-//! [`write_tar`] / [`spawn_stream`] then stream the files from disk without buffering them.
+//! [`super::archive`] then streams the files from disk without buffering them.
 use std::{
     ffi::OsString,
-    fs::File,
-    io::{self, Read, Write},
+    io,
     os::unix::fs::{FileTypeExt, MetadataExt},
     path::{Component, Path, PathBuf},
 };
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
-
 use super::dockerignore::{DockerIgnore, IgnoreError, go_clean};
 
 const DOCKERIGNORE: &str = ".dockerignore";
-const CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
@@ -61,7 +56,7 @@ pub enum ContextError {
     Send(io::Error),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
     move |source| ContextError::Io {
         path: path.to_owned(),
         source,
@@ -346,146 +341,12 @@ fn resolve_existing_prefix(path: &Path) -> PathBuf {
     }
 }
 
-/// Writes the planned context as a tar into `out`, reading files as it goes.
-pub fn write_tar<W: Write>(plan: &ContextPlan, out: W) -> Result<W, ContextError> {
-    let mut tar = tar::Builder::new(out);
-    for e in &plan.entries {
-        let abs = plan.dir.join(&e.path);
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(e.mode);
-        header.set_mtime(e.mtime);
-        header.set_uid(0);
-        header.set_gid(0);
-        let shown = e.path.display().to_string();
-        match &e.kind {
-            EntryKind::Dir => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_size(0);
-                tar.append_data(&mut header, &e.path, io::empty())
-                    .map_err(ContextError::Send)?;
-            }
-            EntryKind::Symlink { target } => {
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_size(0);
-                tar.append_link(&mut header, &e.path, target)
-                    .map_err(ContextError::Send)?;
-            }
-            EntryKind::File { .. } => {
-                let file = File::open(&abs).map_err(io_err(&abs))?;
-                // The size now, not at planning time: an edit in between is fine as long as the
-                // file does not change while it is read.
-                let size = file.metadata().map_err(io_err(&abs))?.len();
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(size);
-                let reader = Exact {
-                    inner: file.take(size),
-                    remaining: size,
-                };
-                tar.append_data(&mut header, &e.path, reader)
-                    .map_err(|err| match err.kind() {
-                        io::ErrorKind::UnexpectedEof => ContextError::Changed(shown),
-                        _ => ContextError::Send(err),
-                    })?;
-            }
-        }
-    }
-    tar.into_inner().map_err(ContextError::Send)
-}
-
-/// Reads exactly `remaining` bytes or fails: a file that shrinks while it is read would
-/// otherwise corrupt the archive.
-struct Exact<R> {
-    inner: R,
-    remaining: u64,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being read",
-            ));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
-/// The tar as a stream of chunks for the build request body, produced on a blocking thread with
-/// a small bounded buffer (a large context is never held in memory). The handle reports how
-/// many bytes were sent, or why the archive could not be completed (the stream then ends with
-/// an error, so the engine never builds from a truncated context).
-pub fn spawn_stream(
-    plan: std::sync::Arc<ContextPlan>,
-) -> (
-    tokio_stream::wrappers::ReceiverStream<Result<Bytes, io::Error>>,
-    tokio::task::JoinHandle<Result<u64, ContextError>>,
-) {
-    let (tx, rx) = mpsc::channel(8);
-    let handle = tokio::task::spawn_blocking(move || {
-        let writer = ChunkWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-            sent: 0,
-        };
-        let result = write_tar(&plan, writer).and_then(|mut w| {
-            w.flush().map_err(ContextError::Send)?;
-            Ok(w.sent)
-        });
-        if let Err(e) = &result {
-            let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
-        }
-        result
-    });
-    (tokio_stream::wrappers::ReceiverStream::new(rx), handle)
-}
-
-struct ChunkWriter {
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
-    buf: Vec<u8>,
-    sent: u64,
-}
-
-impl ChunkWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.sent += chunk.len() as u64;
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the engine stopped reading the build context",
-            )
-        })
-    }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::symlink;
+    use std::{io::Read, os::unix::fs::symlink};
 
     use super::*;
+    use crate::build::archive::write_tar;
 
     fn write(dir: &Path, rel: &str, text: &str) {
         let p = dir.join(rel);
@@ -685,22 +546,5 @@ mod tests {
             err.contains(".dockerignore") && err.contains("line 2"),
             "{err}"
         );
-    }
-
-    #[tokio::test]
-    async fn streamed_tar_equals_written_tar() {
-        use futures::StreamExt;
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "Dockerfile", "FROM scratch\n");
-        write(dir.path(), "big.bin", &"x".repeat(300_000));
-        let plan = std::sync::Arc::new(plan(&opts(dir.path())).unwrap());
-        let (mut stream, handle) = spawn_stream(plan.clone());
-        let mut got = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            got.extend_from_slice(&chunk.unwrap());
-        }
-        let sent = handle.await.unwrap().unwrap();
-        assert_eq!(sent as usize, got.len());
-        assert_eq!(got, write_tar(&plan, Vec::new()).unwrap());
     }
 }

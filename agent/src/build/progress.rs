@@ -36,6 +36,8 @@ struct Step {
     step: u32,
     total: u32,
     started: bool,
+    /// Order in which steps started, to find the one running when a build is cut short.
+    started_seq: u64,
     done: bool,
     error: String,
     partial: Vec<u8>,
@@ -83,6 +85,7 @@ pub struct Progress<'a> {
     pub saw_progress: bool,
     pub image_id: Option<String>,
     pub lines: u64,
+    started_count: u64,
 }
 
 impl<'a> Progress<'a> {
@@ -96,6 +99,7 @@ impl<'a> Progress<'a> {
             saw_progress: false,
             image_id: None,
             lines: 0,
+            started_count: 0,
         }
     }
 
@@ -127,6 +131,8 @@ impl<'a> Progress<'a> {
             let mut events = Vec::new();
             if v.started.is_some() && !step.started {
                 step.started = true;
+                self.started_count += 1;
+                step.started_seq = self.started_count;
                 events.push(String::new());
             }
             if v.completed.is_some() && !step.done {
@@ -272,6 +278,13 @@ impl<'a> Progress<'a> {
                 self.current_classic
                     .as_ref()
                     .and_then(|k| self.steps.get(k))
+            })
+            .or_else(|| {
+                // Cut short (timeout): the step that started last and never finished.
+                self.steps
+                    .values()
+                    .filter(|s| s.started && !s.done)
+                    .max_by_key(|s| s.started_seq)
             });
         match failed {
             Some(step) => Failure {

@@ -62,6 +62,7 @@ pub fn service_spec(
     spec.root = Some(app.repo.clone());
     spec.builder = config.build.builder;
     spec.labels = config.build.labels.clone();
+    spec.timeout = std::time::Duration::from_secs(config.build.timeout_secs);
     spec.preflight = PreflightLimits {
         min_free_disk_mb: config.build.min_free_disk_mb,
         min_available_memory_mb: config.build.min_available_memory_mb,

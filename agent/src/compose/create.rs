@@ -21,6 +21,10 @@ pub const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
 pub const LABEL_IMAGE: &str = "com.docker.compose.image";
 pub const LABEL_NETWORK: &str = "com.docker.compose.network";
 pub const LABEL_VOLUME: &str = "com.docker.compose.volume";
+pub const LABEL_VERSION: &str = "com.docker.compose.version";
+/// The compose version the labels follow. Debian's docker-compose 1.29 parses this label on
+/// `up` and crashes without it.
+pub const COMPOSE_VERSION: &str = "2.0.0";
 
 /// What the container is created from, beyond the compose file.
 #[derive(Debug, Clone, Default)]
@@ -233,6 +237,7 @@ pub fn labels(project: &Project, service: &str) -> std::collections::BTreeMap<St
     let mut l = std::collections::BTreeMap::new();
     l.insert(LABEL_PROJECT.to_owned(), project.name.clone());
     l.insert(LABEL_SERVICE.to_owned(), service.to_owned());
+    l.insert(LABEL_VERSION.to_owned(), COMPOSE_VERSION.to_owned());
     l.insert(
         LABEL_WORKING_DIR.to_owned(),
         project.working_dir.display().to_string(),

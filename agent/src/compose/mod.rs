@@ -20,6 +20,7 @@ pub mod dotenv;
 pub mod interpolate;
 mod merge;
 pub mod model;
+mod mounts;
 mod order;
 mod parse;
 pub mod values;
@@ -56,8 +57,8 @@ pub enum ComposeError {
     },
     #[error("{path}: invalid YAML: {message}")]
     Yaml { path: PathBuf, message: String },
-    #[error("{}: {}unsupported key `{key}`: clawops does not implement it and will not ignore it silently; remove it (supported service keys: {})",
-        file.display(), service_prefix(service), SUPPORTED_KEYS.join(", "))]
+    #[error("{}: {}unsupported key `{key}`: clawops does not implement it and will not ignore it silently; remove it ({})",
+        file.display(), service_prefix(service), supported_keys(service))]
     UnsupportedKey {
         file: PathBuf,
         service: Option<String>,
@@ -87,6 +88,13 @@ pub enum ComposeError {
         name: String,
         available: Vec<String>,
     },
+}
+
+fn supported_keys(service: &Option<String>) -> String {
+    match service {
+        Some(_) => format!("supported service keys: {}", SUPPORTED_KEYS.join(", ")),
+        None => "supported top-level keys: services, volumes, name, version, x-*".into(),
+    }
 }
 
 fn service_prefix(service: &Option<String>) -> String {

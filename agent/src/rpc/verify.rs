@@ -32,17 +32,17 @@ pub async fn verify_binaries(
             s => s.to_owned(),
         },
         image: Some(req.image.trim().to_owned()).filter(|i| !i.is_empty()),
+        run_probes: !req.no_run,
         probe_timeout,
     };
     let docker = ctx.docker.get().await?;
     // Its own task: a client that hangs up must not leave the throwaway container behind.
     let ctx = ctx.clone();
-    let report =
-        tokio::spawn(
-            async move { verify::verify(&docker, &ctx.app, &ctx.config.verify, opts).await },
-        )
-        .await
-        .map_err(|e| Status::internal(format!("the verification task failed: {e}")))??;
+    let report = tokio::spawn(async move {
+        verify::verify(&docker, &ctx.app, &ctx.config, &ctx.verify_cache, opts).await
+    })
+    .await
+    .map_err(|e| Status::internal(format!("the verification task failed: {e}")))??;
     Ok(Response::new(to_proto(report)))
 }
 

@@ -133,6 +133,10 @@ pub async fn ensure_resources(
                         compose::create::LABEL_NETWORK.to_owned(),
                         "default".to_owned(),
                     ),
+                    (
+                        compose::create::LABEL_VERSION.to_owned(),
+                        compose::create::COMPOSE_VERSION.to_owned(),
+                    ),
                 ]);
                 docker
                     .create_network(NetworkCreateRequest {
@@ -171,6 +175,10 @@ pub async fn ensure_resources(
                 let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
                 labels.insert(LABEL_PROJECT.into(), project.name.clone());
                 labels.insert(compose::create::LABEL_VOLUME.into(), key.clone());
+                labels.insert(
+                    compose::create::LABEL_VERSION.into(),
+                    compose::create::COMPOSE_VERSION.into(),
+                );
                 docker
                     .create_volume(VolumeCreateRequest {
                         name: Some(name.clone()),

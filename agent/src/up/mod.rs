@@ -14,13 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bollard::Docker;
-
 use crate::{
-    compose::{self, ComposeError, Condition, LoadOptions, Project},
+    compose::{self, ComposeError, LoadOptions, Project},
     config::{Config, ResolvedApp},
     context::AgentContext,
-    docker::{DockerError, LABEL_CONFIG_HASH, ProjectContainer, project_containers},
+    docker::{DockerError, LABEL_CONFIG_HASH},
     events::{EventSink, Phase, PhaseStatus},
     journal::{Finish, JournalError, Outcome},
     lock::LockGuard,
@@ -29,6 +27,7 @@ use crate::{
 
 pub mod containers;
 pub mod preflight;
+mod services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -353,7 +352,7 @@ async fn execute(
     }
     let docker = ctx.docker.get().await?;
     let order = project.start_order(&opts.services)?;
-    let (existing, orphans) = current_containers(&docker, &project, sink).await?;
+    let (existing, orphans) = services::current_containers(&docker, &project, sink).await?;
     let mut images = HashMap::new();
     for s in &order {
         images.insert(
@@ -402,7 +401,7 @@ async fn execute(
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut recreated: HashSet<String> = HashSet::new();
     for s in &order {
-        wait_dependencies(&docker, &project, s, &ids, ctx, sink).await?;
+        services::wait_dependencies(&docker, &project, s, &ids, ctx, sink).await?;
         let spec = containers::service_spec(&docker, &project, s, None).await?;
         let svc = &project.services[s];
         let deps_recreated = svc
@@ -526,103 +525,4 @@ async fn execute(
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
-}
-
-/// The project's containers by service (the canonical `-1` one preferred) and the orphans.
-async fn current_containers(
-    docker: &Docker,
-    project: &Project,
-    sink: &EventSink,
-) -> Result<(HashMap<String, ProjectContainer>, Vec<ProjectContainer>), UpError> {
-    let mut by_service: HashMap<String, ProjectContainer> = HashMap::new();
-    let mut orphans = Vec::new();
-    for c in project_containers(docker, &project.name).await? {
-        if !project.services.contains_key(&c.service) {
-            orphans.push(c);
-            continue;
-        }
-        let canonical = project.container_name(&c.service);
-        match by_service.get(&c.service) {
-            Some(prev) if prev.name == canonical => {
-                sink.warning(format!(
-                    "service {} also has container {}; clawops manages {}",
-                    c.service, c.name, canonical
-                ));
-            }
-            Some(prev) => {
-                sink.warning(format!(
-                    "service {} also has container {}; clawops manages {}",
-                    c.service, prev.name, c.name
-                ));
-                by_service.insert(c.service.clone(), c);
-            }
-            None => {
-                by_service.insert(c.service.clone(), c);
-            }
-        }
-    }
-    Ok((by_service, orphans))
-}
-
-/// Waits for `depends_on` conditions: `service_healthy` (the dependency's healthcheck) and
-/// `service_completed_successfully` (it exited 0), within the readiness timeout.
-async fn wait_dependencies(
-    docker: &Docker,
-    project: &Project,
-    service: &str,
-    ids: &HashMap<String, String>,
-    ctx: &AgentContext,
-    sink: &EventSink,
-) -> Result<(), UpError> {
-    let timeout = Duration::from_secs(ctx.config.readiness.timeout_secs);
-    for (dep, d) in &project.services[service].depends_on {
-        let Some(id) = ids.get(dep) else { continue };
-        let fail = |message: String| UpError::Dependency {
-            service: service.to_owned(),
-            dependency: dep.clone(),
-            message,
-        };
-        match d.condition {
-            Condition::Started => {}
-            Condition::Healthy => {
-                let check = Readiness {
-                    url: None,
-                    log_regex: None,
-                    healthcheck: true,
-                    timeout,
-                };
-                readiness::wait(docker, id, dep, &check, sink)
-                    .await
-                    .map_err(|e| fail(format!("did not become healthy: {e}")))?;
-            }
-            Condition::CompletedSuccessfully => {
-                let deadline = Instant::now() + timeout;
-                loop {
-                    let info = docker
-                        .inspect_container(id, None)
-                        .await
-                        .map_err(containers::api(format!("inspecting {dep}")))?;
-                    let st = info.state.unwrap_or_default();
-                    if st.running != Some(true) {
-                        match st.exit_code.unwrap_or(0) {
-                            0 => break,
-                            code => {
-                                return Err(fail(format!(
-                                    "exited with code {code}, but service_completed_successfully requires 0"
-                                )));
-                            }
-                        }
-                    }
-                    if Instant::now() > deadline {
-                        return Err(fail(format!(
-                            "did not complete within {}s",
-                            timeout.as_secs()
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        }
-    }
-    Ok(())
 }

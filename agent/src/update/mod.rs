@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    build::{self, BuildSpec},
+    build,
     compose::Project,
     context::AgentContext,
     docker::LABEL_CONFIG_HASH,
@@ -67,11 +67,8 @@ pub enum UpdateError {
     Readiness(#[from] crate::readiness::ReadinessError),
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
-    #[error(
-        "service {service} has no `build:` section, so there is nothing to build from the repository; \
-         add one, or use `clawops up` to run a prebuilt image"
-    )]
-    NoBuild { service: String },
+    #[error(transparent)]
+    Prepare(#[from] build::service::PrepareError),
 }
 
 /// `openclaw:latest` → `openclaw:<sha12>`: the per-commit tag rollback starts from.
@@ -97,20 +94,31 @@ pub(crate) struct Progress<'a> {
 }
 
 impl Progress<'_> {
+    /// Tells the caller; records finished phases in the journal.
     pub fn phase(&self, phase: Phase, status: PhaseStatus, message: impl Into<String>) {
         let message = message.into();
-        let elapsed = self.started.elapsed();
-        self.sink
-            .phase(phase, status, self.service, message.clone(), elapsed);
-        if status != PhaseStatus::Started
-            && let Err(e) = self.ctx.journal.phase(
-                self.op_id,
-                phase.as_str(),
-                status.as_str(),
-                elapsed.as_millis() as u64,
-                &message,
-            )
-        {
+        self.sink.phase(
+            phase,
+            status,
+            self.service,
+            message.clone(),
+            self.started.elapsed(),
+        );
+        if status != PhaseStatus::Started {
+            self.journal(phase, status, &message);
+        }
+    }
+
+    /// Records a phase in the journal only (the caller already heard of it).
+    pub fn journal(&self, phase: Phase, status: PhaseStatus, message: &str) {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        if let Err(e) = self.ctx.journal.phase(
+            self.op_id,
+            phase.as_str(),
+            status.as_str(),
+            elapsed,
+            message,
+        ) {
             tracing::error!(operation = %self.op_id, error = %e, "cannot journal a phase");
         }
     }
@@ -207,7 +215,11 @@ async fn execute(
     repo.check().await?;
     let docker = ctx.docker.get().await?;
 
-    p.phase(Phase::Fetch, PhaseStatus::Started, format!("{}/{}", cfg.remote, cfg.branch));
+    p.phase(
+        Phase::Fetch,
+        PhaseStatus::Started,
+        format!("{}/{}", cfg.remote, cfg.branch),
+    );
     let remote_head = repo.fetch(&cfg.remote, &cfg.branch).await?;
     let upstream = format!("{}/{}", cfg.remote, cfg.branch);
     let target = match &opts.git_ref {
@@ -215,14 +227,21 @@ async fn execute(
         None => remote_head,
     };
     report.to_sha = Some(target.clone());
-    p.phase(Phase::Fetch, PhaseStatus::Done, format!("{upstream} is {}", short(&target)));
+    p.phase(
+        Phase::Fetch,
+        PhaseStatus::Done,
+        format!("{upstream} is {}", short(&target)),
+    );
 
     if !opts.force && report.from_sha.as_deref() == Some(target.as_str()) {
         let project = up::load_project(&ctx.config, app)?;
         if let Some(image) = already_running(&docker, &project, service, &target).await {
             report.outcome = Outcome::UpToDate;
             report.image = Some(image);
-            report.message = format!("already up to date: {} is deployed and running", short(&target));
+            report.message = format!(
+                "already up to date: {} is deployed and running",
+                short(&target)
+            );
             return Ok(());
         }
     }
@@ -234,45 +253,28 @@ async fn execute(
     source::apply(&repo, &plan).await?;
     p.phase(
         Phase::Merge,
-        if plan.action == source::SourceAction::None { PhaseStatus::Skipped } else { PhaseStatus::Done },
+        if plan.action == source::SourceAction::None {
+            PhaseStatus::Skipped
+        } else {
+            PhaseStatus::Done
+        },
         format!("{} → {}", short(&plan.head), short(&target)),
     );
 
     // The compose file may have changed with the commit: load it from the new tree.
     let project = up::load_project(&ctx.config, app)?;
-    let svc = project
-        .service(service)
-        .ok_or_else(|| crate::compose::ComposeError::UnknownService {
-            name: service.to_owned(),
-            available: project.services.keys().cloned().collect(),
-        })?;
-    let build_cfg = svc.build.clone().ok_or_else(|| UpdateError::NoBuild {
-        service: service.to_owned(),
-    })?;
-    let image_name = svc.image_ref(&project.name);
-
-    p.phase(Phase::Build, PhaseStatus::Started, format!("{image_name} at {}", short(&target)));
-    let mut spec = BuildSpec::new(&build_cfg.context, &image_name, &project.name);
-    spec.dockerfile = build_cfg.dockerfile.clone();
-    spec.args = build_cfg
-        .args
-        .iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-        .collect();
-    spec.target = build_cfg.target.clone();
+    let mut spec = build::service::service_spec(&ctx.config, app, &project, service)?;
     spec.git_sha = Some(target.clone());
-    spec.keep = ctx.config.build.keep_images;
-    spec.service = service.to_owned();
-    spec.root = Some(app.repo.clone());
-    spec.builder = ctx.config.build.builder;
-    spec.preflight = build::PreflightLimits {
-        min_free_disk_mb: ctx.config.build.min_free_disk_mb,
-        min_available_memory_mb: ctx.config.build.min_available_memory_mb,
-    };
+    let image_name = spec.image.clone();
+    // build() reports its own phases to the caller; the journal gets one record of it.
     let built = build::build(&docker, &spec, p.sink).await?;
     let image = sha_tag(&image_name, &target);
     report.image = Some(image.clone());
-    p.phase(Phase::Build, PhaseStatus::Done, format!("{image} ({})", built.image_id));
+    p.journal(
+        Phase::Build,
+        PhaseStatus::Done,
+        &format!("{image} ({})", built.image_id),
+    );
 
     // The container runs the compose `image:` name (which the build pointed at the new image),
     // exactly as `docker compose up` would; the sha tag is what rollback returns to.
@@ -321,7 +323,11 @@ async fn execute(
         Err(failed) => {
             report.downtime = failed.downtime;
             report.last_logs = failed.last_logs;
-            let previous = report.from_sha.as_deref().map(short).unwrap_or("the previous container");
+            let previous = report
+                .from_sha
+                .as_deref()
+                .map(short)
+                .unwrap_or("the previous container");
             match (failed.stopped_old, failed.restored) {
                 (true, Ok(())) => {
                     report.outcome = Outcome::RolledBack;
@@ -333,9 +339,12 @@ async fn execute(
                     // `image:` (e.g. openclaw:latest) must not point at the broken build, or
                     // a manual `docker compose up` would start it.
                     if let Some(prev) = report.from_sha.clone()
-                        && let Err(e) = retag(&docker, &sha_tag(&image_name, &prev), &image_name).await
+                        && let Err(e) =
+                            retag(&docker, &sha_tag(&image_name, &prev), &image_name).await
                     {
-                        p.sink.warning(format!("could not point {image_name} back at {previous}: {e}"));
+                        p.sink.warning(format!(
+                            "could not point {image_name} back at {previous}: {e}"
+                        ));
                     }
                 }
                 (false, Ok(())) => {
@@ -378,9 +387,8 @@ async fn already_running(
         return None;
     }
     let running = swap::current(docker, project, service).await.ok()??;
-    (running.state == "running"
-        && running.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash))
-    .then_some(image)
+    (running.state == "running" && running.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash))
+        .then_some(image)
 }
 
 /// Points `target` (e.g. `openclaw:latest`) at the image `source` names.

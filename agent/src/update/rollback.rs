@@ -173,7 +173,10 @@ async fn execute(
         && let Some(current) = &current
         && let Err(e) = retag(&docker, &sha_tag(&image_name, current), &image_name).await
     {
-        p.sink.warning(format!("could not point {image_name} back at {}: {e}", short(current)));
+        p.sink.warning(format!(
+            "could not point {image_name} back at {}: {e}",
+            short(current)
+        ));
     }
     match outcome {
         Ok(done) => {

@@ -117,7 +117,11 @@ pub async fn swap(
     }
 
     let attempt = async {
-        step(Phase::Create, PhaseStatus::Started, format!("{} from {image}", spec.name));
+        step(
+            Phase::Create,
+            PhaseStatus::Started,
+            format!("{} from {image}", spec.name),
+        );
         let id = containers::create_and_start(docker, &spec, &spec.name)
             .await
             .map_err(|e| (e.to_string(), Vec::new(), None))?;

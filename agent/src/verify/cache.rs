@@ -27,11 +27,7 @@ struct Inner {
 }
 
 fn key(image_id: &str, search_path: &[String], name: &str) -> Key {
-    (
-        image_id.to_owned(),
-        search_path.join(":"),
-        name.to_owned(),
-    )
+    (image_id.to_owned(), search_path.join(":"), name.to_owned())
 }
 
 impl ImageCache {
@@ -97,12 +93,19 @@ mod tests {
         cache.put("sha256:a", &path, "gog", &side);
         assert!(cache.get("sha256:a", &path, "gog").is_some());
         assert!(cache.get("sha256:b", &path, "gog").is_none());
-        assert!(cache.get("sha256:a", &["/usr/bin".to_string()], "gog").is_none());
+        assert!(
+            cache
+                .get("sha256:a", &["/usr/bin".to_string()], "gog")
+                .is_none()
+        );
         assert!(cache.get("", &path, "gog").is_none());
         for i in 0..CAPACITY + 10 {
             cache.put("sha256:c", &path, &format!("n{i}"), &side);
         }
         assert_eq!(cache.len(), CAPACITY);
-        assert!(cache.get("sha256:a", &path, "gog").is_none(), "oldest evicted");
+        assert!(
+            cache.get("sha256:a", &path, "gog").is_none(),
+            "oldest evicted"
+        );
     }
 }

@@ -16,10 +16,11 @@ use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::{
-    config::{ResolvedApp, VerifyConfig},
+    config::{Config, ResolvedApp, VerifyConfig},
     docker::DockerError,
 };
 
+pub mod cache;
 pub mod probe;
 pub mod report;
 pub mod requirements;
@@ -28,12 +29,13 @@ pub mod runtime;
 pub mod skills;
 mod target;
 
+pub use cache::ImageCache;
 pub use report::{BinaryReport, BinaryStatus, ContainerInfo, Report};
 
 use probe::{ProbeOutcome, ProbeVerdict};
 use report::{ImageSide, NotRunReason};
 use requirements::Requirements;
-use resolve::{ContainerFs, Content, Found, Lookup};
+use resolve::{ContainerFs, Content, Lookup};
 use runtime::Drift;
 use target::Scratch;
 
@@ -49,10 +51,14 @@ pub enum VerifyError {
     #[error("binary name {name:?} {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error(
-        "no container of service {service:?} in compose project {project:?}: start it \
+        "no container of service {service:?} in compose project {project:?}, {why}: start it \
          (`clawops up`), or pass --image NAME to check an image without a container"
     )]
-    NoContainer { service: String, project: String },
+    NoContainer {
+        service: String,
+        project: String,
+        why: String,
+    },
     #[error(
         "image {image:?} does not exist on this machine: build it (`clawops build`) or check the \
          name with `docker images`"
@@ -99,6 +105,8 @@ pub struct VerifyOptions {
     pub service: String,
     /// Check this image instead of the service's container (nothing is run).
     pub image: Option<String>,
+    /// Run `--version` probes in a running container (else look only).
+    pub run_probes: bool,
     pub probe_timeout: Duration,
 }
 
@@ -112,10 +120,12 @@ struct ContainerSide {
 pub async fn verify(
     docker: &Docker,
     app: &ResolvedApp,
-    config: &VerifyConfig,
+    agent_config: &Config,
+    cache: &ImageCache,
     opts: VerifyOptions,
 ) -> Result<Report, VerifyError> {
     let started = Instant::now();
+    let config = &agent_config.verify;
     for name in &opts.binaries {
         skills::check_name(name).map_err(|reason| VerifyError::InvalidName {
             name: name.clone(),
@@ -125,9 +135,19 @@ pub async fn verify(
     target::sweep_stale(docker.clone());
     let roots = skills::skill_roots(&app.repo, &app.home);
     let scan = tokio::task::spawn_blocking(move || skills::scan(&roots));
-    let target = target::find(docker, &app.project, &opts.service, opts.image.as_deref()).await?;
+    let target = target::find(
+        docker,
+        agent_config,
+        app,
+        &opts.service,
+        opts.image.as_deref(),
+    )
+    .await?;
     let scan = scan.await.map_err(|e| VerifyError::Task(e.to_string()))?;
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "verify: target found");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "verify: target found"
+    );
     let reqs = Requirements::gather(&opts.binaries, &config.binaries, &scan.skills);
 
     let mut notes = target.notes.clone();
@@ -142,22 +162,76 @@ pub async fn verify(
         );
     }
 
+    // What the image holds is remembered per image id; only the rest needs the throwaway.
+    let cached: Vec<Option<ImageSide>> = names
+        .iter()
+        .map(|n| cache.get(&target.image_id, &search_path, n))
+        .collect();
+    let uncached: Vec<String> = names
+        .iter()
+        .zip(&cached)
+        .filter(|(_, c)| c.is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    // Where the image has a name, the container needs looking at only up to there: an earlier
+    // hit would be a runtime addition, a later one is never reached.
+    let depths: Vec<usize> = names
+        .iter()
+        .zip(&cached)
+        .map(|(name, c)| match c.as_ref().map(|s| &s.lookup) {
+            Some(Lookup::Found(f)) => search_path
+                .iter()
+                .position(|dir| resolve::join(dir, name) == f.path)
+                .map_or(search_path.len(), |k| k + 1),
+            _ => search_path.len(),
+        })
+        .collect();
+
     let ctr = target.container.as_ref();
-    let (image_side, container_side) = tokio::join!(
-        image_side_all(docker, &target.image_ref, &names, &search_path),
+    let (image_side, container_side, tag_note) = tokio::join!(
+        image_side_all(docker, cache, &target.image_ref, &uncached, &search_path),
         async {
             match ctr {
                 Some(c) => {
-                    container_side_all(docker, c, &names, &search_path, config, opts.probe_timeout)
-                        .await
-                        .map(Some)
+                    let probes = (c.running && opts.run_probes).then_some(opts.probe_timeout);
+                    let sides = container_side_all(
+                        docker,
+                        c,
+                        &names,
+                        &depths,
+                        &search_path,
+                        config,
+                        probes,
+                    );
+                    sides.await.map(Some)
                 }
                 None => Ok(None),
             }
-        }
+        },
+        target::tag_note(docker, &target)
     );
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "verify: image and container checked");
-    let (engine_arch, images) = image_side?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        cached = names.len() - uncached.len(),
+        "verify: image and container checked"
+    );
+    notes.extend(tag_note);
+    let (engine_arch, fresh) = image_side?;
+    let mut fresh: HashMap<String, ImageSide> = uncached.into_iter().zip(fresh).collect();
+    for (name, side) in &fresh {
+        // A file whose start could not be read is looked at again next time.
+        if side.content.is_some() || side.lookup.found().is_none() {
+            cache.put(&target.image_id, &search_path, name, side);
+        }
+    }
+    let images: Vec<ImageSide> = names
+        .iter()
+        .zip(cached)
+        .map(|(name, c)| {
+            c.or_else(|| fresh.remove(name))
+                .ok_or_else(|| VerifyError::Task(format!("no image result for {name}")))
+        })
+        .collect::<Result<_, _>>()?;
     let mut containers = container_side?;
 
     let changes = match (ctr, &containers) {
@@ -173,13 +247,14 @@ pub async fn verify(
     };
     // The probe ran what the container resolves; after a restart the image's file runs, so
     // where they differ, probe that one.
-    if let (Some(c), Some(sides)) = (ctr.filter(|c| c.running), containers.as_mut()) {
+    let probing = ctr.filter(|c| c.running && opts.run_probes);
+    if let (Some(c), Some(sides)) = (probing, containers.as_mut()) {
         for ((name, image), side) in names.iter().zip(&images).zip(sides.iter_mut()) {
             if let (Lookup::Found(i), Some(s)) = (&image.lookup, side.lookup.found())
                 && i.path != s.path
             {
                 side.probe =
-                    Some(run_probe(docker, &c.id, name, i, config, opts.probe_timeout).await);
+                    Some(run_probe(docker, &c.id, name, &i.path, config, opts.probe_timeout).await);
             }
         }
     }
@@ -187,6 +262,7 @@ pub async fn verify(
     let not_run = match ctr {
         None => Some(NotRunReason::NoContainer),
         Some(c) if !c.running => Some(NotRunReason::Stopped(c.name.clone())),
+        Some(_) if !opts.run_probes => Some(NotRunReason::Skipped),
         Some(_) => None,
     };
     let mounts = ctr.map(|c| c.mounts.clone()).unwrap_or_default();
@@ -238,21 +314,32 @@ pub async fn verify(
     })
 }
 
-/// Looks every name up in the image, through a throwaway container that is never started.
+/// Looks names up in the image, through a throwaway container that is never started.
 async fn image_side_all(
     docker: &Docker,
+    cache: &ImageCache,
     image: &str,
     names: &[String],
     search_path: &[String],
 ) -> Result<(String, Vec<ImageSide>), VerifyError> {
+    let arch = async {
+        if let Some(arch) = cache.engine_arch() {
+            return arch;
+        }
+        match docker.version().await.ok().and_then(|v| v.arch) {
+            Some(arch) => {
+                cache.set_engine_arch(&arch);
+                arch
+            }
+            // The engine runs on this machine: the agent's own architecture is the VM's.
+            None => go_arch(std::env::consts::ARCH).to_owned(),
+        }
+    };
+    if names.is_empty() {
+        return Ok((arch.await, Vec::new()));
+    }
     let t = Instant::now();
-    let (scratch, version) = tokio::join!(Scratch::create(docker, image), docker.version());
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify: scratch created");
-    // The engine's architecture is the VM's; fall back to the agent's own (same machine).
-    let engine_arch = version
-        .ok()
-        .and_then(|v| v.arch)
-        .unwrap_or_else(|| go_arch(std::env::consts::ARCH).to_owned());
+    let (scratch, engine_arch) = tokio::join!(Scratch::create(docker, image), arch);
     let scratch = scratch?;
     let fs = ContainerFs {
         docker,
@@ -265,9 +352,12 @@ async fn image_side_all(
         .buffered(CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await;
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify: image looked up");
     scratch.remove().await;
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify: scratch removed");
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        names = names.len(),
+        "verify: image looked up"
+    );
     Ok((engine_arch, sides?))
 }
 
@@ -369,9 +459,10 @@ async fn container_side_all(
     docker: &Docker,
     ctr: &ContainerInfo,
     names: &[String],
+    depths: &[usize],
     search_path: &[String],
     config: &VerifyConfig,
-    timeout: Duration,
+    probe_timeout: Option<Duration>,
 ) -> Result<Vec<ContainerSide>, VerifyError> {
     let fs = ContainerFs {
         docker,
@@ -380,13 +471,18 @@ async fn container_side_all(
     futures::stream::iter(0..names.len())
         .map(|i| async move {
             let name = &names[i];
-            let lookup = resolve::lookup(fs, name, search_path).await?;
-            let probe = match (&lookup, ctr.running) {
-                (Lookup::Found(f), true) => {
-                    Some(run_probe(docker, &ctr.id, name, f, config, timeout).await)
+            let dirs = &search_path[..depths[i].min(search_path.len())];
+            // The engine resolves a bare name on the container's PATH as the lookup does, so
+            // the probe need not wait for it; a probe of a name that is not there is dropped.
+            let probe = async {
+                match probe_timeout {
+                    Some(t) => Some(run_probe(docker, &ctr.id, name, name, config, t).await),
+                    None => None,
                 }
-                _ => None,
             };
+            let (lookup, probe) = tokio::join!(resolve::lookup(fs, name, dirs), probe);
+            let lookup = lookup?;
+            let probe = probe.filter(|_| lookup.found().is_some());
             Ok::<_, VerifyError>(ContainerSide { lookup, probe })
         })
         .buffered(CONCURRENCY)
@@ -394,12 +490,13 @@ async fn container_side_all(
         .await
 }
 
-/// `<path> --version`, or the configured argv with its command pinned to the resolved file.
+/// `<command> --version`, or the configured argv with its command replaced by `command` (the
+/// name, or a path to pin one file).
 async fn run_probe(
     docker: &Docker,
     container: &str,
     name: &str,
-    found: &Found,
+    command: &str,
     config: &VerifyConfig,
     timeout: Duration,
 ) -> ProbeOutcome {
@@ -407,21 +504,20 @@ async fn run_probe(
         Some(argv) => {
             let mut argv = argv.clone();
             if argv[0] == name {
-                argv[0] = found.path.clone();
+                argv[0] = command.to_owned();
             }
             (argv, true)
         }
-        None => (vec![found.path.clone(), "--version".to_owned()], false),
+        None => (vec![command.to_owned(), "--version".to_owned()], false),
     };
     let t = Instant::now();
     let outcome = probe::probe(docker, container, &argv, configured, timeout).await;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, name, "verify: probed");
-    outcome
-        .unwrap_or_else(|e| ProbeOutcome {
-            verdict: ProbeVerdict::Broken,
-            version: None,
-            detail: Some(e.to_string()),
-        })
+    outcome.unwrap_or_else(|e| ProbeOutcome {
+        verdict: ProbeVerdict::Broken,
+        version: None,
+        detail: Some(e.to_string()),
+    })
 }
 
 /// Rust's architecture names → Go's, which the engine uses.

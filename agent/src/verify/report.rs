@@ -86,6 +86,8 @@ pub struct ImageSide {
 pub enum NotRunReason {
     NoContainer,
     Stopped(String),
+    /// The caller asked for lookups only.
+    Skipped,
 }
 
 /// Combines everything known about one name. `probe` ran the binary the image resolves (or,
@@ -218,6 +220,7 @@ fn from_probe(
             Some(NotRunReason::NoContainer) => {
                 "in the image; not run: no container was checked".to_owned()
             }
+            Some(NotRunReason::Skipped) => "in the image; not run (--no-run)".to_owned(),
             None => "in the image; not run".to_owned(),
         };
         return (BinaryStatus::NotRun, Some(why));

@@ -272,7 +272,8 @@ pub(super) fn about_path(
     }
 }
 
-fn join(dir: &str, name: &str) -> String {
+/// `<dir>/<name>`, as PATH lookup builds it.
+pub fn join(dir: &str, name: &str) -> String {
     format!("{}/{name}", dir.trim_end_matches('/'))
 }
 

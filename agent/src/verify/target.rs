@@ -13,7 +13,10 @@ use bollard::{
 };
 
 use super::{VerifyError, report::ContainerInfo, resolve::short};
-use crate::docker::{LABEL_SERVICE, project_containers};
+use crate::{
+    config::{Config, ResolvedApp},
+    docker::{LABEL_SERVICE, project_containers},
+};
 
 /// Docker's PATH for containers whose image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -35,37 +38,17 @@ pub struct Target {
 
 pub async fn find(
     docker: &Docker,
-    project: &str,
+    config: &Config,
+    app: &ResolvedApp,
     service: &str,
     image: Option<&str>,
 ) -> Result<Target, VerifyError> {
+    let project = app.project.as_str();
     if let Some(image) = image {
-        let inspect = docker
-            .inspect_image(image)
-            .await
-            .map_err(|source| match source {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                } => VerifyError::ImageNotFound {
-                    image: image.to_owned(),
-                },
-                source => VerifyError::Inspect {
-                    what: format!("image {image}"),
-                    source,
-                },
-            })?;
-        let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
-        return Ok(Target {
-            image_ref: image.to_owned(),
-            image_name: image.to_owned(),
-            image_id: inspect.id.unwrap_or_default(),
-            container: None,
-            path_env: path_of(&env),
-            notes: vec![format!(
-                "checked image {image} alone: PATH from its config, no container compared, \
-                 nothing run"
-            )],
-        });
+        let note = format!(
+            "checked image {image} alone: PATH from its config, no container compared, nothing run"
+        );
+        return image_target(docker, image, None, note).await;
     }
     let mut candidates: Vec<_> = project_containers(docker, project)
         .await?
@@ -75,10 +58,7 @@ pub async fn find(
     // A running one first; compose numbers replicas, the first is the one `exec` picks.
     candidates.sort_by_key(|c| c.state != "running");
     let Some(chosen) = candidates.first() else {
-        return Err(VerifyError::NoContainer {
-            service: service.to_owned(),
-            project: project.to_owned(),
-        });
+        return from_compose(docker, config, app, service).await;
     };
     let inspect = docker
         .inspect_container(&chosen.id, None)
@@ -112,18 +92,6 @@ pub async fn find(
             }
         ));
     }
-    // A rebuilt tag that is not deployed yet: what runs is still the old image.
-    if let Ok(tagged) = docker.inspect_image(&image_name).await
-        && let Some(tagged_id) = tagged.id
-        && tagged_id != image_id
-    {
-        notes.push(format!(
-            "{image_name} now points to {} but the container runs {}: checked the image the \
-             container runs; `clawops update` (or `--image {image_name}`) for the new one",
-            short_id(&tagged_id),
-            short_id(&image_id)
-        ));
-    }
     Ok(Target {
         image_ref: image_id.clone(),
         image_name,
@@ -142,6 +110,87 @@ pub async fn find(
         }),
         path_env: path_of(&config.env.unwrap_or_default()),
         notes,
+    })
+}
+
+/// No container: the compose file still names the service's image and its PATH.
+async fn from_compose(
+    docker: &Docker,
+    config: &Config,
+    app: &ResolvedApp,
+    service: &str,
+) -> Result<Target, VerifyError> {
+    let no_container = |why: String| VerifyError::NoContainer {
+        service: service.to_owned(),
+        project: app.project.clone(),
+        why,
+    };
+    let project = crate::up::load_project(config, app)
+        .map_err(|e| no_container(format!("its image is unknown too: {e}")))?;
+    let svc = project.service(service).ok_or_else(|| {
+        no_container(format!(
+            "and the compose project has no service {service:?} (it has: {})",
+            project
+                .services
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let image = svc.image_ref(&project.name);
+    let note = format!(
+        "no container of service {service}: checked its image {image} from the compose file, \
+         nothing run"
+    );
+    image_target(docker, &image, svc.environment.get("PATH").cloned(), note).await
+}
+
+/// An image checked on its own. `path`: the service's `environment: PATH=…`, over the image's.
+async fn image_target(
+    docker: &Docker,
+    image: &str,
+    path: Option<String>,
+    note: String,
+) -> Result<Target, VerifyError> {
+    let inspect = docker
+        .inspect_image(image)
+        .await
+        .map_err(|source| match source {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => VerifyError::ImageNotFound {
+                image: image.to_owned(),
+            },
+            source => VerifyError::Inspect {
+                what: format!("image {image}"),
+                source,
+            },
+        })?;
+    let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+    Ok(Target {
+        image_ref: image.to_owned(),
+        image_name: image.to_owned(),
+        image_id: inspect.id.unwrap_or_default(),
+        container: None,
+        path_env: path.or_else(|| path_of(&env)),
+        notes: vec![note],
+    })
+}
+
+/// A rebuilt tag that is not deployed yet: what runs is still the old image, and that is the
+/// one checked; say so.
+pub async fn tag_note(docker: &Docker, target: &Target) -> Option<String> {
+    target.container.as_ref()?;
+    let tagged_id = docker.inspect_image(&target.image_name).await.ok()?.id?;
+    (tagged_id != target.image_id).then(|| {
+        format!(
+            "{name} now points to {} but the container runs {}: checked the image the \
+             container runs; `clawops update` (or `--image {name}`) for the new one",
+            short_id(&tagged_id),
+            short_id(&target.image_id),
+            name = target.image_name,
+        )
     })
 }
 

@@ -136,10 +136,10 @@ pub async fn render(
                 return Err(client.explain(status).await);
             }
         };
-        if out.json {
-            if let Some(v) = event_json(&event) {
-                out.json_line(&v);
-            }
+        if out.json
+            && let Some(v) = event_json(&event)
+        {
+            out.json_line(&v);
         }
         use proto::deploy_event::Event as E;
         match event.event {
@@ -195,7 +195,11 @@ pub async fn render(
 fn print_result(r: &proto::DeployResult) {
     let outcome = outcome_name(r.outcome);
     let mark = if exit_code(r) == 0 { "ok" } else { "FAILED" };
-    println!("{mark}: {} ({outcome}, {})", r.message, duration_human(r.duration_ms));
+    println!(
+        "{mark}: {} ({outcome}, {})",
+        r.message,
+        duration_human(r.duration_ms)
+    );
     if !r.to_sha.is_empty() && !r.from_sha.is_empty() && r.from_sha != r.to_sha {
         println!("    {} → {}", short_sha(&r.from_sha), short_sha(&r.to_sha));
     }

@@ -27,7 +27,7 @@ pub struct LogsArgs {
     #[arg(long, short = 'f')]
     pub follow: bool,
     /// Prefix each line with its RFC 3339 timestamp.
-    #[arg(long, short = 't')]
+    #[arg(long)]
     pub timestamps: bool,
     /// Only lines matching this regex (applied on the VM).
     #[arg(long, default_value = "")]

@@ -111,8 +111,8 @@ fn summary_json(s: Option<&proto::Summary>) -> Value {
 }
 
 pub fn to_json(r: &proto::MemoryReport) -> Value {
-    let host = r.host.clone().unwrap_or_default();
-    let p = host.pressure.clone().unwrap_or_default();
+    let host = r.host.unwrap_or_default();
+    let p = host.pressure.unwrap_or_default();
     let machine = r.machine.clone().unwrap_or_default();
     let history = r.history.clone().unwrap_or_default();
     json!({
@@ -227,7 +227,7 @@ fn pct(part: u64, whole: u64) -> String {
 fn human(r: &proto::MemoryReport, detailed: bool) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let host = r.host.clone().unwrap_or_default();
+    let host = r.host.unwrap_or_default();
     let machine = r.machine.clone().unwrap_or_default();
     let history = r.history.clone().unwrap_or_default();
     if machine.on_gce {
@@ -249,7 +249,7 @@ fn human(r: &proto::MemoryReport, detailed: bool) -> String {
         bytes_human(host.swap_used_bytes),
         bytes_human(host.swap_total_bytes),
     );
-    let p = host.pressure.clone().unwrap_or_default();
+    let p = host.pressure.unwrap_or_default();
     if p.available {
         let full = if p.full_available {
             format!(
@@ -279,6 +279,8 @@ fn human(r: &proto::MemoryReport, detailed: bool) -> String {
         let _ = writeln!(s, "containers  unknown: {}", r.docker_error);
     } else if r.containers.is_empty() {
         let _ = writeln!(s, "containers  none in this project");
+    } else {
+        let _ = writeln!(s, "containers");
     }
     for c in &r.containers {
         let mut line = format!("  {:<34} {:<10}", c.name, c.state);

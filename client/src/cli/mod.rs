@@ -2,9 +2,13 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use clawops::{Client, ClientError, ConnectOptions, DEFAULT_AGENT_PORT, Target, local};
+use clawops::{
+    Client, ClientError, ConnectOptions, local,
+    targets::{self as named, Env, Resolved, Selection},
+};
 
 mod build;
+mod completions;
 mod demo;
 mod deploy_view;
 mod history;
@@ -12,6 +16,9 @@ mod logs;
 mod memory;
 mod output;
 mod status;
+mod targets;
+mod token;
+mod tunnel;
 mod up;
 mod update;
 mod verify;
@@ -20,6 +27,7 @@ pub use output::Output;
 
 const EXAMPLES: &str = "\
 Examples:
+  clawops -t prod status                # a target from ~/.config/clawops/config.toml
   clawops --via ssh://me@my-vm status
   clawops --via 'gcloud://openclaw-gateway?zone=us-central1-a&project=my-proj' history
   CLAWOPS_TOKEN=… clawops --addr http://127.0.0.1:18777 status --json
@@ -38,19 +46,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+// The environment variables (CLAWOPS_ADDR, CLAWOPS_VIA, CLAWOPS_TARGET) are read by
+// `targets::resolve`, not by clap, so that any flag beats any variable instead of conflicting.
 #[derive(Debug, Args)]
 pub struct ConnArgs {
-    /// The agent's address, when it is reachable directly (e.g. through your own `ssh -L`).
-    #[arg(long, global = true, env = "CLAWOPS_ADDR", conflicts_with = "via")]
+    /// A named target from ~/.config/clawops/config.toml (`clawops targets` lists them; env
+    /// CLAWOPS_TARGET). Without --target/--via/--addr, the file's `default` target is used.
+    #[arg(long, short = 't', global = true, value_name = "NAME")]
+    pub target: Option<String>,
+    /// The agent's address, when it is reachable directly, e.g. through `clawops tunnel`
+    /// (env CLAWOPS_ADDR).
+    #[arg(long, global = true, value_name = "URL")]
     pub addr: Option<String>,
-    /// Tunnel to the agent: ssh://[user@]host[:port] or gcloud://VM?zone=Z&project=P[&iap=true].
-    #[arg(long, global = true, env = "CLAWOPS_VIA")]
+    /// Tunnel to the agent: ssh://[user@]host[:port] or gcloud://VM?zone=Z&project=P[&iap=true]
+    /// (env CLAWOPS_VIA).
+    #[arg(long, global = true, value_name = "URL")]
     pub via: Option<String>,
-    /// The agent's port on the VM's loopback.
-    #[arg(long, global = true, default_value_t = DEFAULT_AGENT_PORT)]
-    pub agent_port: u16,
-    /// File holding the agent's token (else CLAWOPS_TOKEN).
-    #[arg(long, global = true)]
+    /// The agent's port on the VM's loopback [default: the target's agent_port, else 18777].
+    #[arg(long, global = true, value_name = "PORT")]
+    pub agent_port: Option<u16>,
+    /// File holding the agent's token [default: CLAWOPS_TOKEN, else the target's token_file,
+    /// else ~/.config/clawops/tokens/NAME].
+    #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Extra ssh option for the tunnel, as KEY=VALUE (repeatable), e.g. IdentityFile=~/.ssh/vm.
     #[arg(long = "ssh-option", global = true, value_name = "KEY=VALUE")]
@@ -66,6 +83,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  clawops local --config /etc/clawops/agent.toml status")]
     Local(LocalArgs),
     Demo(demo::DemoArgs),
+    Targets(targets::TargetsArgs),
+    Token(token::TokenArgs),
+    Tunnel(tunnel::TunnelArgs),
+    Completions(completions::CompletionsArgs),
 }
 
 /// Commands that talk to an agent (remote or in-process).
@@ -117,6 +138,10 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, ClientError> {
             run_agent_command(client, args.command, out).await
         }
         Command::Demo(args) => demo::run(args, out).await,
+        Command::Targets(args) => targets::run(args, out),
+        Command::Token(args) => token::run(args, &cli.conn, out).await,
+        Command::Tunnel(args) => tunnel::run(args, &cli.conn, out).await,
+        Command::Completions(args) => completions::run(args),
         Command::Agent(command) => {
             let opts = connect_options(&cli.conn)?;
             let client = Client::connect(&opts).await?;
@@ -143,52 +168,37 @@ async fn run_agent_command(
     }
 }
 
+impl ConnArgs {
+    fn selection(&self) -> Selection {
+        Selection {
+            addr: self.addr.clone(),
+            via: self.via.clone(),
+            target: self.target.clone(),
+            agent_port: self.agent_port,
+            token_file: self.token_file.clone(),
+            ssh_options: self.ssh_options.clone(),
+        }
+    }
+}
+
+/// Which agent the command goes to (flags, then CLAWOPS_* variables, then the config's
+/// default), without the token.
+pub fn resolve_target(conn: &ConnArgs) -> Result<Resolved, ClientError> {
+    for opt in &conn.ssh_options {
+        named::check_ssh_option(opt).map_err(|m| ClientError::Usage(format!("--ssh-option {m}")))?;
+    }
+    Ok(named::resolve(&conn.selection(), &Env::from_process())?)
+}
+
 pub fn connect_options(conn: &ConnArgs) -> Result<ConnectOptions, ClientError> {
-    let target = match (&conn.addr, &conn.via) {
-        (Some(addr), _) => Target::Addr(addr.clone()),
-        (None, Some(via)) => {
-            Target::parse_via(via).map_err(|e| ClientError::Usage(format!("--via {e}")))?
-        }
-        (None, None) => {
-            return Err(ClientError::Usage(
-                "where is the agent? Pass --via ssh://USER@HOST, --via 'gcloud://VM?zone=ZONE&project=PROJECT', \
-                 or --addr http://127.0.0.1:PORT (on the VM itself: `clawops local …`)"
-                    .into(),
-            ));
-        }
-    };
+    let resolved = resolve_target(conn)?;
+    let (token, _) = named::resolve_token(&conn.selection(), &Env::from_process(), &resolved)?;
     Ok(ConnectOptions {
-        target,
-        agent_port: conn.agent_port,
-        token: read_token(conn.token_file.as_deref())?,
-        ssh_options: conn.ssh_options.clone(),
+        target: resolved.target,
+        agent_port: resolved.agent_port,
+        token,
+        ssh_options: resolved.ssh_options,
     })
-}
-
-fn read_token(file: Option<&std::path::Path>) -> Result<String, ClientError> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ClientError::Usage(format!("cannot read --token-file {}: {e}", path.display()))
-        })?;
-        return non_empty(text, &format!("--token-file {}", path.display()));
-    }
-    match std::env::var("CLAWOPS_TOKEN") {
-        Ok(t) => non_empty(t, "CLAWOPS_TOKEN"),
-        Err(_) => Err(ClientError::Usage(
-            "no token: pass --token-file FILE or set CLAWOPS_TOKEN (the agent's token is \
-             /etc/clawops/token on the VM)"
-                .into(),
-        )),
-    }
-}
-
-fn non_empty(token: String, source: &str) -> Result<String, ClientError> {
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        Err(ClientError::Usage(format!("{source} is empty")))
-    } else {
-        Ok(token)
-    }
 }
 
 fn init_tracing() {

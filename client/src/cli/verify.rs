@@ -22,6 +22,9 @@ pub struct VerifyArgs {
     /// Check this image alone, without a container (nothing is run).
     #[arg(long, default_value = "")]
     pub image: String,
+    /// Only look the binaries up; run no `--version` probe in the container.
+    #[arg(long)]
+    pub no_run: bool,
     /// How long each `--version` probe may take, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u32,
@@ -33,6 +36,7 @@ pub async fn run(mut client: Client, args: VerifyArgs, out: &Output) -> Result<u
         service: args.service,
         timeout_ms: args.timeout_ms,
         image: args.image,
+        no_run: args.no_run,
     };
     let report = match client.agent.verify_binaries(request).await {
         Ok(r) => r.into_inner(),

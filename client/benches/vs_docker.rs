@@ -1,0 +1,439 @@
+//! `cargo bench -p clawops --bench vs_docker`: clawops against the docker CLI, measured in the
+//! same run on the same machine, with the demo app (busybox gateway built FROM scratch) as the
+//! workload. Prints a table of medians, ratios and targets (BENCHMARKS.md explains the method).
+//!
+//! Environment: CLAWOPS_BENCH_IDLE_SECS (default 60) — how long the idle agent samples memory
+//! (at one sample a second: 60 s ≈ 10 minutes of the default 10 s interval).
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use clawops::demo::DemoApp;
+use testkit::{
+    agent::{AgentProcess, client_binary},
+    cleanup::AppGuard,
+    container::ServiceContainer,
+};
+
+struct Row {
+    measure: &'static str,
+    ours: String,
+    theirs: String,
+    ratio: String,
+    target: &'static str,
+    met: bool,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs argv (stdout discarded) `n` times; returns the median wall time. Panics on failure
+/// unless `allow_fail`.
+fn timed(n: usize, argv: &[&str], dir: Option<&Path>, allow_fail: bool) -> Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(d) = dir {
+            cmd.current_dir(d);
+        }
+        let t = Instant::now();
+        let out = cmd.output().expect("spawn");
+        times.push(t.elapsed());
+        assert!(
+            allow_fail || out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    median(times)
+}
+
+/// Runs a sequence of argvs in `dir`, `n` times; median of the whole sequence.
+fn timed_chain(n: usize, chain: &[Vec<String>], dir: &Path) -> Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        for argv in chain {
+            let out = Command::new(&argv[0])
+                .args(&argv[1..])
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .expect("spawn");
+            assert!(
+                out.status.success(),
+                "{argv:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        times.push(t.elapsed());
+    }
+    median(times)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Probes `port`'s /healthz every 10 ms while `work` runs; returns the longest run of failed
+/// probes (the downtime a user would see).
+fn downtime_while(port: u16, work: impl FnOnce()) -> Duration {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let prober = std::thread::spawn(move || {
+        let mut longest = Duration::ZERO;
+        let mut down_since: Option<Instant> = None;
+        while !flag.load(Ordering::Relaxed) {
+            let up = healthz(port);
+            match (up, down_since) {
+                (false, None) => down_since = Some(Instant::now()),
+                (true, Some(t)) => {
+                    longest = longest.max(t.elapsed());
+                    down_since = None;
+                }
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        longest
+    });
+    work();
+    // Let the new container come up before stopping the probe.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !healthz(port) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::Relaxed);
+    prober.join().unwrap()
+}
+
+fn healthz(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else is accepted.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let app = DemoApp::create(root.path(), &testkit::unique("b")[2..]).unwrap();
+    let _guard = AppGuard::new(&app.project, &app.image_repo);
+    let manual_project = format!("{}-manual", app.project);
+    let _manual_guard = AppGuard::new(&manual_project, &format!("{}-manual", app.image_repo));
+
+    let mut config = app.config();
+    config.memory.sample_interval_secs = 1;
+    let mut value = toml::Value::try_from(&config).unwrap();
+    for key in ["listen", "token_file", "state_dir"] {
+        value.as_table_mut().unwrap().remove(key);
+    }
+    let extra = toml::to_string(&value).unwrap();
+    let agent = AgentProcess::start(&extra);
+    let clawops = client_binary();
+    let clawops = clawops.to_str().unwrap().to_owned();
+    let token_file = agent.token_file().display().to_string();
+    let url = agent.url();
+    let cli = |args: &[&str]| -> Vec<String> {
+        let mut v = vec![
+            clawops.clone(),
+            "--addr".into(),
+            url.clone(),
+            "--token-file".into(),
+            token_file.clone(),
+        ];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: &[&str], n: usize, allow_fail: bool| {
+        let argv = cli(args);
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        timed(n, &refs, None, allow_fail)
+    };
+    let mut rows = Vec::new();
+
+    // The manual chain's own checkout: same remote, its own port, image and project.
+    let manual = root.path().join("manual");
+    git(
+        root.path(),
+        &["clone", "-q", app.remote.to_str().unwrap(), "manual"],
+    );
+    let manual_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        manual.join(".env"),
+        format!(
+            "OPENCLAW_IMAGE={}-manual:latest\nOPENCLAW_GATEWAY_PORT={manual_port}\nOPENCLAW_CONFIG_DIR={}\n",
+            app.image_repo,
+            app.state_dir.display()
+        ),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["docker-compose".into(), "-p".into(), manual_project.clone()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let manual_chain = vec![
+        vec!["git".to_string(), "pull".into(), "-q".into()],
+        compose(&["build", "-q"]),
+        compose(&["up", "-d"]),
+    ];
+
+    eprintln!("deploying v1 with clawops and with the manual chain…");
+    run(&["update"], 1, false);
+    timed_chain(1, &manual_chain, &manual);
+
+    // Real update: downtime as a prober on /healthz sees it.
+    app.commit("v2", "ok", "v2").unwrap();
+    let ours = downtime_while(app.port, || {
+        run(&["update"], 1, false);
+    });
+    let theirs = downtime_while(manual_port, || {
+        timed_chain(1, &manual_chain, &manual);
+    });
+    rows.push(Row {
+        measure: "update downtime (probe every 10 ms)",
+        ours: ms(ours),
+        theirs: ms(theirs),
+        ratio: format!(
+            "{:.2}×",
+            ours.as_secs_f64() / theirs.as_secs_f64().max(1e-9)
+        ),
+        target: "≤ 1× the manual chain's",
+        met: ours <= theirs,
+    });
+
+    // No-op update.
+    let ours = run(&["update"], 7, false);
+    let theirs = timed_chain(3, &manual_chain, &manual);
+    let ratio = theirs.as_secs_f64() / ours.as_secs_f64();
+    rows.push(Row {
+        measure: "no-op update",
+        ours: ms(ours),
+        theirs: ms(theirs),
+        ratio: format!("{ratio:.1}× faster"),
+        target: "≥ 10×, ≤ 500 ms",
+        met: ratio >= 10.0 && ours <= Duration::from_millis(500),
+    });
+
+    let gateway = format!("{}-openclaw-gateway-1", app.project);
+    // memory --json vs docker stats --no-stream.
+    let ours = run(&["memory", "--json"], 9, false);
+    let theirs = timed(
+        5,
+        &["docker", "stats", "--no-stream", &gateway],
+        None,
+        false,
+    );
+    let ratio = theirs.as_secs_f64() / ours.as_secs_f64();
+    rows.push(Row {
+        measure: "memory --json vs docker stats --no-stream",
+        ours: ms(ours),
+        theirs: ms(theirs),
+        ratio: format!("{ratio:.1}× faster"),
+        target: "≥ 20×, ≤ 50 ms",
+        met: ratio >= 20.0 && ours <= Duration::from_millis(50),
+    });
+
+    // verify gog goplaces wacli vs three `docker exec which`.
+    let ours = run(&["verify", "gog", "goplaces", "wacli"], 7, false);
+    let mut three = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        for bin in ["gog", "goplaces", "wacli"] {
+            timed(1, &["docker", "exec", &gateway, "which", bin], None, false);
+        }
+        three.push(t.elapsed());
+    }
+    let theirs = median(three);
+    let ratio = theirs.as_secs_f64() / ours.as_secs_f64();
+    rows.push(Row {
+        measure: "verify gog goplaces wacli vs 3 × docker exec which",
+        ours: ms(ours),
+        theirs: ms(theirs),
+        ratio: format!("{ratio:.1}× faster"),
+        target: "≥ 3×",
+        met: ratio >= 3.0,
+    });
+
+    // logs --tail 100000 vs docker logs --tail 100000.
+    let image = format!("{}:latest", app.image_repo);
+    rt.block_on(
+        ServiceContainer::new(&app.project, "chatty", &image)
+            .script("seq 1 100000; exec sleep 3600")
+            .start(),
+    );
+    let chatty = format!("{}-chatty-1", app.project);
+    for _ in 0..200 {
+        let out = Command::new("docker")
+            .args(["logs", "--tail", "1", &chatty])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() == "100000" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ours = run(
+        &["logs", "--service", "chatty", "--tail", "100000"],
+        5,
+        false,
+    );
+    let theirs = timed(
+        5,
+        &["docker", "logs", "--tail", "100000", &chatty],
+        None,
+        false,
+    );
+    let ratio = theirs.as_secs_f64() / ours.as_secs_f64();
+    rows.push(Row {
+        measure: "logs --tail 100000 vs docker logs --tail 100000",
+        ours: ms(ours),
+        theirs: ms(theirs),
+        ratio: format!("{ratio:.2}× faster"),
+        target: "≥ 1×",
+        met: ratio >= 1.0,
+    });
+
+    // Agent RSS while a client follows 100k fresh lines.
+    let pid = agent.pid().unwrap();
+    let before = rss_kib(pid);
+    rt.block_on(
+        ServiceContainer::new(&app.project, "burst", &image)
+            .script("sleep 2; seq 1 100000; exec sleep 3600")
+            .start(),
+    );
+    let argv = cli(&["logs", "-f", "--service", "burst", "--tail", "all"]);
+    let mut follower = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let reader = std::thread::spawn(move || {
+        let mut n = 0u64;
+        for line in BufReader::new(stdout).lines() {
+            if line.is_err() {
+                break;
+            }
+            n += 1;
+            if n == 100_000 {
+                break;
+            }
+        }
+        flag.store(true, Ordering::Relaxed);
+        n
+    });
+    let mut peak = before;
+    while !done.load(Ordering::Relaxed) {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let lines = reader.join().unwrap();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert_eq!(lines, 100_000, "the follower received every line");
+
+    // Idle RSS: a fresh agent that only samples memory.
+    let idle_secs: u64 = std::env::var("CLAWOPS_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let idle = AgentProcess::start(&extra);
+    let idle_pid = idle.pid().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let idle_start = rss_kib(idle_pid);
+    eprintln!("sampling memory in an idle agent for {idle_secs} s…");
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let idle_end = rss_kib(idle_pid);
+    rows.push(Row {
+        measure: "agent idle RSS (1 sample/s)",
+        ours: format!(
+            "{:.1} MiB → {:.1} MiB after {idle_secs} s",
+            idle_start as f64 / 1024.0,
+            idle_end as f64 / 1024.0
+        ),
+        theirs: "-".into(),
+        ratio: "-".into(),
+        target: "≤ 8 MiB, no growth",
+        met: idle_end <= 8 * 1024 && idle_end <= idle_start + 256,
+    });
+    rows.push(Row {
+        measure: "agent RSS while a client follows 100k lines",
+        ours: format!(
+            "peak {:.1} MiB (before {:.1} MiB)",
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0
+        ),
+        theirs: "-".into(),
+        ratio: format!("{:.2}× idle", peak as f64 / idle_end.max(1) as f64),
+        target: "≤ 2× idle",
+        met: peak <= 2 * idle_end,
+    });
+
+    println!(
+        "\n| measure | clawops | docker CLI | ratio | target | met |\n|---|---|---|---|---|---|"
+    );
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.measure,
+            r.ours,
+            r.theirs,
+            r.ratio,
+            r.target,
+            if r.met { "yes" } else { "NO" }
+        );
+    }
+    drop(rt);
+}
