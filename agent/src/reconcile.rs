@@ -54,7 +54,7 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
         .phases
         .iter()
         .rev()
-        .find(|p| p.phase == PHASE_KEPT && p.status == "done" && !p.message.is_empty())
+        .find(|p| p.phase == PHASE_KEPT && !p.message.is_empty())
         .map(|p| p.message.clone());
     let new_was_ready = entry
         .phases

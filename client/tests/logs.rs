@@ -37,11 +37,14 @@ async fn collect(client: &mut Client, req: proto::LogsRequest) -> Result<Vec<Lin
     while let Some(chunk) = stream.message().await? {
         if let Some(proto::log_chunk::Event::Lines(batch)) = chunk.event {
             for l in batch.lines {
-                lines.push(Line {
-                    stream: l.stream,
-                    text: String::from_utf8_lossy(&l.data).trim_end().to_owned(),
-                    ts: l.timestamp,
-                });
+                // Without timestamps, runs of lines arrive as one chunk.
+                for text in String::from_utf8_lossy(&l.data).lines() {
+                    lines.push(Line {
+                        stream: l.stream,
+                        text: text.to_owned(),
+                        ts: l.timestamp,
+                    });
+                }
             }
         }
     }
@@ -333,11 +336,14 @@ async fn no_reattach_stops_with_the_container() {
     let read = async {
         while let Some(chunk) = stream.message().await.unwrap() {
             match chunk.event {
-                Some(proto::log_chunk::Event::Lines(b)) => lines.extend(
-                    b.lines
-                        .into_iter()
-                        .map(|l| String::from_utf8_lossy(&l.data).trim().to_owned()),
-                ),
+                Some(proto::log_chunk::Event::Lines(b)) => {
+                    lines.extend(b.lines.into_iter().flat_map(|l| {
+                        String::from_utf8_lossy(&l.data)
+                            .lines()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    }))
+                }
                 Some(proto::log_chunk::Event::Notice(n)) => notice = n,
                 None => {}
             }

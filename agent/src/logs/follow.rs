@@ -152,7 +152,7 @@ async fn pump(
         .follow(query.follow)
         .stdout(true)
         .stderr(true)
-        .timestamps(true)
+        .timestamps(query.needs_timestamps())
         // Docker takes whole seconds; the exact bound is applied per line below.
         .since(after.map_or(0, |t| t.timestamp() as i32))
         .until(query.until.map_or(0, |t| t.timestamp() as i32 + 1))
@@ -187,7 +187,11 @@ async fn pump(
                 }
                 LogOutput::StdIn { .. } => continue,
             };
-            let (timestamp, data) = split_timestamp(message);
+            let (timestamp, data) = if query.needs_timestamps() {
+                split_timestamp(message)
+            } else {
+                (None, message)
+            };
             if let Some(ts) = timestamp {
                 last_ts = Some(ts);
                 let before_start = match after {

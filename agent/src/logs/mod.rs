@@ -35,6 +35,8 @@ pub struct LogQuery {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub follow: bool,
+    /// The caller wants each line's timestamp.
+    pub timestamps: bool,
     pub grep: Option<Regex>,
     /// When following: switch to the service's new container after a recreate.
     pub reattach: bool,
@@ -49,6 +51,7 @@ impl LogQuery {
         since: &str,
         until: &str,
         follow: bool,
+        timestamps: bool,
         grep: &str,
         reattach: bool,
         now: DateTime<Utc>,
@@ -81,9 +84,17 @@ impl LogQuery {
             since,
             until,
             follow,
+            timestamps,
             grep,
             reattach,
         })
+    }
+
+    /// Whether docker must stamp the lines: to show them, to cut at sub-second `since`/`until`
+    /// bounds, or to resume after the last line when a followed container restarts. Parsing
+    /// a stamp per line is the costliest part of a plain `--tail`, so it is skipped there.
+    pub fn needs_timestamps(&self) -> bool {
+        self.timestamps || self.since.is_some() || self.until.is_some() || self.follow
     }
 }
 
@@ -185,7 +196,17 @@ mod tests {
     #[test]
     fn query_validation_names_the_problem() {
         let q = |since: &str, until: &str, grep: &str| {
-            LogQuery::parse("s".into(), Some(1), since, until, false, grep, true, now())
+            LogQuery::parse(
+                "s".into(),
+                Some(1),
+                since,
+                until,
+                false,
+                false,
+                grep,
+                true,
+                now(),
+            )
         };
         assert!(matches!(q("", "", "("), Err(LogsError::BadRegex { .. })));
         assert!(matches!(

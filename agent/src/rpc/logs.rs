@@ -7,7 +7,7 @@ use super::{EventStream, convert::timestamp, counted_stream};
 use crate::{
     context::{AgentContext, CountGuard},
     events::LogStream,
-    logs::{self, LogItem, LogQuery},
+    logs::{self, LogItem, LogLine, LogQuery},
 };
 
 /// `docker logs` shows the last 100 lines unless told otherwise.
@@ -36,6 +36,7 @@ pub async fn logs(
         &r.since,
         &r.until,
         r.follow,
+        r.timestamps,
         &r.grep,
         !r.no_reattach,
         chrono::Utc::now(),
@@ -84,24 +85,62 @@ pub async fn logs(
 fn to_proto(item: LogItem, timestamps: bool) -> pb::LogChunk {
     let event = match item {
         LogItem::Notice(n) => pb::log_chunk::Event::Notice(n),
-        LogItem::Lines(lines) => pb::log_chunk::Event::Lines(pb::LogBatch {
+        LogItem::Lines(lines) if timestamps => pb::log_chunk::Event::Lines(pb::LogBatch {
             lines: lines
                 .into_iter()
                 .map(|l| pb::LogLine {
-                    stream: match l.stream {
-                        LogStream::Stdout => pb::OutputStream::Stdout,
-                        LogStream::Stderr => pb::OutputStream::Stderr,
-                    } as i32,
+                    stream: stream(l.stream),
                     data: l.data,
-                    timestamp: if timestamps {
-                        l.timestamp.map(timestamp)
-                    } else {
-                        None
-                    },
+                    timestamp: l.timestamp.map(timestamp),
                     container: l.container,
                 })
                 .collect(),
         }),
+        LogItem::Lines(lines) => pb::log_chunk::Event::Lines(pb::LogBatch {
+            lines: coalesce(lines),
+        }),
     };
     pb::LogChunk { event: Some(event) }
+}
+
+fn stream(s: LogStream) -> i32 {
+    let s = match s {
+        LogStream::Stdout => pb::OutputStream::Stdout,
+        LogStream::Stderr => pb::OutputStream::Stderr,
+    };
+    s as i32
+}
+
+/// Without timestamps, consecutive lines of the same stream and container travel as one chunk:
+/// per-line messages cost more than the lines themselves (100k short lines → a few hundred
+/// chunks). The client writes chunks as they are; `--json` splits them at newlines.
+fn coalesce(lines: Vec<LogLine>) -> Vec<pb::LogLine> {
+    let mut out: Vec<pb::LogLine> = Vec::new();
+    let mut pending: Option<(i32, String, bytes::BytesMut)> = None;
+    for l in lines {
+        let s = stream(l.stream);
+        match &mut pending {
+            Some((ps, pc, buf)) if *ps == s && *pc == l.container => buf.extend_from_slice(&l.data),
+            _ => {
+                if let Some((ps, pc, buf)) = pending.take() {
+                    out.push(pb::LogLine {
+                        stream: ps,
+                        data: buf.freeze(),
+                        timestamp: None,
+                        container: pc,
+                    });
+                }
+                pending = Some((s, l.container, bytes::BytesMut::from(&l.data[..])));
+            }
+        }
+    }
+    if let Some((ps, pc, buf)) = pending {
+        out.push(pb::LogLine {
+            stream: ps,
+            data: buf.freeze(),
+            timestamp: None,
+            container: pc,
+        });
+    }
+    out
 }

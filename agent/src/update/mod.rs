@@ -284,7 +284,16 @@ async fn execute(
     p.phase(Phase::Preflight, PhaseStatus::Done, String::new());
 
     let from_label = report.from_sha.as_deref().map(short).unwrap_or("none");
+    // Read through the engine: the service's container mounts the state, or (first deploy)
+    // a helper container from the image just built does.
+    let engine = snapshot::Engine {
+        docker: &docker,
+        project: &project.name,
+        service,
+        image: Some(&image_name),
+    };
     let snap = snapshot::take(
+        &engine,
         &ctx.config.state_dir,
         &format!("{}-{from_label}", p.op_id),
         &app.state_dirs,

@@ -136,20 +136,45 @@ async fn execute(
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let moved = snapshot::restore(&snap).await.map_err(|e| e.to_string())?;
-        p.phase(
-            Phase::Snapshot,
-            PhaseStatus::Done,
-            format!(
-                "restored {}; the state it replaced is kept at {}",
-                snap.display(),
-                moved
-                    .iter()
-                    .map(|m| m.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        let engine = snapshot::Engine {
+            docker: &docker,
+            project: &project.name,
+            service,
+            image: Some(&image),
+        };
+        // Labelled with the sha it was deployed with, so a later rollback to that sha with
+        // --restore-state finds it.
+        let before_label = format!(
+            "{}-before-restore-{}",
+            p.op_id,
+            current.as_deref().map(short).unwrap_or("none")
         );
+        let restored = snapshot::restore(
+            &engine,
+            &ctx.config.state_dir,
+            &snap,
+            &before_label,
+            ctx.config.snapshots.keep,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut message = format!(
+            "restored {}; the state it replaced is kept in {}",
+            snap.display(),
+            restored.before.path.display()
+        );
+        if !restored.left_over.is_empty() {
+            let left: Vec<String> = restored
+                .left_over
+                .iter()
+                .map(|m| m.display().to_string())
+                .collect();
+            message.push_str(&format!(
+                "; these paths are not in the snapshot and could not be removed: {}",
+                left.join(", ")
+            ));
+        }
+        p.phase(Phase::Snapshot, PhaseStatus::Done, message);
     }
 
     let readiness = Readiness::from_config(&ctx.config.readiness).map_err(|e| e.to_string())?;

@@ -1,7 +1,9 @@
 //! Replacing the running service container by one of a new image, with automatic rollback.
 //! Only one container can hold the gateway's published port, so this is stop-then-start: the
 //! old container is stopped and kept (renamed aside) until the new one is ready; if the new
-//! one fails in any way, it is removed and the old one is put back and started.
+//! one fails in any way, it is removed and the old one is put back and started. The new
+//! container is created while the old one still serves (a running container can be renamed,
+//! and creating binds no port), so the gateway is down only for stop + start + readiness.
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -17,7 +19,7 @@ use crate::{
 
 /// Journal phase recording which container was moved aside (message = its id), so a restart
 /// after a crash knows what to put back.
-pub const PHASE_KEPT: &str = "stop";
+pub const PHASE_KEPT: &str = "kept";
 
 #[derive(Debug)]
 pub struct Swapped {
@@ -97,6 +99,30 @@ pub async fn swap(
         );
     };
     if let Some(old) = &old {
+        // Renaming a running container is allowed; it keeps serving meanwhile.
+        if let Err(e) = containers::rename(docker, &old.id, &aside_name(old)).await {
+            return Err(fail_early(e.to_string()));
+        }
+        let _ = journal.phase(op_id, PHASE_KEPT, "done", 0, &old.id);
+    }
+    step(
+        Phase::Create,
+        PhaseStatus::Started,
+        format!("{} from {image}", spec.name),
+    );
+    let new_id = match containers::create(docker, &spec, &spec.name).await {
+        Ok(id) => id,
+        Err(e) => {
+            if let Some(old) = &old {
+                let _ = containers::rename(docker, &old.id, &old.name).await;
+            }
+            return Err(fail_early(e.to_string()));
+        }
+    };
+
+    // Downtime starts here.
+    let started = Instant::now();
+    if let Some(old) = &old {
         sink.phase(
             Phase::Stop,
             PhaseStatus::Started,
@@ -106,34 +132,32 @@ pub async fn swap(
         );
         let timeout = containers::stop_timeout(project, service);
         if let Err(e) = containers::stop(docker, &old.id, timeout).await {
-            return Err(fail_early(e.to_string()));
-        }
-        if let Err(e) = containers::rename(docker, &old.id, &aside_name(old)).await {
+            let _ = containers::remove(docker, &new_id).await;
+            let _ = containers::rename(docker, &old.id, &old.name).await;
             let _ = docker.start_container(&old.id, None).await;
             return Err(fail_early(e.to_string()));
         }
-        // The kept container's id, for crash recovery.
-        step(Phase::Stop, PhaseStatus::Done, old.id.clone());
+        step(Phase::Stop, PhaseStatus::Done, old.name.clone());
     }
 
     let attempt = async {
-        step(
-            Phase::Create,
-            PhaseStatus::Started,
-            format!("{} from {image}", spec.name),
-        );
-        let id = containers::create_and_start(docker, &spec, &spec.name)
-            .await
-            .map_err(|e| (e.to_string(), Vec::new(), None))?;
-        step(Phase::Start, PhaseStatus::Done, id.clone());
-        match readiness::wait(docker, &id, service, readiness, sink).await {
-            Ok(_) => Ok(id),
+        if let Err(e) = docker.start_container(&new_id, None).await {
+            let logs = readiness::last_logs(docker, &new_id).await;
+            return Err((
+                format!("starting {}: {e}", spec.name),
+                logs,
+                Some(new_id.clone()),
+            ));
+        }
+        step(Phase::Start, PhaseStatus::Done, new_id.clone());
+        match readiness::wait(docker, &new_id, service, readiness, sink).await {
+            Ok(_) => Ok(new_id.clone()),
             Err(e) => {
                 let logs = match e.last_logs() {
-                    [] => readiness::last_logs(docker, &id).await,
+                    [] => readiness::last_logs(docker, &new_id).await,
                     l => l.to_vec(),
                 };
-                Err((e.to_string(), logs, Some(id)))
+                Err((e.to_string(), logs, Some(new_id.clone())))
             }
         }
     };
@@ -168,9 +192,6 @@ pub async fn swap(
             );
             if let Some(id) = &new_id {
                 let _ = containers::remove(docker, id).await;
-            } else {
-                // A failed create may still have left a container under the canonical name.
-                let _ = containers::remove(docker, &spec.name).await;
             }
             let restored = match &old {
                 Some(old) => put_back(docker, old, service, readiness, sink).await,

@@ -77,14 +77,23 @@ pub async fn run(mut client: Client, args: LogsArgs, out: &Output) -> Result<u8,
         match chunk.event {
             Some(proto::log_chunk::Event::Lines(batch)) if out.json => {
                 for l in batch.lines {
-                    let line = json!({
-                        "stream": if l.stream == proto::OutputStream::Stderr as i32 { "stderr" } else { "stdout" },
-                        "line": String::from_utf8_lossy(&l.data).trim_end_matches('\n'),
-                        "timestamp": time_json(l.timestamp.as_ref()),
-                        "container": l.container,
-                    });
-                    let _ = serde_json::to_writer(&mut o, &line);
-                    let _ = o.write_all(b"\n");
+                    let stream = if l.stream == proto::OutputStream::Stderr as i32 {
+                        "stderr"
+                    } else {
+                        "stdout"
+                    };
+                    let timestamp = time_json(l.timestamp.as_ref());
+                    // Without timestamps the agent sends runs of lines as one chunk.
+                    for line in l.data.split_inclusive(|&b| b == b'\n') {
+                        let line = json!({
+                            "stream": stream,
+                            "line": String::from_utf8_lossy(line).trim_end_matches('\n'),
+                            "timestamp": timestamp,
+                            "container": l.container,
+                        });
+                        let _ = serde_json::to_writer(&mut o, &line);
+                        let _ = o.write_all(b"\n");
+                    }
                 }
             }
             Some(proto::log_chunk::Event::Lines(batch)) => {
