@@ -62,6 +62,11 @@ async fn verify_table_json_and_exit_codes() {
         "{stdout}"
     );
 
+    let (code, stdout, stderr) = clawops(&agent, &["verify", "--no-run", "--json"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["binaries"][0]["status"], "not_run", "{report}");
+
     let (code, stdout, stderr) = clawops(&agent, &["verify", "nosuchbin", "--json"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();

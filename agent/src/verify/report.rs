@@ -191,6 +191,13 @@ pub fn decide(
                     search_path.join(":")
                 ));
                 details.extend(notes.iter().cloned());
+                if let Some(Lookup::Missing { notes }) = container {
+                    details.extend(
+                        notes
+                            .iter()
+                            .map(|n| format!("in the running container: {n}")),
+                    );
+                }
             }
         },
     }
