@@ -98,17 +98,18 @@ fn app(project: &str, repo: &Path, home: &Path) -> ResolvedApp {
 }
 
 fn agent_config() -> Config {
-    let mut config = Config::default();
-    config.verify = VerifyConfig {
-        binaries: vec!["notexec".into(), "armtool".into()],
-        probes: [(
-            "crashy".to_string(),
-            vec!["crashy".to_string(), "check".to_string()],
-        )]
-        .into_iter()
-        .collect(),
-    };
-    config
+    Config {
+        verify: VerifyConfig {
+            binaries: vec!["notexec".into(), "armtool".into()],
+            probes: [(
+                "crashy".to_string(),
+                vec!["crashy".to_string(), "check".to_string()],
+            )]
+            .into_iter()
+            .collect(),
+        },
+        ..Config::default()
+    }
 }
 
 fn options(binaries: &[&str]) -> VerifyOptions {

@@ -27,8 +27,9 @@ impl ClientError {
         let msg = status.message().to_owned();
         match status.code() {
             Code::Unauthenticated => ClientError::Auth(format!(
-                "the agent at {via} refused the token ({msg}). Use the token from the VM's \
-                 /etc/clawops/token via --token-file or CLAWOPS_TOKEN"
+                "the agent at {via} refused the token ({msg}). Fetch the current one with \
+                 `clawops token fetch -t NAME`, or pass the VM's /etc/clawops/token with \
+                 --token-file or CLAWOPS_TOKEN"
             )),
             Code::Unavailable => ClientError::Connect(format!("agent at {via} unavailable: {msg}")),
             Code::Unimplemented => ClientError::Failed(format!(

@@ -180,8 +180,7 @@ impl ConfigFile {
         let base = path.parent().unwrap_or(Path::new("."));
         for (name, t) in &mut config.targets {
             check_name(name).map_err(|m| invalid(format!("[targets.{name}]: {m}")))?;
-            Target::parse_via(&t.via)
-                .map_err(|e| invalid(format!("[targets.{name}] via: {e}")))?;
+            Target::parse_via(&t.via).map_err(|e| invalid(format!("[targets.{name}] via: {e}")))?;
             if t.agent_port == Some(0) {
                 return Err(invalid(format!(
                     "[targets.{name}] agent_port: 0 is not a port (the agent's default is {DEFAULT_AGENT_PORT})"
@@ -212,7 +211,12 @@ impl ConfigFile {
 
     /// The file a target's token is read from (and `token fetch` writes to).
     pub fn token_path(&self, name: &str, env: &Env) -> Result<PathBuf, TargetsError> {
-        match self.config.targets.get(name).and_then(|t| t.token_file.clone()) {
+        match self
+            .config
+            .targets
+            .get(name)
+            .and_then(|t| t.token_file.clone())
+        {
             Some(p) => Ok(p),
             None => env.default_token_path(name),
         }
@@ -223,7 +227,10 @@ impl ConfigFile {
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -237,8 +244,7 @@ fn check_name(name: &str) -> Result<(), String> {
 /// `KEY=VALUE` (or `KEY VALUE`), as `ssh -o` takes them.
 pub fn check_ssh_option(opt: &str) -> Result<(), String> {
     let key = opt.split(['=', ' ']).next().unwrap_or("");
-    if key.is_empty() || key.len() == opt.len() || !key.chars().all(|c| c.is_ascii_alphanumeric())
-    {
+    if key.is_empty() || key.len() == opt.len() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(format!(
             "{opt:?} is not an ssh option: write KEY=VALUE, e.g. \"IdentityFile=~/.ssh/vm\""
         ));
@@ -250,7 +256,12 @@ fn known(config: &Config) -> String {
     if config.targets.is_empty() {
         "none".into()
     } else {
-        config.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+        config
+            .targets
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -350,7 +361,7 @@ fn choose(sel: &Selection, env: &Env) -> Result<(Choice, String), TargetsError> 
         match given.as_slice() {
             [] => continue,
             [(value, how)] => {
-                let value = value.clone().unwrap_or_default();
+                let value = value.as_deref().unwrap_or_default().to_owned();
                 let choice = match *how {
                     "--addr" | "CLAWOPS_ADDR" => Choice::Addr(value),
                     "--via" | "CLAWOPS_VIA" => Choice::Via(value),
@@ -425,10 +436,7 @@ pub fn resolve_token(
         return Ok((non_empty(text, &what)?, TokenSource::Flag(path.clone())));
     }
     if let Some(token) = &env.token {
-        return Ok((
-            non_empty(token.clone(), "CLAWOPS_TOKEN")?,
-            TokenSource::Env,
-        ));
+        return Ok((non_empty(token.clone(), "CLAWOPS_TOKEN")?, TokenSource::Env));
     }
     if let (Some(name), Some(path)) = (&resolved.name, &resolved.token_path) {
         return match std::fs::read_to_string(path) {

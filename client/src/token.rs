@@ -59,7 +59,9 @@ pub enum TokenError {
 impl From<TokenError> for ClientError {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::RemotePath(_) | TokenError::NotATunnel(_) => ClientError::Usage(e.to_string()),
+            TokenError::RemotePath(_) | TokenError::NotATunnel(_) => {
+                ClientError::Usage(e.to_string())
+            }
             TokenError::Spawn(_) | TokenError::Timeout { .. } | TokenError::Connect { .. } => {
                 ClientError::Connect(e.to_string())
             }
@@ -173,8 +175,7 @@ pub async fn fetch(
 }
 
 fn remote_hint(line: &str, sudo: bool, path: &str) -> String {
-    let hint = if line.contains("password is required") || line.contains("a terminal is required")
-    {
+    let hint = if line.contains("password is required") || line.contains("a terminal is required") {
         "the SSH user needs passwordless sudo there (or, if it can read the file itself, pass \
          --no-sudo)"
             .to_owned()
@@ -246,8 +247,20 @@ mod tests {
             remote_command("/etc/clawops/token", true).unwrap(),
             "sudo -n cat /etc/clawops/token"
         );
-        assert_eq!(remote_command("/x/t-1.tok", false).unwrap(), "cat /x/t-1.tok");
-        for bad in ["token", "/a b", "/a;rm -rf /", "/$(id)", "/a'b", "-x", "/a\nb", ""] {
+        assert_eq!(
+            remote_command("/x/t-1.tok", false).unwrap(),
+            "cat /x/t-1.tok"
+        );
+        for bad in [
+            "token",
+            "/a b",
+            "/a;rm -rf /",
+            "/$(id)",
+            "/a'b",
+            "-x",
+            "/a\nb",
+            "",
+        ] {
             assert!(remote_command(bad, true).is_err(), "{bad:?}");
         }
     }

@@ -21,6 +21,8 @@ pub struct ServiceContainer {
     pub memory_limit: Option<i64>,
     /// Container name; default `<project>-<service>-1`.
     pub name: Option<String>,
+    /// Bind mounts, `host:container[:ro]`.
+    pub binds: Vec<String>,
 }
 
 impl ServiceContainer {
@@ -50,6 +52,12 @@ impl ServiceContainer {
 
     pub fn name(mut self, name: &str) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Bind-mounts host directory `host` at `container` (read-write).
+    pub fn bind(mut self, host: &std::path::Path, container: &str) -> Self {
+        self.binds.push(format!("{}:{container}", host.display()));
         self
     }
 
@@ -86,6 +94,7 @@ impl ServiceContainer {
                 memory: self.memory_limit,
                 // No swap beyond the limit, so the OOM killer acts at the limit.
                 memory_swap: self.memory_limit,
+                binds: (!self.binds.is_empty()).then(|| self.binds.clone()),
                 ..Default::default()
             }),
             ..Default::default()

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod gce;
 pub mod git;
 pub mod image;
+pub mod netns;
 pub mod node_image;
 pub mod sshd;
 

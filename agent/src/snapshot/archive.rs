@@ -105,7 +105,10 @@ pub(super) fn from_engine<'a>(
 }
 
 /// The rename for uploading the members of `root` (a directory in a snapshot) as `to/<rel>`.
-pub(super) fn to_engine<'a>(root: &'a Path, to: &'a Path) -> impl Fn(&Path) -> Option<PathBuf> + 'a {
+pub(super) fn to_engine<'a>(
+    root: &'a Path,
+    to: &'a Path,
+) -> impl Fn(&Path) -> Option<PathBuf> + 'a {
     move |name| name.strip_prefix(root).ok().map(|rel| join(to, rel))
 }
 
@@ -131,7 +134,10 @@ pub(super) fn append_filesystem<W: Write>(
             .map_err(|e| (path.clone(), e))?;
         if meta.is_dir() {
             let mut children = std::fs::read_dir(&path)
-                .and_then(|d| d.map(|e| e.map(|e| e.path())).collect::<io::Result<Vec<_>>>())
+                .and_then(|d| {
+                    d.map(|e| e.map(|e| e.path()))
+                        .collect::<io::Result<Vec<_>>>()
+                })
                 .map_err(|e| (path.clone(), e))?;
             // Reverse order on the stack so members come out sorted.
             children.sort();
@@ -151,6 +157,8 @@ pub(super) fn append_manifest<W: Write>(
     header.set_entry_type(tar::EntryType::Regular);
     header.set_size(data.len() as u64);
     header.set_mode(0o600);
+    header.set_uid(nix::unistd::Uid::effective().as_raw().into());
+    header.set_gid(nix::unistd::Gid::effective().as_raw().into());
     header.set_mtime(chrono::Utc::now().timestamp().max(0) as u64);
     out.append_data(&mut header, MANIFEST, data.as_slice())
 }
@@ -189,7 +197,10 @@ pub(super) fn contents(path: &Path) -> Result<Contents, SnapshotError> {
     let mut manifest: Option<Manifest> = None;
     for entry in archive.entries().map_err(|e| corrupt(e.to_string()))? {
         let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
-        let name = entry.path().map_err(|e| corrupt(e.to_string()))?.into_owned();
+        let name = entry
+            .path()
+            .map_err(|e| corrupt(e.to_string()))?
+            .into_owned();
         if name == Path::new(MANIFEST) {
             let mut data = Vec::new();
             entry
@@ -356,6 +367,10 @@ mod tests {
             .unwrap();
         let mut link = tar::Header::new_gnu();
         link.set_entry_type(tar::EntryType::Link);
+        link.set_size(0);
+        link.set_mode(0o600);
+        link.set_uid(1000);
+        link.set_gid(1001);
         input
             .append_link(&mut link, "base/hl", format!("base/{long}"))
             .unwrap();

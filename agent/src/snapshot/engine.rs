@@ -61,11 +61,11 @@ impl Mounted {
         matches!(self.state.as_str(), "running" | "paused" | "restarting")
     }
 
-    /// Whether a mount of this container holds `dir`, lies inside it, or contains it.
-    pub fn uses(&self, dir: &Path) -> bool {
+    /// Whether a writable mount of this container holds `dir`, lies inside it, or contains it.
+    pub fn writes(&self, dir: &Path) -> bool {
         self.mounts
             .iter()
-            .any(|(src, _, _)| dir.starts_with(src) || src.starts_with(dir))
+            .any(|(src, _, rw)| *rw && (dir.starts_with(src) || src.starts_with(dir)))
     }
 }
 
@@ -190,11 +190,17 @@ pub(super) async fn stat_dir(
     let options = ContainerArchiveInfoOptionsBuilder::default()
         .path(&path.to_string_lossy())
         .build();
-    match docker.get_container_archive_info(container, Some(options)).await {
+    match docker
+        .get_container_archive_info(container, Some(options))
+        .await
+    {
         // Go's os.ModeDir.
         Ok(stat) => Ok(Some(stat.file_mode & (1 << 31) != 0)),
         Err(e) if status(&e).is_some_and(|(code, _)| code == 404) => Ok(None),
-        Err(e) => Err(engine(format!("looking at {} in {container}", path.display()))(e)),
+        Err(e) => Err(engine(format!(
+            "looking at {} in {container}",
+            path.display()
+        ))(e)),
     }
 }
 
@@ -423,7 +429,10 @@ mod tests {
         );
         let hidden = container(
             "gateway",
-            &[("/home/u", "/home/node"), ("/tmp/x", "/home/node/.openclaw")],
+            &[
+                ("/home/u", "/home/node"),
+                ("/tmp/x", "/home/node/.openclaw"),
+            ],
         );
         assert_eq!(route(&[hidden], "gateway", dir), None);
         assert_eq!(route(&[other], "gateway", Path::new("/home/u")), None);

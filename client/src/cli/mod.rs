@@ -185,7 +185,8 @@ impl ConnArgs {
 /// default), without the token.
 pub fn resolve_target(conn: &ConnArgs) -> Result<Resolved, ClientError> {
     for opt in &conn.ssh_options {
-        named::check_ssh_option(opt).map_err(|m| ClientError::Usage(format!("--ssh-option {m}")))?;
+        named::check_ssh_option(opt)
+            .map_err(|m| ClientError::Usage(format!("--ssh-option {m}")))?;
     }
     Ok(named::resolve(&conn.selection(), &Env::from_process())?)
 }

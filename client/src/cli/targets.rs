@@ -80,24 +80,28 @@ pub fn run(_args: TargetsArgs, out: &Output) -> Result<u8, ClientError> {
         return Ok(0);
     }
     println!("targets in {path} (* = default):");
-    let name_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let name_w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
     let via_w = rows.iter().map(|r| r.1.via.len()).max().unwrap_or(0);
+    println!("  {:<name_w$}  {:<via_w$}  TOKEN", "NAME", "VIA");
     for (name, t, token_path, state) in &rows {
         let mark = if file.config.default.as_deref() == Some(name.as_str()) {
             '*'
         } else {
             ' '
         };
-        let token = match state {
-            TokenState::Readable => format!("token {}", token_path.display()),
-            TokenState::Missing | TokenState::Empty => format!(
-                "token {} {}: run `clawops token fetch -t {name}`",
-                token_path.display(),
-                state.as_str()
-            ),
-            TokenState::Unreadable(e) => format!("token {} unreadable: {e}", token_path.display()),
+        let what = match state {
+            TokenState::Readable => String::new(),
+            TokenState::Missing | TokenState::Empty => {
+                format!(" (run `clawops token fetch -t {name}`)")
+            }
+            TokenState::Unreadable(e) => format!(" ({e})"),
         };
-        println!("{mark} {name:<name_w$}  {:<via_w$}  {token}", t.via);
+        println!(
+            "{mark} {name:<name_w$}  {:<via_w$}  {:<10} {}{what}",
+            t.via,
+            state.as_str(),
+            token_path.display()
+        );
     }
     if env.token.is_some() {
         println!("CLAWOPS_TOKEN is set: it is used instead of these token files");

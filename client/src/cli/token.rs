@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{ConnArgs, output::Output, resolve_target};
 
-/// The agent's API token.
+/// The agent's API token: `clawops token fetch -t NAME` copies it from the VM.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  clawops token fetch -t prod")]
 pub struct TokenArgs {
@@ -110,7 +110,10 @@ async fn fetch(args: FetchArgs, conn: &ConnArgs, out: &Output) -> Result<u8, Cli
         .name
         .as_deref()
         .map_or_else(|| via.clone(), |n| format!("target {n}"));
-    println!("saved the token of {whose} to {} (mode 0600)", output.display());
+    println!(
+        "saved the token of {whose} to {} (mode 0600)",
+        output.display()
+    );
     match agent_version {
         Some(v) => println!("checked: clawops-agent {v} at {via} accepts it"),
         None => println!("not checked against the agent (--no-verify)"),
@@ -146,7 +149,9 @@ async fn verify(
             "read the token, but cannot check it with the agent on port {}: {m} ({unsaved})",
             resolved.agent_port
         )),
-        ClientError::Failed(m) => ClientError::Failed(format!("checking the token: {m}; {unsaved}")),
+        ClientError::Failed(m) => {
+            ClientError::Failed(format!("checking the token: {m}; {unsaved}"))
+        }
         ClientError::Usage(m) => ClientError::Usage(format!("checking the token: {m}; {unsaved}")),
     };
     let mut client = Client::connect(&opts).await.map_err(context)?;

@@ -100,7 +100,9 @@ pub async fn rollback(
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(ClientError::Usage("not confirmed; nothing was changed".into()));
+            return Err(ClientError::Usage(
+                "not confirmed; nothing was changed".into(),
+            ));
         }
     }
     let request = proto::RollbackRequest {
