@@ -112,7 +112,9 @@ impl Repo {
             .map_err(GitError::Spawn)?;
         if output.status.success() {
             // Only the end: porcelain output starts with significant spaces.
-            Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
+            Ok(String::from_utf8_lossy(&output.stdout)
+                .trim_end()
+                .to_owned())
         } else {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let message = stderr

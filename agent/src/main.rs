@@ -142,7 +142,10 @@ fn run(config: Config) -> ExitCode {
         };
         let interrupted = clawops_agent::reconcile::recover(&ctx).await;
         if interrupted > 0 {
-            tracing::warn!(interrupted, "recovered operations a previous run left unfinished");
+            tracing::warn!(
+                interrupted,
+                "recovered operations a previous run left unfinished"
+            );
         }
         let listener = match tokio::net::TcpListener::bind(ctx.config.listen).await {
             Ok(l) => l,

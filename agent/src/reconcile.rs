@@ -7,7 +7,6 @@ use crate::{
     journal::{Entry, Finish, Outcome},
     up::{self, containers},
     update::swap::PHASE_KEPT,
-
 };
 
 /// Recovers every interrupted operation; returns how many there were.
@@ -70,7 +69,9 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
         && exists(kept).await.is_some()
     {
         if new_was_ready {
-            containers::remove(&docker, kept).await.map_err(|e| e.to_string())?;
+            containers::remove(&docker, kept)
+                .await
+                .map_err(|e| e.to_string())?;
             ensure_running(&docker, &canonical).await?;
             return Ok("the new container had become ready; removed the previous one".into());
         }
@@ -78,7 +79,9 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
         if let Some(current) = exists(&canonical).await
             && current.id.as_deref() != Some(kept)
         {
-            containers::remove(&docker, &canonical).await.map_err(|e| e.to_string())?;
+            containers::remove(&docker, &canonical)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         containers::rename(&docker, kept, &canonical)
             .await
@@ -91,7 +94,9 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
             ensure_running(&docker, &canonical).await?;
             Ok(format!("{canonical} is running"))
         }
-        None => Ok(format!("no container of {service} exists; run `clawops up`")),
+        None => Ok(format!(
+            "no container of {service} exists; run `clawops up`"
+        )),
     }
 }
 

@@ -13,11 +13,11 @@ mod build;
 pub mod convert;
 pub mod deploy;
 pub mod errors;
-pub mod memory;
 mod logs;
+pub mod memory;
 mod status;
-mod update;
 mod up;
+mod update;
 mod verify;
 
 pub use errors::not_yet_implemented;
