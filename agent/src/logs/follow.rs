@@ -16,9 +16,13 @@ use crate::{
     lock::OperationLock,
 };
 
-/// Lines per message: large enough that 100k lines cost few gRPC messages, small enough that
-/// one message stays far below gRPC's size limit (docker splits lines at 16 KiB).
-const BATCH_LINES: usize = 512;
+/// Lines per message at most: few messages for 100k lines, and one message stays far below
+/// gRPC's size limit (docker splits lines at 16 KiB).
+const BATCH_LINES: usize = 2048;
+/// How long a batch waits for more lines. Docker hands over a few lines per read; sending each
+/// handful as its own message costs a syscall and a wake-up per handful (measured: 27k writes
+/// for 100k lines), while a few milliseconds of gathering is invisible to a reader.
+const BATCH_WINDOW: Duration = Duration::from_millis(5);
 /// After the followed container stops, how long to wait for a successor when no deploy runs
 /// (a restart policy brings a crashed gateway back within seconds).
 const RESTART_GRACE: Duration = Duration::from_secs(10);
@@ -158,18 +162,29 @@ async fn pump(
         .until(query.until.map_or(0, |t| t.timestamp() as i32 + 1))
         .tail(&tail.map_or_else(|| "all".to_string(), |n| n.to_string()))
         .build();
-    let mut chunks = docker
-        .logs(&container.id, Some(options))
-        .ready_chunks(BATCH_LINES);
+    let mut logs = docker.logs(&container.id, Some(options));
     let mut last_ts = None;
     loop {
-        let chunk = tokio::select! {
-            chunk = chunks.next() => chunk,
+        let first = tokio::select! {
+            item = logs.next() => item,
             _ = tx.closed() => return Ok(None),
         };
-        let Some(chunk) = chunk else {
+        let Some(first) = first else {
             return Ok(Some(last_ts));
         };
+        let mut chunk = vec![first];
+        let mut ended = false;
+        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        while chunk.len() < BATCH_LINES {
+            match tokio::time::timeout_at(deadline, logs.next()).await {
+                Ok(Some(item)) => chunk.push(item),
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
         let mut lines = Vec::with_capacity(chunk.len());
         for item in chunk {
             let output = match item {
@@ -218,6 +233,9 @@ async fn pump(
         }
         if !lines.is_empty() && tx.send(LogItem::Lines(lines)).await.is_err() {
             return Ok(None);
+        }
+        if ended {
+            return Ok(Some(last_ts));
         }
     }
 }
