@@ -127,8 +127,10 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the agent waits on sockets, it does not compute. A single-threaded runtime
+    // wakes tasks without cross-thread signalling (which cost one syscall per log line when
+    // streaming) and keeps the resident set small; blocking work goes to the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
