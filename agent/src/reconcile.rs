@@ -55,6 +55,12 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
         .rev()
         .find(|p| p.phase == PHASE_KEPT && !p.message.is_empty())
         .map(|p| p.message.clone());
+    // The journal line naming the kept container is written after the rename: an agent that
+    // died in between left it under its aside name, which says the same.
+    let kept = match kept {
+        Some(id) => Some(id),
+        None => aside(&docker, &project.name, service, &canonical).await,
+    };
     let new_was_ready = entry
         .phases
         .iter()
@@ -75,17 +81,27 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
             ensure_running(&docker, &canonical).await?;
             return Ok("the new container had become ready; removed the previous one".into());
         }
-        // Put the previous container back under its name and start it.
-        if let Some(current) = exists(&canonical).await
-            && current.id.as_deref() != Some(kept)
-        {
-            containers::remove(&docker, &canonical)
-                .await
-                .map_err(|e| e.to_string())?;
+        // Put the previous container back under its name and start it. A create the dead
+        // agent had sent can still land and take the name meanwhile: remove whatever else
+        // holds it (the new, never ready container) and try again.
+        let mut attempt = 0;
+        loop {
+            match exists(&canonical).await {
+                Some(current) if current.id.as_deref() == Some(kept) => break,
+                Some(_) => containers::remove(&docker, &canonical)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                None => {}
+            }
+            match containers::rename(&docker, kept, &canonical).await {
+                Ok(()) => break,
+                Err(_) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         }
-        containers::rename(&docker, kept, &canonical)
-            .await
-            .map_err(|e| e.to_string())?;
         ensure_running(&docker, &canonical).await?;
         return Ok(format!("put the previous container back ({canonical})"));
     }
@@ -98,6 +114,23 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
             "no container of {service} exists; run `clawops up`"
         )),
     }
+}
+
+/// A container of `service` renamed aside by an update (`<id12>_<canonical>`), if any.
+async fn aside(
+    docker: &bollard::Docker,
+    project: &str,
+    service: &str,
+    canonical: &str,
+) -> Option<String> {
+    crate::docker::project_containers(docker, project)
+        .await
+        .ok()?
+        .into_iter()
+        .find(|c| {
+            c.service == service && c.name == format!("{}_{canonical}", &c.id[..c.id.len().min(12)])
+        })
+        .map(|c| c.id)
 }
 
 async fn ensure_running(docker: &bollard::Docker, name: &str) -> Result<(), String> {

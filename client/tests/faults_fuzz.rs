@@ -7,6 +7,7 @@ use std::{
     cell::RefCell,
     collections::{BTreeMap, HashMap},
     path::Path,
+    sync::LazyLock,
     time::{Duration, Instant},
 };
 
@@ -24,89 +25,17 @@ struct Case {
     env: HashMap<String, String>,
 }
 
-const FRAGMENTS: &[&str] = &[
-    "${",
-    "}",
-    "$",
-    "$$",
-    ":-",
-    "-",
-    ":?",
-    "?",
-    ":+",
-    "+",
-    "PORT",
-    "TAG",
-    "HOME",
-    "UNSET",
-    "A_1",
-    "127.0.0.1:",
-    "18789",
-    ":",
-    "/",
-    "..",
-    "~",
-    ".",
-    "a",
-    " ",
-    "\n",
-    "\"",
-    "'",
-    "#",
-    "*",
-    "&",
-    "!",
-    "-XX:Tiered=1",
-    "host-gateway",
-    "0.5",
-    "1g",
-    "512m",
-    "unless-stopped",
-    "é",
-    "\\",
-    "\t",
-    "{",
-    "[",
-    "]",
-    ",",
-    "=",
-    "%",
-    "0x1F",
-    "1e309",
-    "-1",
-    "null",
-    "~/x",
-    "\u{feff}",
-];
+/// Pieces of interpolation templates and YAML/shell syntax that random strings are made of.
+const FRAGMENTS: &str = r##"["${", "}", "$", "$$", ":-", "-", ":?", "?", ":+", "+", "PORT", "TAG",
+  "HOME", "UNSET", "A_1", "127.0.0.1:", "18789", ":", "/", "..", "~", ".", "a", " ", "\n", "\"",
+  "'", "#", "*", "&", "!", "-XX:Tiered=1", "host-gateway", "0.5", "1g", "512m", "unless-stopped",
+  "é", "\\", "\t", "{", "[", "]", ",", "=", "%", "0x1F", "1e309", "-1", "null", "~/x", "\ufeff"]"##;
 
-const KEYS: &[&str] = &[
-    "image",
-    "build",
-    "restart",
-    "env_file",
-    "environment",
-    "volumes",
-    "ports",
-    "command",
-    "entrypoint",
-    "init",
-    "healthcheck",
-    "user",
-    "working_dir",
-    "cap_add",
-    "cap_drop",
-    "security_opt",
-    "extra_hosts",
-    "stdin_open",
-    "tty",
-    "depends_on",
-    "network_mode",
-    "labels",
-    "logging",
-    "mem_limit",
-    "cpus",
-    "group_add",
-];
+/// Tokens inserted into real compose files.
+const YAML_TOKENS: &str = r##"["\n", " ", "  ", "- ", ": ", "&a ", "*a", "<<: *a\n", "!!str ",
+  "!reset ", "? ", "|\n  ", ">-\n  ", "{", "}", "[", "]", ",", "#", "\t", "'", "\"", "${", "}",
+  "$$", "---\n", "...\n", "%YAML 1.2\n", "null", "~", "yes", "0o17", ".inf", "\u0000", "\r"]"##;
+
 /// Keys clawops refuses (compose knows them; silently ignoring them would surprise).
 const UNSUPPORTED: &[&str] = &[
     "container_name",
@@ -116,150 +45,82 @@ const UNSUPPORTED: &[&str] = &[
     "x-custom",
 ];
 
-/// Values real compose files use, per key.
-fn good(key: &str) -> Vec<Value> {
-    match key {
-        "image" => vec![
-            json!("openclaw:${TAG:-latest}"),
-            json!("busybox"),
-            json!("${OPENCLAW_IMAGE:-openclaw:local}"),
-            json!("registry.example:5000/a/b:1"),
-        ],
-        "build" => vec![
-            json!("."),
-            json!({"context": ".", "dockerfile": "Dockerfile", "args": {"A": "1", "B": null}, "target": "t"}),
-            json!({"args": ["A=1", "B"]}),
-        ],
-        "ports" => vec![
-            json!(["127.0.0.1:${PORT:-18789}:18789"]),
-            json!(["18789", 80, "8080:80/udp", "1-5:1-5", "[::1]:80:80"]),
-            json!([{"target": 80, "published": "8080", "host_ip": "127.0.0.1"}]),
-        ],
-        "volumes" => vec![
-            json!([
-                "./data:/data",
-                "named:/x",
-                "/abs:/y:ro",
-                "~/.openclaw:/home/node/.openclaw"
-            ]),
-            json!([{"type": "bind", "source": ".", "target": "/t"}]),
-            json!([{"type": "tmpfs", "target": "/t"}]),
-        ],
-        "environment" => vec![
-            json!({"A": "1", "B": null, "C": 2, "D": true}),
-            json!(["A=1", "B", "C=${A:-x}"]),
-        ],
-        "env_file" => vec![
-            json!([".env"]),
-            json!([{"path": "extra.env", "required": false}]),
-            json!("extra.env"),
-        ],
-        "command" | "entrypoint" => vec![
-            json!("sh -c 'echo ${A:-x}'"),
-            json!(["node", "dist/index.js", "--port", "${PORT:-1}"]),
-            json!("a \"b c\""),
-        ],
-        "healthcheck" => vec![
-            json!({"test": ["CMD", "true"], "interval": "10s", "timeout": "1m30s", "retries": 3, "start_period": "0s"}),
-            json!({"disable": true}),
-            json!({"test": "curl -f x"}),
-        ],
-        "cpus" => vec![json!("${CPUS:-0.5}"), json!(0.5), json!(2)],
-        "mem_limit" => vec![json!("512m"), json!("1g"), json!(1000000)],
-        "restart" => vec![
-            json!("unless-stopped"),
-            json!("always"),
-            json!("on-failure:3"),
-            json!("no"),
-        ],
-        "depends_on" => vec![
-            json!(["other"]),
-            json!({"other": {"condition": "service_healthy"}}),
-        ],
-        "extra_hosts" => vec![
-            json!(["host.docker.internal:host-gateway"]),
-            json!({"a": "1.2.3.4"}),
-        ],
-        "logging" => {
-            vec![json!({"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}})]
-        }
-        "network_mode" => vec![json!("host"), json!("none"), json!("bridge")],
-        "labels" => vec![json!({"a": "b"}), json!(["a=b", "c"])],
-        "user" => vec![json!("1000:1000"), json!("node")],
-        "group_add" => vec![json!(["docker", 999])],
-        "cap_add" | "cap_drop" => vec![json!(["NET_ADMIN"]), json!(["ALL"])],
-        "security_opt" => vec![json!(["no-new-privileges:true"])],
-        "working_dir" => vec![json!("/app"), json!("${HOME:-/root}")],
-        _ => vec![json!(true), json!(false)],
-    }
-}
+/// Per supported key: values real compose files use ("good") and near misses ("bad").
+const POOLS: &str = r##"{
+  "image": {"good": ["openclaw:${TAG:-latest}", "busybox", "${OPENCLAW_IMAGE:-openclaw:local}",
+      "registry.example:5000/a/b:1"], "bad": ["", "a:b:c", "UPPER/x"]},
+  "build": {"good": [".", {"context": ".", "dockerfile": "Dockerfile",
+      "args": {"A": "1", "B": null}, "target": "t"}, {"args": ["A=1", "B"]}],
+    "bad": [{"context": "../outside"}, {"context": ".", "bogus": 1}, {"context": "/"}]},
+  "restart": {"good": ["unless-stopped", "always", "on-failure:3", "no"],
+    "bad": ["on-failure:x", "bogus"]},
+  "env_file": {"good": [[".env"], [{"path": "extra.env", "required": false}], "extra.env"],
+    "bad": ["missing.env", [{"path": "extra.env"}], [{"required": true}], ["/dev/null"]]},
+  "environment": {"good": [{"A": "1", "B": null, "C": 2, "D": true}, ["A=1", "B", "C=${A:-x}"]],
+    "bad": [["=x"], "A=1"]},
+  "volumes": {"good": [["./data:/data", "named:/x", "/abs:/y:ro", "~/.openclaw:/home/node/.openclaw"],
+      [{"type": "bind", "source": ".", "target": "/t"}], [{"type": "tmpfs", "target": "/t"}]],
+    "bad": [[":/x", "a:b:c:d"], [{"type": "npipe"}]]},
+  "ports": {"good": [["127.0.0.1:${PORT:-18789}:18789"],
+      ["18789", 80, "8080:80/udp", "1-5:1-5", "[::1]:80:80"],
+      [{"target": 80, "published": "8080", "host_ip": "127.0.0.1"}]],
+    "bad": [["99999:1"], "80", ["a:b:c:d:e"], ["1-5:1-3"]]},
+  "command": {"good": ["sh -c 'echo ${A:-x}'", ["node", "dist/index.js", "--port", "${PORT:-1}"],
+      "a \"b c\""], "bad": [["unterminated 'quote"], "unterminated 'quote"]},
+  "entrypoint": {"good": [["tini", "--"], "sh -c 'exec x'"], "bad": ["'"]},
+  "init": {"good": [true, false], "bad": ["yes"]},
+  "healthcheck": {"good": [{"test": ["CMD", "true"], "interval": "10s", "timeout": "1m30s",
+      "retries": 3, "start_period": "0s"}, {"disable": true}, {"test": "curl -f x"}],
+    "bad": [{"test": "curl -f x", "interval": "soon"}, {"test": []}, {"retries": -1}]},
+  "user": {"good": ["1000:1000", "node"], "bad": [-1]},
+  "working_dir": {"good": ["/app", "${HOME:-/root}"], "bad": ["relative"]},
+  "cap_add": {"good": [["NET_ADMIN"], ["ALL"]], "bad": ["ALL"]},
+  "cap_drop": {"good": [["NET_RAW"]], "bad": [[1]]},
+  "security_opt": {"good": [["no-new-privileges:true"]], "bad": ["x"]},
+  "extra_hosts": {"good": [["host.docker.internal:host-gateway"], {"a": "1.2.3.4"}],
+    "bad": [["nocolon"], ["::1:x"]]},
+  "stdin_open": {"good": [true], "bad": ["on"]},
+  "tty": {"good": [false], "bad": [2]},
+  "depends_on": {"good": [["other"], {"other": {"condition": "service_healthy"}}],
+    "bad": [["self"], ["svc"], ["nobody"], {"other": {"condition": "whenever"}}]},
+  "network_mode": {"good": ["host", "none", "bridge"],
+    "bad": ["service:other", "service:", "container:abc"]},
+  "labels": {"good": [{"a": "b"}, ["a=b", "c"]], "bad": [["=x"]]},
+  "logging": {"good": [{"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}],
+    "bad": [{"options": "x"}]},
+  "mem_limit": {"good": ["512m", "1g", 1000000], "bad": ["lots", "9999999999999999999g", -5]},
+  "cpus": {"good": ["${CPUS:-0.5}", 0.5, 2], "bad": ["abc", -1, 1e300, "1e309", "NaN"]},
+  "group_add": {"good": [["docker", 999]], "bad": ["docker"]}
+}"##;
 
-/// Near misses and hostile values.
-fn bad(key: &str) -> Vec<Value> {
-    let mut v = vec![
-        json!(null),
-        json!({"k": ["v"]}),
-        json!("${UNSET:?must be set}"),
-        json!("${BROKEN"),
-    ];
-    v.extend(match key {
-        "image" => vec![json!(""), json!("a:b:c"), json!("UPPER/x")],
-        "build" => vec![
-            json!({"context": "../outside"}),
-            json!({"context": ".", "bogus": 1}),
-            json!({"context": "/"}),
-        ],
-        "ports" => vec![
-            json!(["99999:1"]),
-            json!("80"),
-            json!(["a:b:c:d:e"]),
-            json!(["1-5:1-3"]),
-        ],
-        "volumes" => vec![json!([":/x", "a:b:c:d"]), json!([{"type": "npipe"}])],
-        "environment" => vec![json!(["=x"]), json!("A=1")],
-        "env_file" => vec![
-            json!("missing.env"),
-            json!([{"path": "extra.env"}]),
-            json!([{"required": true}]),
-            json!(["/dev/null"]),
-        ],
-        "command" | "entrypoint" => {
-            vec![json!(["unterminated 'quote"]), json!("unterminated 'quote")]
-        }
-        "healthcheck" => vec![
-            json!({"test": "curl -f x", "interval": "soon"}),
-            json!({"test": []}),
-            json!({"retries": -1}),
-        ],
-        "cpus" => vec![
-            json!("abc"),
-            json!(-1),
-            json!(1e300),
-            json!("1e309"),
-            json!("NaN"),
-        ],
-        "mem_limit" => vec![json!("lots"), json!("9999999999999999999g"), json!(-5)],
-        "restart" => vec![json!("on-failure:x"), json!("bogus")],
-        "depends_on" => vec![
-            json!(["self"]),
-            json!(["svc"]),
-            json!(["nobody"]),
-            json!({"other": {"condition": "whenever"}}),
-        ],
-        "extra_hosts" => vec![json!(["nocolon"]), json!(["::1:x"])],
-        "network_mode" => vec![
-            json!("service:other"),
-            json!("service:"),
-            json!("container:abc"),
-        ],
-        _ => vec![],
-    });
-    v
-}
+/// Bad values any key may get.
+const ANY_BAD: &str = r##"[null, {"k": ["v"]}, "${UNSET:?must be set}", "${BROKEN"]"##;
+
+static FRAGMENT_LIST: LazyLock<Vec<String>> =
+    LazyLock::new(|| serde_json::from_str(FRAGMENTS).unwrap());
+static YAML_TOKEN_LIST: LazyLock<Vec<String>> =
+    LazyLock::new(|| serde_json::from_str(YAML_TOKENS).unwrap());
+
+/// Per key: (good values, bad values).
+type Pools = BTreeMap<String, (Vec<Value>, Vec<Value>)>;
+
+static POOL: LazyLock<Pools> = LazyLock::new(|| {
+    let pools: BTreeMap<String, Value> = serde_json::from_str(POOLS).unwrap();
+    let any_bad: Vec<Value> = serde_json::from_str(ANY_BAD).unwrap();
+    pools
+        .into_iter()
+        .map(|(key, p)| {
+            let list = |name: &str| p[name].as_array().cloned().unwrap_or_default();
+            let mut bad = list("bad");
+            bad.extend(any_bad.iter().cloned());
+            (key, (list("good"), bad))
+        })
+        .collect()
+});
 
 fn soup() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => proptest::collection::vec(proptest::sample::select(FRAGMENTS), 0..10)
+        4 => proptest::collection::vec(proptest::sample::select(&FRAGMENT_LIST[..]), 0..10)
             .prop_map(|v| v.concat()),
         1 => any::<String>(),
     ]
@@ -284,13 +145,21 @@ fn random_value() -> impl Strategy<Value = Value> {
 
 /// One service: mostly good values, some near misses, a little noise, rarely an unknown key.
 fn service_value() -> impl Strategy<Value = Value> {
-    let key = prop_oneof![30 => proptest::sample::select(KEYS), 1 => proptest::sample::select(UNSUPPORTED)];
+    let keys: Vec<String> = POOL.keys().cloned().collect();
+    let key = prop_oneof![
+        30 => proptest::sample::select(keys),
+        1 => proptest::sample::select(UNSUPPORTED).prop_map(str::to_owned),
+    ];
     let entry = key.prop_flat_map(|key| {
+        let (good, bad) = POOL
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| (vec![json!(true)], vec![json!("x")]));
         (
-            Just(key.to_string()),
+            Just(key),
             prop_oneof![
-                30 => proptest::sample::select(good(key)),
-                3 => proptest::sample::select(bad(key)),
+                30 => proptest::sample::select(good),
+                3 => proptest::sample::select(bad),
                 1 => random_value(),
             ],
         )
@@ -362,55 +231,23 @@ const SEEDS: &[&str] = &[
     "services:\n  openclaw-gateway:\n    image: ${OPENCLAW_IMAGE:-openclaw:local}\n    build:\n      context: .\n      args:\n        - A=1\n    env_file:\n      - path: extra.env\n        required: false\n    environment:\n      JAVA_OPTS: ${JAVA_OPTS:--XX:TieredStopAtLevel=1}\n      NESTED: ${U1:-${U2:-deep}}\n    volumes:\n      - type: bind\n        source: ./state\n        target: /state\n    extra_hosts:\n      - \"host.docker.internal:host-gateway\"\n    logging:\n      options:\n        max-size: 10m\n",
 ];
 
-const YAML_TOKENS: &[&str] = &[
-    "\n",
-    " ",
-    "  ",
-    "- ",
-    ": ",
-    "&a ",
-    "*a",
-    "<<: *a\n",
-    "!!str ",
-    "!reset ",
-    "? ",
-    "|\n  ",
-    ">-\n  ",
-    "{",
-    "}",
-    "[",
-    "]",
-    ",",
-    "#",
-    "\t",
-    "'",
-    "\"",
-    "${",
-    "}",
-    "$$",
-    "---\n",
-    "...\n",
-    "%YAML 1.2\n",
-    "null",
-    "~",
-    "yes",
-    "0o17",
-    ".inf",
-    "\u{0}",
-    "\r",
-];
-
 /// A real compose file with tokens inserted and ranges removed.
 fn mutated() -> impl Strategy<Value = String> {
     (
         proptest::sample::select(SEEDS),
         prop_oneof![
             proptest::collection::vec(
-                (any::<usize>(), proptest::sample::select(YAML_TOKENS)),
+                (
+                    any::<usize>(),
+                    proptest::sample::select(&YAML_TOKEN_LIST[..])
+                ),
                 0..1
             ),
             proptest::collection::vec(
-                (any::<usize>(), proptest::sample::select(YAML_TOKENS)),
+                (
+                    any::<usize>(),
+                    proptest::sample::select(&YAML_TOKEN_LIST[..])
+                ),
                 1..8
             ),
         ],
@@ -420,7 +257,7 @@ fn mutated() -> impl Strategy<Value = String> {
             let mut text = seed.to_string();
             for (at, token) in inserts {
                 let at = boundary(&text, at);
-                text.insert_str(at, token);
+                text.insert_str(at, &token);
             }
             for (at, len) in deletes {
                 let start = boundary(&text, at);

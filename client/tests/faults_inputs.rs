@@ -158,7 +158,7 @@ async fn hostile_ref_and_branch_names_are_refused_before_git_sees_them() {
     report(
         "hostile ref names via UpdateRequest.git_ref (--upload-pack=…, ;rm -rf /, $(…), newline, refspec, 300 chars, …)",
         names.len(),
-        "nothing: each refused by name before any git call; gateway untouched",
+        "nothing: each refused by name before it reached git; gateway untouched",
     );
     report(
         "the same names as [app] branch",
@@ -237,6 +237,7 @@ async fn a_nearly_full_disk_refuses_the_build_and_the_old_container_keeps_servin
             assert!(m.contains(part), "{part:?} missing from: {m}");
         }
         untouched(&app, &container, "v2", &events).await;
+        println!("disk refusal: {m}");
     }
     // With room again, the same commit deploys.
     let mut client = local(app_config(&app, 20)).await;

@@ -1,5 +1,6 @@
 //! `kill -9` of the agent process at each phase of an Update (after the fetch, during the build,
-//! after the old container was stopped, during the readiness wait). After a restart exactly
+//! while the new container is created, while the old one stops, after it stopped, during the
+//! readiness wait). After a restart exactly
 //! one container of the service runs and serves a healthy version (the previous one, or the
 //! new one if it had been found ready), the lock is free, the journal says `interrupted`, and
 //! the next update goes through. `CLAWOPS_FAULT_ROUNDS=N` repeats the table N times.
@@ -14,14 +15,18 @@ use faults_support::*;
 enum KillAt {
     AfterFetch,
     DuringBuild,
+    DuringCreate,
+    DuringStop,
     AfterStop,
     DuringReadiness,
 }
 
 impl KillAt {
-    const ALL: [KillAt; 4] = [
+    const ALL: [KillAt; 6] = [
         KillAt::AfterFetch,
         KillAt::DuringBuild,
+        KillAt::DuringCreate,
+        KillAt::DuringStop,
         KillAt::AfterStop,
         KillAt::DuringReadiness,
     ];
@@ -30,6 +35,10 @@ impl KillAt {
         match self {
             KillAt::AfterFetch => "kill -9 after fetch (phase fetch done)",
             KillAt::DuringBuild => "kill -9 during build (first Dockerfile step line)",
+            KillAt::DuringCreate => {
+                "kill -9 while the new container is created (old renamed aside, running)"
+            }
+            KillAt::DuringStop => "kill -9 while the old container stops (phase stop started)",
             KillAt::AfterStop => "kill -9 after stop (phase stop done)",
             KillAt::DuringReadiness => "kill -9 during readiness (never-ready version)",
         }
@@ -59,6 +68,8 @@ impl KillAt {
             KillAt::AfterFetch => phase(proto::Phase::Fetch, proto::PhaseStatus::Done),
             // A Dockerfile step, not the agent's own "build context …" line: the engine builds.
             KillAt::DuringBuild => matches!(&e.event, Some(Event::Build(b)) if b.step >= 1),
+            KillAt::DuringCreate => phase(proto::Phase::Create, proto::PhaseStatus::Started),
+            KillAt::DuringStop => phase(proto::Phase::Stop, proto::PhaseStatus::Started),
             KillAt::AfterStop => phase(proto::Phase::Stop, proto::PhaseStatus::Done),
             KillAt::DuringReadiness => phase(proto::Phase::Readiness, proto::PhaseStatus::Started),
         }
@@ -146,7 +157,7 @@ async fn kill_9_at_every_update_phase_then_restart_leaves_one_healthy_container(
             } else {
                 t.new_served += 1;
             }
-            the_one_gateway(&app).await;
+            the_one_gateway_or(&app, &format!("{at:?}: journal {entry:?}")).await;
             eprintln!(
                 "{at:?}: serving {served} {:.1}s after the kill",
                 killed_at.elapsed().as_secs_f64()
@@ -200,4 +211,58 @@ async fn kill_9_at_every_update_phase_then_restart_leaves_one_healthy_container(
             ),
         );
     }
+}
+
+/// The one window no event marks: the agent dies after renaming the old container aside but
+/// before the journal names it (an OOM kill can land anywhere). The journal is written as the
+/// dead agent left it; the container is moved aside by hand, running (the current order) and
+/// stopped (a crash after the stop, too). The restart must find it by its aside name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_the_rename_and_its_journal_line_is_recovered_by_name() {
+    use clawops_agent::{journal::Journal, lock::Operation};
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _cleanup) = demo_app(dir.path(), "r");
+    let mut agent = start_agent(&app_config(&app, 30));
+    let mut client = connect(&agent).await;
+    update_ok(&mut client).await;
+    wait_served(&app, "v1").await;
+    let id = the_one_gateway(&app).await;
+    let docker = testkit::docker::connect().await;
+    let aside = format!("{}_{}-openclaw-gateway-1", &id[..12], app.project);
+
+    for stopped in [false, true] {
+        agent.kill9();
+        let journal = Journal::open(&agent.state_dir()).unwrap();
+        let op = Operation::new("update", "crash-sim");
+        journal.begin(&op, None).unwrap();
+        journal.phase(&op.id, "fetch", "done", 5, "").unwrap();
+        drop(journal);
+        if stopped {
+            docker.stop_container(&id, None).await.unwrap();
+        }
+        clawops_agent::up::containers::rename(&docker, &id, &aside)
+            .await
+            .unwrap();
+
+        agent.restart();
+        client = connect(&agent).await;
+        wait_served(&app, "v1").await;
+        assert_eq!(the_one_gateway(&app).await, id, "the same container, back");
+        let entry = last_entry(&mut client).await;
+        assert_eq!(entry.result, "interrupted");
+        assert!(
+            entry.message.contains("put the previous container back"),
+            "{}",
+            entry.message
+        );
+        assert!(status(&mut client).await.lock_holder.is_none());
+    }
+    app.commit("v2", "ok", "v2").unwrap();
+    update_ok(&mut client).await;
+    wait_served(&app, "v2").await;
+    report(
+        "agent crash between renaming the old container aside and journaling it (running; stopped)",
+        2,
+        "nothing: found by its aside name, put back under its name; next update ok",
+    );
 }

@@ -153,6 +153,37 @@ impl AppGuard {
 impl Drop for AppGuard {
     fn drop(&mut self) {
         let prefix = format!("{}:", self.image_repo);
-        block_on_fresh(async move { remove_images_named(&prefix).await });
+        let project = self._project.project.clone();
+        block_on_fresh(async move {
+            // Containers first: an image a container still uses cannot be removed.
+            remove_project(project.clone()).await;
+            remove_images_named(&prefix).await;
+            remove_images_labelled(&format!("clawops.project={project}")).await;
+        });
+    }
+}
+
+/// Removes every image carrying `label` (`key=value`): the untagged leftovers of builds whose
+/// tags moved on (or that were cut short).
+pub async fn remove_images_labelled(label: &str) {
+    let docker = docker::connect().await;
+    let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+    let images = docker
+        .list_images(Some(
+            bollard::query_parameters::ListImagesOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap_or_default();
+    for image in images {
+        let _ = docker
+            .remove_image(
+                &image.id,
+                Some(RemoveImageOptionsBuilder::default().force(true).build()),
+                None,
+            )
+            .await;
     }
 }

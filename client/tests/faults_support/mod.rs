@@ -132,14 +132,19 @@ pub async fn service_containers(project: &str, service: &str) -> Vec<(String, St
 /// The one container of the gateway service: it must exist, be alone, run, and carry the
 /// compose name. Returns its id.
 pub async fn the_one_gateway(app: &DemoApp) -> String {
+    the_one_gateway_or(app, "").await
+}
+
+/// [`the_one_gateway`], with `context` in the failure message.
+pub async fn the_one_gateway_or(app: &DemoApp, context: &str) -> String {
     let all = service_containers(&app.project, "openclaw-gateway").await;
     assert_eq!(
         all.len(),
         1,
-        "exactly one container of the service: {all:?}"
+        "exactly one container of the service: {all:?}; {context}"
     );
     let (id, name, state) = &all[0];
-    assert_eq!(state, "running", "{all:?}");
+    assert_eq!(state, "running", "{all:?}; {context}");
     assert_eq!(name, &format!("{}-openclaw-gateway-1", app.project));
     id.clone()
 }
