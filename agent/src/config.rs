@@ -271,6 +271,15 @@ impl Config {
                 });
             }
         }
+        for (key, value) in [
+            ("app.remote", &self.app.remote),
+            ("app.branch", &self.app.branch),
+        ] {
+            crate::git::validate_ref(value).map_err(|e| ConfigError::Invalid {
+                key,
+                message: e.to_string(),
+            })?;
+        }
         if self.readiness.timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "readiness.timeout_secs",
@@ -520,6 +529,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("keep_images"), "{err}");
+    }
+
+    #[test]
+    fn hostile_branch_is_refused_at_load() {
+        let err = Config::parse("[app]\nbranch = \"--upload-pack=x\"\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("app.branch"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::{
 /// Lines per message at most: few messages for 100k lines, and one message stays far below
 /// gRPC's size limit (docker splits lines at 16 KiB).
 const BATCH_LINES: usize = 2048;
+/// Bytes per message at most, so a burst of long lines stays well under the 4 MiB message
+/// limit of common gRPC clients (grpcurl, grpcio).
+const BATCH_BYTES: usize = 1024 * 1024;
 /// How long a batch waits for more lines. Docker hands over a few lines per read; sending each
 /// handful as its own message costs a syscall and a wake-up per handful (measured: 27k writes
 /// for 100k lines), while a few milliseconds of gathering is invisible to a reader.
@@ -172,12 +175,16 @@ async fn pump(
         let Some(first) = first else {
             return Ok(Some(last_ts));
         };
+        let mut bytes = item_len(&first);
         let mut chunk = vec![first];
         let mut ended = false;
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
-        while chunk.len() < BATCH_LINES {
+        while chunk.len() < BATCH_LINES && bytes < BATCH_BYTES {
             match tokio::time::timeout_at(deadline, logs.next()).await {
-                Ok(Some(item)) => chunk.push(item),
+                Ok(Some(item)) => {
+                    bytes += item_len(&item);
+                    chunk.push(item);
+                }
                 Ok(None) => {
                     ended = true;
                     break;
@@ -274,6 +281,10 @@ async fn wait_for_successor(
             _ = tx.closed() => return Ok(None),
         }
     }
+}
+
+fn item_len(item: &Result<LogOutput, bollard::errors::Error>) -> usize {
+    item.as_ref().map_or(0, |o| o.as_ref().len())
 }
 
 /// Splits docker's `2026-11-26T01:02:03.123456789Z ` prefix off a log message.
