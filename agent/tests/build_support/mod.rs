@@ -10,7 +10,7 @@ use bollard::{
     models::ContainerCreateBody,
     query_parameters::{
         CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-        ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+        RemoveContainerOptionsBuilder,
     },
 };
 use clawops_agent::{
@@ -80,29 +80,7 @@ impl Drop for ProjectImages {
 }
 
 pub async fn remove_project_images(project: &str) {
-    let docker = testkit::docker::connect().await;
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_PROJECT}={project}")],
-    )]);
-    let images = docker
-        .list_images(Some(
-            ListImagesOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap_or_default();
-    for image in images {
-        let _ = docker
-            .remove_image(
-                &image.id,
-                Some(RemoveImageOptionsBuilder::default().force(true).build()),
-                None,
-            )
-            .await;
-    }
+    testkit::cleanup::remove_images_labelled(&format!("{LABEL_PROJECT}={project}")).await;
 }
 
 pub struct Rx {
