@@ -11,7 +11,7 @@ use super::{
     EventStream,
     convert::now,
     counted_stream,
-    deploy::{phase, phase_status},
+    deploy::{build_progress, phase_event},
 };
 use crate::{
     build::{
@@ -99,25 +99,14 @@ fn result(r: Result<BuiltImage, RunError>) -> pb::BuildResult {
 pub fn build_event(e: Event) -> pb::BuildEvent {
     use pb::build_event::Event as E;
     let event = match e {
-        Event::Build(b) => E::Progress(pb::BuildProgress {
-            step: b.step,
-            total_steps: b.total_steps,
-            step_name: b.step_name,
-            line: b.line,
-        }),
+        Event::Build(b) => E::Progress(build_progress(b)),
         Event::Phase {
             phase: p,
             status,
             service,
             message,
             elapsed,
-        } => E::Phase(pb::PhaseEvent {
-            phase: phase(p) as i32,
-            status: phase_status(status) as i32,
-            service,
-            message,
-            elapsed_ms: elapsed.as_millis() as u64,
-        }),
+        } => E::Phase(phase_event(p, status, service, message, elapsed)),
         Event::Warning(w) => E::Warning(w),
         // A build emits no container logs; pass any through as plain lines.
         Event::Log { line, .. } => E::Progress(pb::BuildProgress {

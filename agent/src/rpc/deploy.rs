@@ -30,6 +30,33 @@ pub fn phase_status(s: PhaseStatus) -> pb::PhaseStatus {
     }
 }
 
+/// A phase change as its proto message (shared by Build and the deploy streams).
+pub fn phase_event(
+    p: Phase,
+    status: PhaseStatus,
+    service: String,
+    message: String,
+    elapsed: std::time::Duration,
+) -> pb::PhaseEvent {
+    pb::PhaseEvent {
+        phase: phase(p) as i32,
+        status: phase_status(status) as i32,
+        service,
+        message,
+        elapsed_ms: elapsed.as_millis() as u64,
+    }
+}
+
+/// A build output line as its proto message.
+pub fn build_progress(b: crate::events::BuildLine) -> pb::BuildProgress {
+    pb::BuildProgress {
+        step: b.step,
+        total_steps: b.total_steps,
+        step_name: b.step_name,
+        line: b.line,
+    }
+}
+
 /// One progress event as a `DeployEvent`, stamped now.
 pub fn deploy_event(e: Event) -> pb::DeployEvent {
     use pb::deploy_event::Event as E;
@@ -40,19 +67,8 @@ pub fn deploy_event(e: Event) -> pb::DeployEvent {
             service,
             message,
             elapsed,
-        } => E::Phase(pb::PhaseEvent {
-            phase: phase(p) as i32,
-            status: phase_status(status) as i32,
-            service,
-            message,
-            elapsed_ms: elapsed.as_millis() as u64,
-        }),
-        Event::Build(b) => E::Build(pb::BuildProgress {
-            step: b.step,
-            total_steps: b.total_steps,
-            step_name: b.step_name,
-            line: b.line,
-        }),
+        } => E::Phase(phase_event(p, status, service, message, elapsed)),
+        Event::Build(b) => E::Build(build_progress(b)),
         Event::Log {
             container,
             stream,
