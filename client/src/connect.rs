@@ -16,6 +16,8 @@ use crate::{
 
 pub const DEFAULT_AGENT_PORT: u16 = clawops_agent::config::DEFAULT_AGENT_PORT;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a failed call through a tunnel waits for the tunnel process to exit and say why.
+const TUNNEL_EXIT_WAIT: Duration = Duration::from_secs(3);
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
@@ -116,14 +118,17 @@ impl Client {
 
     /// Turns a failed call into an error with the right exit code and a hint.
     pub async fn explain(&self, status: tonic::Status) -> ClientError {
-        // The tunnel's own words are the best explanation when it died.
+        // The tunnel's own words are the best explanation when it died. A transport failure
+        // (it carries a source error) can reach us before ssh has exited and been reaped, so
+        // wait for that rather than guess; on a loaded CI runner it takes well over 100 ms.
         if let Some((program, diag)) = &self.tunnel
-            && matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::Unknown
-            )
+            && (std::error::Error::source(&status).is_some()
+                || matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown
+                ))
         {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            diag.wait_ended(TUNNEL_EXIT_WAIT).await;
             if let Some(msg) = diag.explain(program) {
                 return ClientError::Connect(msg);
             }

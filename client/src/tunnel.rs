@@ -16,9 +16,20 @@ use tokio::{
 };
 
 /// What the tunnel process said and how it ended, for error messages.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct TunnelDiagnostics {
     inner: Arc<Mutex<DiagnosticsInner>>,
+    /// Bumped each time a tunnel process has exited and its last words are recorded.
+    ended: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for TunnelDiagnostics {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            ended: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +40,19 @@ struct DiagnosticsInner {
 }
 
 impl TunnelDiagnostics {
+    /// Waits (up to `limit`) for a tunnel process to exit, so its last stderr line can explain a
+    /// failed call. Returns at once if one already has; a live tunnel costs the whole `limit`.
+    pub async fn wait_ended(&self, limit: std::time::Duration) {
+        let mut ended = self.ended.subscribe();
+        let already = {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.exit.is_some() || inner.spawn_error.is_some()
+        };
+        if !already {
+            let _ = tokio::time::timeout(limit, ended.changed()).await;
+        }
+    }
+
     /// One line: how the tunnel failed, e.g. `ssh exited (255): Permission denied (publickey).`
     pub fn explain(&self, program: &str) -> Option<String> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,6 +164,7 @@ impl tower::Service<http::Uri> for CommandConnector {
                 // stderr closes when the process exits: record how it ended.
                 let status = child.wait().await.ok();
                 diag.inner.lock().unwrap_or_else(|e| e.into_inner()).exit = status;
+                diag.ended.send_modify(|n| *n += 1);
             });
             Ok(TokioIo::new(tokio::io::join(stdout, stdin)))
         })

@@ -298,3 +298,34 @@ fn ssh_failures_pass_through_with_exit_3() {
     let run = home.run(&["-t", "stranger", "tunnel", "--gateway-port", "1"]);
     assert_eq!(run.code(), Some(2), "--gateway-port requires --gateway");
 }
+
+/// ssh's stdout closes the moment it exits, but its exit can be noticed later (a loaded CI
+/// runner). The failed call must still wait for ssh's last words and exit 3, not report a bare
+/// "transport error" with exit 1.
+#[test]
+fn a_tunnel_slow_to_be_reaped_is_still_explained_with_exit_3() {
+    let home = Home::new();
+    let dir = tempfile::tempdir().unwrap();
+    let slow_ssh = dir.path().join("slow-ssh");
+    // The real ssh gets stdin/stdout; the wrapper lets go of them at once but lingers 1 s.
+    std::fs::write(
+        &slow_ssh,
+        "#!/bin/sh\nexec 3<&0 4>&1 0</dev/null 1>/dev/null\n\
+         ssh \"$@\" <&3 >&4 3<&- 4>&- &\nexec 3<&- 4>&-\nwait $!\nrc=$?\nsleep 1\nexit $rc\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow_ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let run = home
+        .command(&["--via", "ssh://nobody@127.0.0.1:1", "status"])
+        .env("CLAWOPS_SSH", &slow_ssh)
+        .env("CLAWOPS_TOKEN", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("slow-ssh exited (255)") && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+}
