@@ -2,7 +2,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
     time::Instant,
 };
@@ -27,7 +27,7 @@ pub struct AgentContext {
     pub started: Instant,
     pub counters: Counters,
     /// What VerifyBinaries found in images (image contents never change).
-    pub verify_cache: crate::verify::ImageCache,
+    pub verify_cache: crate::verify::VerifyCache,
     /// MemoryStats' history and watchers (started by `startup::build_context`).
     pub memory: crate::memory::Monitor,
 }
@@ -56,6 +56,8 @@ impl AgentContext {
 pub struct Counters {
     pub streams: Arc<AtomicU32>,
     pub log_follows: Arc<AtomicU32>,
+    /// Calls received (any service), so the agent knows when it has gone quiet.
+    pub requests: Arc<AtomicU64>,
 }
 
 impl Counters {

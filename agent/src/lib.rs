@@ -21,6 +21,7 @@ pub mod server;
 pub mod snapshot;
 pub mod startup;
 pub mod status;
+pub mod trim;
 pub mod up;
 pub mod update;
 pub mod verify;

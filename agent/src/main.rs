@@ -167,6 +167,11 @@ fn run(config: Config) -> ExitCode {
             service = %ctx.config.app.service,
             "listening"
         );
+        // The daemon gives back start-up's pages once quiet (not `clawops local`: not its pages).
+        tokio::spawn(clawops_agent::trim::when_quiet(
+            ctx.counters.requests.clone(),
+            ctx.counters.streams.clone(),
+        ));
         let lock = ctx.lock.clone();
         let result = server::serve_tcp(ctx, token, tls, listener, shutdown_signal()).await;
         wait_for_running_operation(&lock).await;

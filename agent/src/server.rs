@@ -62,10 +62,14 @@ fn router(
             .tls_config(tls)
             .map_err(|e| ServeError::Tls(e.to_string()))?;
     }
+    let requests = ctx.counters.requests.clone();
+    let mut check_token = auth::interceptor(token);
+    let counted = move |req: tonic::Request<()>| {
+        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        check_token(req)
+    };
     Ok(builder
-        .layer(tonic::service::InterceptorLayer::new(auth::interceptor(
-            token,
-        )))
+        .layer(tonic::service::InterceptorLayer::new(counted))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AgentServer::new(AgentService::new(ctx))))

@@ -2,27 +2,22 @@
 //! loopback (testkit::gce), and a unix-socket proxy in front of dockerd that can be cut to end
 //! the events stream as a dockerd restart would (testkit::docker_proxy).
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
-use bollard::{
-    Docker,
-    models::{ContainerCreateBody, ContainerStatsResponse, HostConfig},
-    query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions},
-};
+use bollard::models::ContainerStatsResponse;
 use clawops_agent::{
     config::Config,
-    context::AgentContext,
     memory::{
         self, AdviceKind, EventKind, ReportOptions,
         cgroup::{self, CgroupMounts, CgroupVersion},
         metadata::MetadataClient,
     },
-    startup,
 };
+mod memory_support;
+
+use memory_support::{agent_with, eventually, run_container};
 use testkit::docker_proxy::DockerProxy;
 use testkit::gce::{E2_MICRO, FakeGce};
 use tokio::net::TcpListener;
@@ -36,95 +31,6 @@ fn fixture(name: &str) -> String {
             .join(name),
     )
     .unwrap()
-}
-
-// ------------------------------------------------------------------ agent context and docker
-
-struct TestAgent {
-    ctx: Arc<AgentContext>,
-    project: String,
-    _state: tempfile::TempDir,
-    _guard: testkit::cleanup::ProjectGuard,
-}
-
-fn agent_with(edit: impl FnOnce(&mut Config)) -> TestAgent {
-    let project = testkit::unique("memtest");
-    let state = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        state_dir: state.path().to_path_buf(),
-        ..Config::default()
-    };
-    config.app.project = Some(project.clone());
-    config.memory.sample_interval_secs = 1;
-    edit(&mut config);
-    // build_context starts the sampler and the events watcher, as the agent does.
-    let ctx = startup::build_context(config).unwrap();
-    TestAgent {
-        ctx,
-        _guard: testkit::cleanup::ProjectGuard::new(project.clone()),
-        project,
-        _state: state,
-    }
-}
-
-async fn run_container(
-    docker: &Docker,
-    project: &str,
-    image: &str,
-    script: &str,
-    memory: Option<i64>,
-) -> String {
-    let labels = HashMap::from([
-        (
-            "com.docker.compose.project".to_string(),
-            project.to_string(),
-        ),
-        ("com.docker.compose.service".to_string(), "gw".to_string()),
-        (
-            "com.docker.compose.container-number".to_string(),
-            "1".to_string(),
-        ),
-        ("com.docker.compose.oneoff".to_string(), "False".to_string()),
-        ("clawops.test".to_string(), "1".to_string()),
-    ]);
-    let body = ContainerCreateBody {
-        image: Some(image.into()),
-        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
-        labels: Some(labels),
-        host_config: Some(HostConfig {
-            memory,
-            // Same as memory: no swap to escape into, so the limit really is the limit.
-            memory_swap: memory,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let name = testkit::unique(&format!("{project}-gw"));
-    let id = docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-            body,
-        )
-        .await
-        .unwrap()
-        .id;
-    docker
-        .start_container(&id, None::<StartContainerOptions>)
-        .await
-        .unwrap();
-    id
-}
-
-/// Polls `check` every 100 ms until it returns Some, or panics with `what` after `limit`.
-async fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 // ------------------------------------------------------------------ tests
@@ -345,12 +251,13 @@ async fn running_container_usage_from_cgroup_matches_docker_stats() {
     let image = testkit::image::build(&testkit::unique("clawops-memtest"), &[], r#"["sh"]"#).await;
     let agent = agent_with(|_| {});
     let docker = testkit::docker::connect().await;
-    // ~8 MiB held in a shell variable, then idle, so two readings a moment apart agree.
+    // ~8 MiB held in a shell variable, then idle (a loop: busybox would exec a final sleep and
+    // drop the variable), so two readings a moment apart agree.
     let id = run_container(
         &docker,
         &agent.project,
         &image.tag,
-        "x=aaaaaaaaaaaaaaaa; i=0; while [ $i -lt 19 ]; do x=$x$x; i=$((i+1)); done; exec sleep 300",
+        "x=aaaaaaaaaaaaaaaa; i=0; while [ $i -lt 19 ]; do x=$x$x; i=$((i+1)); done; while :; do sleep 60; done",
         Some(64 * MIB as i64),
     )
     .await;

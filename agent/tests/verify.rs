@@ -8,7 +8,7 @@ use bollard::query_parameters::{
 };
 use clawops_agent::{
     config::{Config, ResolvedApp, VerifyConfig},
-    verify::{self, BinaryReport, BinaryStatus, ImageCache, Report, VerifyError, VerifyOptions},
+    verify::{self, BinaryReport, BinaryStatus, Report, VerifyCache, VerifyError, VerifyOptions},
 };
 use testkit::{
     cleanup::ProjectGuard,
@@ -119,6 +119,7 @@ fn options(binaries: &[&str]) -> VerifyOptions {
         image: None,
         run_probes: true,
         probe_timeout: Duration::from_millis(1500),
+        fresh: false,
     }
 }
 
@@ -188,7 +189,7 @@ async fn running_then_stopped_container() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, home) = skills_tree(tmp.path());
     let app = app(&project, &repo, &home);
-    let cache = ImageCache::default();
+    let cache = VerifyCache::default();
     let report = verify::verify(
         &docker,
         &app,
@@ -297,7 +298,7 @@ async fn running_then_stopped_container() {
     assert_eq!(scratch_left(&docker, &img.id).await, 0);
 
     // Again, with the image's lookups remembered: the same answers.
-    assert!(!cache.is_empty());
+    assert!(cache.image_sides() > 0);
     let warm = verify::verify(
         &docker,
         &app,
@@ -314,6 +315,12 @@ async fn running_then_stopped_container() {
             .collect::<Vec<_>>()
     };
     assert_eq!(statuses(&warm), statuses(&report));
+    // gog's successful probe was reused; the failed ones ran again.
+    assert!(report.binaries.iter().all(|b| b.probe_reused.is_none()));
+    assert!(get(&warm, "gog").probe_reused.is_some());
+    for failed in ["crashy", "slowtool"] {
+        assert_eq!(get(&warm, failed).probe_reused, None, "{failed}");
+    }
 
     // Look only: nothing runs, the runtime copy is still flagged.
     let mut look = options(&["gog"]);
@@ -364,7 +371,7 @@ async fn image_alone_and_no_container() {
         &docker,
         &app,
         &Config::default(),
-        &ImageCache::default(),
+        &VerifyCache::default(),
         options(&["gog"]),
     )
     .await
@@ -384,7 +391,7 @@ async fn image_alone_and_no_container() {
         &docker,
         &app,
         &Config::default(),
-        &ImageCache::default(),
+        &VerifyCache::default(),
         options(&["placer", "gog"]),
     )
     .await
@@ -409,7 +416,7 @@ async fn image_alone_and_no_container() {
         &docker,
         &app,
         &Config::default(),
-        &ImageCache::default(),
+        &VerifyCache::default(),
         opts,
     )
     .await
@@ -428,7 +435,7 @@ async fn image_alone_and_no_container() {
         &docker,
         &app,
         &Config::default(),
-        &ImageCache::default(),
+        &VerifyCache::default(),
         opts,
     )
     .await
@@ -439,11 +446,79 @@ async fn image_alone_and_no_container() {
         &docker,
         &app,
         &Config::default(),
-        &ImageCache::default(),
+        &VerifyCache::default(),
         options(&["a/b"]),
     )
     .await
     .unwrap_err();
     assert!(matches!(err, VerifyError::InvalidName { .. }), "{err}");
+    assert_eq!(scratch_left(&docker, &img.id).await, 0);
+}
+
+/// A probe's result stands only for the same file in the same run of the container.
+#[tokio::test]
+async fn probe_results_are_reused_only_for_the_same_file_in_the_same_run() {
+    let project = unique("vfy");
+    let _guard = ProjectGuard::new(&project);
+    let tag = format!("{project}:latest");
+    let img = image::build(&tag, &fixture_files(&tag), "[\"/bin/sleep\", \"3600\"]").await;
+    let docker = testkit::docker::connect().await;
+    let id = ServiceContainer::new(&project, SERVICE, &img.tag)
+        .start()
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let app = app(&project, &tmp.path().join("repo"), &tmp.path().join("home"));
+    let cache = VerifyCache::default();
+    let config = Config::default();
+    let gog = |r: &Report| {
+        let b = get(r, "gog");
+        assert_eq!(b.status, BinaryStatus::Ok, "{b:?}");
+        (b.version.clone(), b.probe_reused)
+    };
+    let check = |fresh: bool| {
+        let mut opts = options(&["gog"]);
+        opts.fresh = fresh;
+        verify::verify(&docker, &app, &config, &cache, opts)
+    };
+
+    let (version, reused) = gog(&check(false).await.unwrap());
+    assert_eq!((version.as_str(), reused), ("gog 1.4.2", None));
+    let (version, reused) = gog(&check(false).await.unwrap());
+    assert_eq!(version, "gog 1.4.2");
+    assert!(reused.unwrap() < verify::PROBE_REUSE, "{reused:?}");
+    assert_eq!(gog(&check(true).await.unwrap()).1, None, "--fresh runs it");
+
+    // Another file under the same name: run again, and its own version reported.
+    copy_in(
+        &docker,
+        &id,
+        "/usr/local/bin",
+        "gog",
+        "#!/bin/sh\necho 'gog 9.9'\n",
+    )
+    .await;
+    let report = check(false).await.unwrap();
+    assert_eq!(get(&report, "gog").version, "gog 9.9", "{report:#?}");
+    assert_eq!(get(&report, "gog").probe_reused, None);
+    assert!(
+        get(&check(false).await.unwrap(), "gog")
+            .probe_reused
+            .is_some()
+    );
+
+    // A restart is a new run of the container.
+    docker
+        .restart_container(
+            &id,
+            Some(
+                bollard::query_parameters::RestartContainerOptionsBuilder::default()
+                    .t(1)
+                    .build(),
+            ),
+        )
+        .await
+        .unwrap();
+    let report = check(false).await.unwrap();
+    assert_eq!(get(&report, "gog").probe_reused, None, "{report:#?}");
     assert_eq!(scratch_left(&docker, &img.id).await, 0);
 }

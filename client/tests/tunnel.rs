@@ -314,8 +314,11 @@ fn a_tunnel_slow_to_be_reaped_is_still_explained_with_exit_3() {
          ssh \"$@\" <&3 >&4 3<&- 4>&- &\nexec 3<&- 4>&-\nwait $!\nrc=$?\nsleep 1\nexit $rc\n",
     )
     .unwrap();
-    std::fs::set_permissions(&slow_ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        &slow_ssh,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let run = home
         .command(&["--via", "ssh://nobody@127.0.0.1:1", "status"])
         .env("CLAWOPS_SSH", &slow_ssh)

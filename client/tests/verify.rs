@@ -79,6 +79,27 @@ async fn verify_table_json_and_exit_codes() {
         .map(|b| (b["name"].as_str().unwrap(), b["status"].as_str().unwrap()))
         .collect();
     assert_eq!(names, [("nosuchbin", "missing"), ("gog", "ok")]);
+    // gog's probe succeeded a moment ago in this container: reused, and said so.
+    assert!(
+        report["binaries"][1]["probe_reused_age_secs"].is_u64(),
+        "{report}"
+    );
+
+    let (code, stdout, stderr) = clawops(&agent, &["verify"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("the version of gog is from a probe") && stdout.contains("--fresh"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = clawops(&agent, &["verify", "--fresh", "--json"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        report["binaries"][0]["probe_reused_age_secs"].is_null(),
+        "{report}"
+    );
+    let (code, _, stderr) = clawops(&agent, &["verify", "--fresh", "--no-run"]);
+    assert_eq!(code, 2, "--fresh with --no-run is a usage error: {stderr}");
 
     let (code, _, stderr) = clawops(&agent, &["verify", "bin/gog"]);
     assert_eq!(code, 2, "{stderr}");

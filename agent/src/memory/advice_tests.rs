@@ -174,6 +174,7 @@ fn oom_container(limit: Option<u64>) -> ContainerMemory {
         service: "gw".into(),
         state: "exited".into(),
         running: false,
+        pid: 0,
         usage: None,
         limit,
         effective_limit: limit.unwrap_or(GIB),

@@ -36,6 +36,8 @@ pub struct ContainerMemory {
     /// docker's state: running, exited, restarting, …
     pub state: String,
     pub running: bool,
+    /// The main process's pid on the host; 0 when not running.
+    pub pid: i64,
     /// Usage without inactive page cache; `None` when not running or unreadable.
     pub usage: Option<u64>,
     /// The configured limit (`mem_limit`); `None` when unlimited.
@@ -93,6 +95,7 @@ async fn one(
             .and_then(|s| s.status)
             .map_or_else(|| c.state.clone(), |s| s.to_string()),
         running,
+        pid: state.and_then(|s| s.pid).filter(|_| running).unwrap_or(0),
         usage: None,
         limit: configured_limit,
         effective_limit: configured_limit.unwrap_or(host_total),
@@ -116,7 +119,7 @@ async fn one(
     if !running {
         return memory;
     }
-    let pid = state.and_then(|s| s.pid).unwrap_or(0);
+    let pid = memory.pid;
     let measured = match (pid > 0).then(|| cgroup::read_for_pid(mounts, pid)) {
         Some(Ok(m)) => Some((m, UsageSource::Cgroup)),
         other => {

@@ -126,6 +126,8 @@ pub struct ReportOptions {
 pub struct WatcherStatus {
     connected: AtomicBool,
     connects: AtomicU64,
+    /// Container events of the project seen (any kind): the sampler's cue to look again.
+    changes: AtomicU64,
 }
 
 impl WatcherStatus {
@@ -142,6 +144,16 @@ impl WatcherStatus {
 
     pub fn connects(&self) -> u64 {
         self.connects.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn saw_change(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Moves whenever the project's containers may have changed: an event, or a reconnect
+    /// (events may have been missed in between).
+    pub(crate) fn generation(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed) + self.connects()
     }
 }
 
@@ -164,6 +176,8 @@ pub struct Shared {
     pub(crate) events: Mutex<watcher::EventLog>,
     machine: tokio::sync::Mutex<Option<(Machine, Instant)>>,
     system: Mutex<sysinfo::System>,
+    /// The running containers' pids as of the last look through the engine.
+    pub(crate) usage_targets: Mutex<Option<sampler::UsageTargets>>,
     headroom: Mutex<headroom::Headroom>,
     pub watcher: WatcherStatus,
     pub(crate) sampler_started: AtomicBool,
@@ -197,6 +211,7 @@ impl Monitor {
             events: Mutex::new(watcher::EventLog::new(started_at)),
             machine: tokio::sync::Mutex::new(None),
             system: Mutex::new(sysinfo::System::new()),
+            usage_targets: Mutex::new(None),
             headroom: Mutex::new(headroom::Headroom::load(state_dir)),
             watcher: WatcherStatus::default(),
             sampler_started: AtomicBool::new(false),

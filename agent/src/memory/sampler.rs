@@ -1,19 +1,39 @@
 //! The background side of MemoryStats: one task samples host and container memory into the
 //! ring every `sample_interval_secs`, another records docker events. Both hold only a weak
 //! reference to the agent context and stop when it is dropped.
+//!
+//! A routine sample reads files only: /proc, and the cgroups of the containers' processes as
+//! the engine last reported them. The engine is asked again (list, inspect) when the events
+//! watcher sees a container start, die or OOM, when it reconnects, when a cgroup cannot be
+//! read, and every [`RELOOK`]: a sample every 10 s for days should not cost two API calls and
+//! a JSON decode each, nor keep that code resident in an idle agent.
 use std::{
     sync::{Arc, Weak, atomic::Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::Utc;
 use tokio::{sync::watch, time::MissedTickBehavior};
 
-use super::{Sample, Shared, containers, watcher};
+use super::{
+    Sample, Shared,
+    containers::{self, UsageSource},
+    watcher,
+};
 use crate::context::AgentContext;
 
 /// Sampling must not pile up behind a slow engine.
 const MAX_DOCKER_WAIT: Duration = Duration::from_secs(5);
+/// The longest a sample trusts the engine's last answer, events or not.
+const RELOOK: Duration = Duration::from_secs(300);
+
+/// Where the running containers' usage is read, and as of which watcher generation.
+#[derive(Debug, Clone)]
+pub(crate) struct UsageTargets {
+    pids: Vec<i64>,
+    generation: u64,
+    at: Instant,
+}
 
 /// Starts sampling and watching for `ctx`. Needs a tokio runtime; returns false without one
 /// (e.g. a context built in a synchronous tool) or when already started.
@@ -62,16 +82,10 @@ pub(crate) async fn sample_once(ctx: &AgentContext, shared: &Shared, docker_wait
             return;
         }
     };
-    let usage = tokio::time::timeout(docker_wait, async {
-        let docker = ctx.docker.get().await.ok()?;
-        let list = containers::snapshot(&docker, &ctx.app.project, &shared.cgroups, host.total)
-            .await
-            .ok()?;
-        Some(list.iter().filter_map(|c| c.usage).sum::<u64>())
-    })
-    .await
-    .ok()
-    .flatten();
+    let usage = match usage_from_cgroups(shared) {
+        Some(usage) => Some(usage),
+        None => usage_from_engine(ctx, shared, host.total, docker_wait).await,
+    };
     let sample = Sample {
         at: Utc::now().timestamp(),
         available: host.available,
@@ -80,4 +94,66 @@ pub(crate) async fn sample_once(ctx: &AgentContext, shared: &Shared, docker_wait
         oom_kills_total: host.oom_kills_total,
     };
     shared.record(sample, host.total);
+}
+
+/// The containers' usage from their cgroups alone, while the engine's last answer stands.
+fn usage_from_cgroups(shared: &Shared) -> Option<u64> {
+    let targets = shared
+        .usage_targets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()?;
+    if targets.generation != shared.watcher.generation() || targets.at.elapsed() >= RELOOK {
+        return None;
+    }
+    targets
+        .pids
+        .iter()
+        .map(|&pid| {
+            super::cgroup::read_for_pid(&shared.cgroups, pid)
+                .ok()
+                .map(|m| m.usage)
+        })
+        .sum()
+}
+
+/// Asks the engine which containers run and measures them; remembers their pids when every
+/// one could be read from its cgroup.
+async fn usage_from_engine(
+    ctx: &AgentContext,
+    shared: &Shared,
+    host_total: u64,
+    docker_wait: Duration,
+) -> Option<u64> {
+    // Read before asking: an event that lands meanwhile makes the next sample look again.
+    let generation = shared.watcher.generation();
+    let list = tokio::time::timeout(docker_wait, async {
+        let docker = ctx.docker.get().await.ok()?;
+        containers::snapshot(&docker, &ctx.app.project, &shared.cgroups, host_total)
+            .await
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(list) = list else {
+        *shared
+            .usage_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        return None;
+    };
+    let running: Vec<_> = list.iter().filter(|c| c.running).collect();
+    let from_cgroups = running
+        .iter()
+        .all(|c| c.pid > 0 && c.source == Some(UsageSource::Cgroup));
+    *shared
+        .usage_targets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = from_cgroups.then(|| UsageTargets {
+        pids: running.iter().map(|c| c.pid).collect(),
+        generation,
+        at: Instant::now(),
+    });
+    Some(list.iter().filter_map(|c| c.usage).sum::<u64>())
 }

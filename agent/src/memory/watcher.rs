@@ -161,7 +161,11 @@ pub(crate) async fn run(
             Ok(docker) => {
                 let filters = HashMap::from([
                     ("type", vec!["container".to_string()]),
-                    ("event", vec!["oom".to_string(), "die".to_string()]),
+                    // `start` too: a new or restarted container is the sampler's cue.
+                    (
+                        "event",
+                        vec!["oom".to_string(), "die".to_string(), "start".to_string()],
+                    ),
                     ("label", vec![format!("{LABEL_PROJECT}={project}")]),
                 ]);
                 let since = shared
@@ -181,6 +185,7 @@ pub(crate) async fn run(
                         item = stream.next() => match item {
                             Some(Ok(msg)) => {
                                 backoff = FIRST_BACKOFF;
+                                shared.watcher.saw_change();
                                 if let Some((nanos, event)) = from_engine(&msg) {
                                     tracing::info!(kind = event.kind.as_str(), container = %event.container,
                                         exit_code = ?event.exit_code, "container event");

@@ -34,6 +34,7 @@ pub async fn verify_binaries(
         image: Some(req.image.trim().to_owned()).filter(|i| !i.is_empty()),
         run_probes: !req.no_run,
         probe_timeout,
+        fresh: req.fresh,
     };
     let docker = ctx.docker.get().await?;
     // Its own task: a client that hangs up must not leave the throwaway container behind.
@@ -70,6 +71,7 @@ fn to_proto(r: verify::Report) -> pb::VerifyReport {
                 required: b.required,
                 container_path: b.container_path,
                 link_target: b.link_target,
+                probe_reused_age_secs: b.probe_reused.map(|age| age.as_secs()),
             })
             .collect(),
         skill_problems: r

@@ -1,13 +1,29 @@
-//! An image id names immutable content, so what PATH lookup finds in an image never changes.
-//! Remembering it per (image id, PATH, name) means only the first verify after a build pays
-//! for the throwaway container (each of its archive calls mounts the image's filesystem on its
-//! own, about 25 ms on fuse-overlayfs). The running container is always checked afresh.
+//! What verify remembers between calls.
+//! - Image sides: an image id names immutable content, so what PATH lookup finds in an image
+//!   never changes. Remembering it per (image id, PATH, name) means only the first verify after
+//!   a build pays for the throwaway container (each of its archive calls mounts the image's
+//!   filesystem on its own, about 25 ms on fuse-overlayfs).
+//! - Probe results: each `--version` is a Docker exec (60–130 ms on a small VM, and the engine
+//!   runs them one after another). Within one run of one container (id and start time), the
+//!   same argv on a file with the same path, size, mode and mtime runs the same, so a probe
+//!   that succeeded is reused for [`PROBE_REUSE`]; a failed one is always run again, and
+//!   `--fresh` runs them all. The container's lookups are always done afresh.
 use std::{
     collections::{HashMap, VecDeque},
     sync::Mutex,
+    time::{Duration, Instant},
 };
 
-use super::report::ImageSide;
+use super::{
+    probe::{ProbeOutcome, ProbeVerdict},
+    report::ImageSide,
+    resolve::Found,
+};
+
+/// How long a successful probe stands for the same file in the same container run. Long enough
+/// for the checks an operator runs back to back, short enough that a library removed at runtime
+/// is noticed soon; a recreate or restart starts over at once.
+pub const PROBE_REUSE: Duration = Duration::from_secs(300);
 
 /// Names × images kept; a few KiB at most.
 const CAPACITY: usize = 1024;
@@ -15,8 +31,37 @@ const CAPACITY: usize = 1024;
 type Key = (String, String, String);
 
 #[derive(Debug, Default)]
-pub struct ImageCache {
+pub struct VerifyCache {
     inner: Mutex<Inner>,
+    probes: Mutex<HashMap<ProbeKey, (ProbeOutcome, Instant)>>,
+}
+
+/// The container run and the file a probe ran.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeKey {
+    pub container_id: String,
+    pub started_at: String,
+    pub argv: Vec<String>,
+    pub path: String,
+    pub target: String,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime: Option<String>,
+}
+
+impl ProbeKey {
+    pub fn new(container_id: &str, started_at: &str, argv: &[String], file: &Found) -> Self {
+        Self {
+            container_id: container_id.to_owned(),
+            started_at: started_at.to_owned(),
+            argv: argv.to_vec(),
+            path: file.path.clone(),
+            target: file.target.clone(),
+            size: file.size,
+            mode: file.mode,
+            mtime: file.mtime.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -30,8 +75,13 @@ fn key(image_id: &str, search_path: &[String], name: &str) -> Key {
     (image_id.to_owned(), search_path.join(":"), name.to_owned())
 }
 
-impl ImageCache {
-    pub fn get(&self, image_id: &str, search_path: &[String], name: &str) -> Option<ImageSide> {
+impl VerifyCache {
+    pub fn image_side(
+        &self,
+        image_id: &str,
+        search_path: &[String],
+        name: &str,
+    ) -> Option<ImageSide> {
         if image_id.is_empty() {
             return None;
         }
@@ -39,7 +89,13 @@ impl ImageCache {
         inner.sides.get(&key(image_id, search_path, name)).cloned()
     }
 
-    pub fn put(&self, image_id: &str, search_path: &[String], name: &str, side: &ImageSide) {
+    pub fn put_image_side(
+        &self,
+        image_id: &str,
+        search_path: &[String],
+        name: &str,
+        side: &ImageSide,
+    ) {
         if image_id.is_empty() {
             return;
         }
@@ -66,13 +122,57 @@ impl ImageCache {
         inner.engine_arch = Some(arch.to_owned());
     }
 
-    pub fn len(&self) -> usize {
+    /// Image sides remembered.
+    pub fn image_sides(&self) -> usize {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.sides.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Whether this container run has a recent probe of `argv` on record, for some file: only
+    /// then is it worth looking the name up before deciding to probe.
+    pub fn may_reuse_probe(&self, container_id: &str, started_at: &str, argv: &[String]) -> bool {
+        let probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        probes.iter().any(|(k, (_, at))| {
+            k.container_id == container_id
+                && k.started_at == started_at
+                && k.argv == argv
+                && at.elapsed() < PROBE_REUSE
+        })
+    }
+
+    /// A successful probe of the same file in the same container run, and how old it is.
+    pub fn probe(&self, key: &ProbeKey) -> Option<(ProbeOutcome, Duration)> {
+        if key.started_at.is_empty() {
+            return None;
+        }
+        let probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let (outcome, at) = probes.get(key)?;
+        let age = at.elapsed();
+        (age < PROBE_REUSE).then(|| (outcome.clone(), age))
+    }
+
+    /// Remembers a probe that ran; failures are not kept, they are worth running again.
+    pub fn put_probe(&self, key: ProbeKey, outcome: &ProbeOutcome) {
+        if key.started_at.is_empty() || outcome.verdict != ProbeVerdict::Ran {
+            return;
+        }
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        probes.retain(|_, (_, at)| at.elapsed() < PROBE_REUSE);
+        if probes.len() >= CAPACITY {
+            let oldest = probes
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                probes.remove(&k);
+            }
+        }
+        probes.insert(key, (outcome.clone(), Instant::now()));
+    }
+
+    /// Probe results remembered.
+    pub fn probes(&self) -> usize {
+        self.probes.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -83,28 +183,94 @@ mod tests {
 
     #[test]
     fn bounded_and_keyed_by_image_path_and_name() {
-        let cache = ImageCache::default();
+        let cache = VerifyCache::default();
         let side = ImageSide {
             lookup: Lookup::Missing { notes: vec![] },
             content: None,
             problem: None,
         };
         let path = vec!["/bin".to_string()];
-        cache.put("sha256:a", &path, "gog", &side);
-        assert!(cache.get("sha256:a", &path, "gog").is_some());
-        assert!(cache.get("sha256:b", &path, "gog").is_none());
+        cache.put_image_side("sha256:a", &path, "gog", &side);
+        assert!(cache.image_side("sha256:a", &path, "gog").is_some());
+        assert!(cache.image_side("sha256:b", &path, "gog").is_none());
         assert!(
             cache
-                .get("sha256:a", &["/usr/bin".to_string()], "gog")
+                .image_side("sha256:a", &["/usr/bin".to_string()], "gog")
                 .is_none()
         );
-        assert!(cache.get("", &path, "gog").is_none());
+        assert!(cache.image_side("", &path, "gog").is_none());
         for i in 0..CAPACITY + 10 {
-            cache.put("sha256:c", &path, &format!("n{i}"), &side);
+            cache.put_image_side("sha256:c", &path, &format!("n{i}"), &side);
         }
-        assert_eq!(cache.len(), CAPACITY);
+        assert_eq!(cache.image_sides(), CAPACITY);
         assert!(
-            cache.get("sha256:a", &path, "gog").is_none(),
+            cache.image_side("sha256:a", &path, "gog").is_none(),
+            "oldest evicted"
+        );
+    }
+
+    fn ran(version: &str) -> ProbeOutcome {
+        ProbeOutcome {
+            verdict: ProbeVerdict::Ran,
+            version: Some(version.into()),
+            detail: None,
+        }
+    }
+
+    fn file(size: u64, mtime: &str) -> Found {
+        Found {
+            path: "/usr/local/bin/gog".into(),
+            target: "/usr/local/bin/gog".into(),
+            size,
+            mode: 0o755,
+            mtime: Some(mtime.into()),
+        }
+    }
+
+    #[test]
+    fn probes_are_reused_only_for_the_same_file_in_the_same_container_run() {
+        let cache = VerifyCache::default();
+        let argv = vec!["gog".to_string(), "--version".to_string()];
+        let key = |ctr: &str, started: &str, f: &Found| ProbeKey::new(ctr, started, &argv, f);
+        let f = file(10, "t1");
+        assert!(!cache.may_reuse_probe("c1", "s1", &argv));
+        cache.put_probe(key("c1", "s1", &f), &ran("gog 1"));
+        assert!(cache.may_reuse_probe("c1", "s1", &argv));
+        let (outcome, age) = cache.probe(&key("c1", "s1", &f)).unwrap();
+        assert_eq!(outcome.version.as_deref(), Some("gog 1"));
+        assert!(age < PROBE_REUSE);
+
+        // Restarted, recreated, rebuilt file, other argv: run again.
+        assert!(cache.probe(&key("c1", "s2", &f)).is_none());
+        assert!(cache.probe(&key("c2", "s1", &f)).is_none());
+        assert!(cache.probe(&key("c1", "s1", &file(11, "t1"))).is_none());
+        assert!(cache.probe(&key("c1", "s1", &file(10, "t2"))).is_none());
+        let other = vec!["gog".to_string(), "version".to_string()];
+        assert!(
+            cache
+                .probe(&ProbeKey::new("c1", "s1", &other, &f))
+                .is_none()
+        );
+        assert!(!cache.may_reuse_probe("c1", "s1", &other));
+
+        // Failures and unknown start times are never kept.
+        let broken = ProbeOutcome {
+            verdict: ProbeVerdict::Broken,
+            version: None,
+            detail: Some("libfoo.so: cannot open".into()),
+        };
+        cache.put_probe(key("c3", "s1", &f), &broken);
+        assert!(cache.probe(&key("c3", "s1", &f)).is_none());
+        cache.put_probe(key("c4", "", &f), &ran("gog 1"));
+        assert!(cache.probe(&key("c4", "", &f)).is_none());
+        assert_eq!(cache.probes(), 1);
+
+        for i in 0..CAPACITY + 5 {
+            cache.put_probe(key(&format!("n{i}"), "s", &f), &ran("x"));
+        }
+        assert_eq!(cache.probes(), CAPACITY, "bounded");
+        assert!(
+            cache.probe(&key("c1", "s1", &f)).is_none(),
             "oldest evicted"
         );
     }

@@ -29,9 +29,10 @@ pub mod runtime;
 pub mod skills;
 mod target;
 
-pub use cache::ImageCache;
+pub use cache::{PROBE_REUSE, VerifyCache};
 pub use report::{BinaryReport, BinaryStatus, ContainerInfo, Report};
 
+use cache::ProbeKey;
 use probe::{ProbeOutcome, ProbeVerdict};
 use report::{ImageSide, NotRunReason};
 use requirements::Requirements;
@@ -108,6 +109,8 @@ pub struct VerifyOptions {
     /// Run `--version` probes in a running container (else look only).
     pub run_probes: bool,
     pub probe_timeout: Duration,
+    /// Run every probe, even where this container run has a recent result for the same file.
+    pub fresh: bool,
 }
 
 /// What the container side found for one name.
@@ -115,13 +118,15 @@ pub struct VerifyOptions {
 struct ContainerSide {
     lookup: Lookup,
     probe: Option<ProbeOutcome>,
+    /// How old `probe` is when it was reused from an earlier call rather than run now.
+    probe_age: Option<Duration>,
 }
 
 pub async fn verify(
     docker: &Docker,
     app: &ResolvedApp,
     agent_config: &Config,
-    cache: &ImageCache,
+    cache: &VerifyCache,
     opts: VerifyOptions,
 ) -> Result<Report, VerifyError> {
     let started = Instant::now();
@@ -165,7 +170,7 @@ pub async fn verify(
     // What the image holds is remembered per image id; only the rest needs the throwaway.
     let cached: Vec<Option<ImageSide>> = names
         .iter()
-        .map(|n| cache.get(&target.image_id, &search_path, n))
+        .map(|n| cache.image_side(&target.image_id, &search_path, n))
         .collect();
     let uncached: Vec<String> = names
         .iter()
@@ -193,7 +198,10 @@ pub async fn verify(
         async {
             match ctr {
                 Some(c) => {
-                    let probes = (c.running && opts.run_probes).then_some(opts.probe_timeout);
+                    let probes = (c.running && opts.run_probes).then_some(ProbePlan {
+                        timeout: opts.probe_timeout,
+                        reuse: (!opts.fresh).then_some(cache),
+                    });
                     let sides = container_side_all(
                         docker,
                         c,
@@ -221,7 +229,7 @@ pub async fn verify(
     for (name, side) in &fresh {
         // A file whose start could not be read is looked at again next time.
         if side.content.is_some() || side.lookup.found().is_none() {
-            cache.put(&target.image_id, &search_path, name, side);
+            cache.put_image_side(&target.image_id, &search_path, name, side);
         }
     }
     let images: Vec<ImageSide> = names
@@ -253,8 +261,9 @@ pub async fn verify(
             if let (Lookup::Found(i), Some(s)) = (&image.lookup, side.lookup.found())
                 && i.path != s.path
             {
-                side.probe =
-                    Some(run_probe(docker, &c.id, name, &i.path, config, opts.probe_timeout).await);
+                let argv = probe_argv(name, &i.path, config);
+                side.probe = Some(run_probe(docker, &c.id, name, &argv, opts.probe_timeout).await);
+                side.probe_age = None;
             }
         }
     }
@@ -278,7 +287,7 @@ pub async fn verify(
                 }
                 None => Drift::None,
             };
-            report::decide(
+            let mut report = report::decide(
                 name,
                 image,
                 side.map(|s| &s.lookup),
@@ -286,7 +295,9 @@ pub async fn verify(
                 &drift,
                 not_run.as_ref(),
                 &search_path,
-            )
+            );
+            report.probe_reused = side.and_then(|s| s.probe_age);
+            report
         })
         .collect();
 
@@ -317,7 +328,7 @@ pub async fn verify(
 /// Looks names up in the image, through a throwaway container that is never started.
 async fn image_side_all(
     docker: &Docker,
-    cache: &ImageCache,
+    cache: &VerifyCache,
     image: &str,
     names: &[String],
     search_path: &[String],
@@ -455,6 +466,14 @@ async fn script_problem(
     Ok(None)
 }
 
+/// How the container side runs probes.
+#[derive(Clone, Copy)]
+struct ProbePlan<'a> {
+    timeout: Duration,
+    /// Where earlier results of this container run may be reused; `None` runs every probe.
+    reuse: Option<&'a VerifyCache>,
+}
+
 async fn container_side_all(
     docker: &Docker,
     ctr: &ContainerInfo,
@@ -462,7 +481,7 @@ async fn container_side_all(
     depths: &[usize],
     search_path: &[String],
     config: &VerifyConfig,
-    probe_timeout: Option<Duration>,
+    probes: Option<ProbePlan<'_>>,
 ) -> Result<Vec<ContainerSide>, VerifyError> {
     let fs = ContainerFs {
         docker,
@@ -472,18 +491,66 @@ async fn container_side_all(
         .map(|i| async move {
             let name = &names[i];
             let dirs = &search_path[..depths[i].min(search_path.len())];
+            let Some(plan) = probes else {
+                let lookup = resolve::lookup(fs, name, dirs).await?;
+                return Ok(ContainerSide {
+                    lookup,
+                    probe: None,
+                    probe_age: None,
+                });
+            };
+            let argv = probe_argv(name, name, config);
+            let reusable = plan
+                .reuse
+                .filter(|c| c.may_reuse_probe(&ctr.id, &ctr.started_at, &argv.0));
+            if let Some(cache) = reusable {
+                // Which file the name is now decides whether the earlier result still holds.
+                let lookup = resolve::lookup(fs, name, dirs).await?;
+                let Some(file) = lookup.found() else {
+                    return Ok(ContainerSide {
+                        lookup,
+                        probe: None,
+                        probe_age: None,
+                    });
+                };
+                let key = ProbeKey::new(&ctr.id, &ctr.started_at, &argv.0, file);
+                let (probe, probe_age) = match cache.probe(&key) {
+                    Some((outcome, age)) => (outcome, Some(age)),
+                    None => {
+                        let outcome = run_probe(docker, &ctr.id, name, &argv, plan.timeout).await;
+                        cache.put_probe(key, &outcome);
+                        (outcome, None)
+                    }
+                };
+                return Ok(ContainerSide {
+                    lookup,
+                    probe: Some(probe),
+                    probe_age,
+                });
+            }
             // The engine resolves a bare name on the container's PATH as the lookup does, so
             // the probe need not wait for it; a probe of a name that is not there is dropped.
-            let probe = async {
-                match probe_timeout {
-                    Some(t) => Some(run_probe(docker, &ctr.id, name, name, config, t).await),
-                    None => None,
-                }
-            };
+            let probe = run_probe(docker, &ctr.id, name, &argv, plan.timeout);
             let (lookup, probe) = tokio::join!(resolve::lookup(fs, name, dirs), probe);
             let lookup = lookup?;
-            let probe = probe.filter(|_| lookup.found().is_some());
-            Ok::<_, VerifyError>(ContainerSide { lookup, probe })
+            let Some(file) = lookup.found() else {
+                return Ok(ContainerSide {
+                    lookup,
+                    probe: None,
+                    probe_age: None,
+                });
+            };
+            if let Some(cache) = plan.reuse {
+                cache.put_probe(
+                    ProbeKey::new(&ctr.id, &ctr.started_at, &argv.0, file),
+                    &probe,
+                );
+            }
+            Ok::<_, VerifyError>(ContainerSide {
+                lookup,
+                probe: Some(probe),
+                probe_age: None,
+            })
         })
         .buffered(CONCURRENCY)
         .try_collect()
@@ -491,16 +558,9 @@ async fn container_side_all(
 }
 
 /// `<command> --version`, or the configured argv with its command replaced by `command` (the
-/// name, or a path to pin one file).
-async fn run_probe(
-    docker: &Docker,
-    container: &str,
-    name: &str,
-    command: &str,
-    config: &VerifyConfig,
-    timeout: Duration,
-) -> ProbeOutcome {
-    let (argv, configured) = match config.probes.get(name).filter(|a| !a.is_empty()) {
+/// name, or a path to pin one file). The flag says whether the argv is configured.
+fn probe_argv(name: &str, command: &str, config: &VerifyConfig) -> (Vec<String>, bool) {
+    match config.probes.get(name).filter(|a| !a.is_empty()) {
         Some(argv) => {
             let mut argv = argv.clone();
             if argv[0] == name {
@@ -509,9 +569,18 @@ async fn run_probe(
             (argv, true)
         }
         None => (vec![command.to_owned(), "--version".to_owned()], false),
-    };
+    }
+}
+
+async fn run_probe(
+    docker: &Docker,
+    container: &str,
+    name: &str,
+    (argv, configured): &(Vec<String>, bool),
+    timeout: Duration,
+) -> ProbeOutcome {
     let t = Instant::now();
-    let outcome = probe::probe(docker, container, &argv, configured, timeout).await;
+    let outcome = probe::probe(docker, container, argv, *configured, timeout).await;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, name, "verify: probed");
     outcome.unwrap_or_else(|e| ProbeOutcome {
         verdict: ProbeVerdict::Broken,

@@ -44,6 +44,8 @@ pub struct BinaryReport {
     pub required: bool,
     /// Where the running container resolves the name, when that differs from `path`.
     pub container_path: String,
+    /// Set when the probe's result was reused from an earlier call: how old it is.
+    pub probe_reused: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +54,9 @@ pub struct ContainerInfo {
     pub name: String,
     pub running: bool,
     pub state: String,
+    /// When this run of the container started (docker's `State.StartedAt`): probe results are
+    /// only reused within one run.
+    pub started_at: String,
     /// Destinations of its volumes and bind mounts.
     pub mounts: Vec<String>,
 }
@@ -113,6 +118,7 @@ pub fn decide(
         required_by: Vec::new(),
         required: false,
         container_path: String::new(),
+        probe_reused: None,
     };
     let mut details: Vec<String> = Vec::new();
     match &image.lookup {

@@ -101,6 +101,7 @@ pub async fn find(
             name: chosen.name.clone(),
             running,
             state: state_name,
+            started_at: state.started_at.clone().unwrap_or_default(),
             mounts: inspect
                 .mounts
                 .unwrap_or_default()

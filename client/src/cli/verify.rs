@@ -28,6 +28,10 @@ pub struct VerifyArgs {
     /// How long each `--version` probe may take, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u32,
+    /// Run every probe now. By default a probe that succeeded in the last 5 minutes on the
+    /// same file in the same run of the container is not run again.
+    #[arg(long, conflicts_with = "no_run")]
+    pub fresh: bool,
 }
 
 pub async fn run(mut client: Client, args: VerifyArgs, out: &Output) -> Result<u8, ClientError> {
@@ -37,6 +41,7 @@ pub async fn run(mut client: Client, args: VerifyArgs, out: &Output) -> Result<u
         timeout_ms: args.timeout_ms,
         image: args.image,
         no_run: args.no_run,
+        fresh: args.fresh,
     };
     let report = match client.agent.verify_binaries(request).await {
         Ok(r) => r.into_inner(),
@@ -94,6 +99,7 @@ fn to_json(r: &proto::VerifyReport) -> serde_json::Value {
             "mode": (!b.path.is_empty()).then(|| format!("{:04o}", b.mode & 0o7777)),
             "version": (!b.version.is_empty()).then_some(&b.version),
             "detail": (!b.detail.is_empty()).then_some(&b.detail),
+            "probe_reused_age_secs": b.probe_reused_age_secs,
         })).collect::<Vec<_>>(),
         "skill_problems": r.skill_problems.iter().map(|p| json!({
             "path": p.path, "error": p.error,
@@ -146,6 +152,9 @@ fn print_human(r: &proto::VerifyReport) {
     for n in &r.notes {
         println!("note: {n}");
     }
+    if let Some(note) = reused_note(r) {
+        println!("note: {note}");
+    }
     let failing = r
         .binaries
         .iter()
@@ -163,6 +172,38 @@ fn print_human(r: &proto::VerifyReport) {
             if failing == 1 { "y is" } else { "ies are" },
             r.duration_ms
         );
+    }
+}
+
+/// Which versions come from earlier probes, so nobody mistakes them for a run just now.
+fn reused_note(r: &proto::VerifyReport) -> Option<String> {
+    let reused: Vec<&proto::BinaryReport> = r
+        .binaries
+        .iter()
+        .filter(|b| b.probe_reused_age_secs.is_some())
+        .collect();
+    let oldest = reused
+        .iter()
+        .filter_map(|b| b.probe_reused_age_secs)
+        .max()?;
+    let names: Vec<&str> = reused.iter().map(|b| b.name.as_str()).collect();
+    let (what, when) = match names.len() {
+        1 => ("the version of", "a probe"),
+        _ => ("the versions of", "probes up to"),
+    };
+    Some(format!(
+        "{what} {} {} from {when} {} ago in this run of the container, on unchanged files \
+         (--fresh runs every probe now)",
+        names.join(", "),
+        if names.len() == 1 { "is" } else { "are" },
+        age_human(oldest),
+    ))
+}
+
+fn age_human(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        _ => format!("{} min {} s", secs / 60, secs % 60),
     }
 }
 
@@ -271,5 +312,31 @@ mod tests {
         let j = to_json(&report);
         assert_eq!(j["binaries"][0]["mode"], "0755");
         assert_eq!(j["binaries"][1]["status"], "missing");
+        assert!(j["binaries"][0]["probe_reused_age_secs"].is_null());
+        assert_eq!(reused_note(&report), None);
+    }
+
+    #[test]
+    fn reused_probes_are_named_with_the_oldest_age() {
+        let bin = |name: &str, age: Option<u64>| proto::BinaryReport {
+            name: name.into(),
+            status: proto::BinaryStatus::Ok as i32,
+            probe_reused_age_secs: age,
+            ..Default::default()
+        };
+        let report = proto::VerifyReport {
+            binaries: vec![
+                bin("gog", Some(4)),
+                bin("wacli", None),
+                bin("goplaces", Some(75)),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            reused_note(&report).unwrap(),
+            "the versions of gog, goplaces are from probes up to 1 min 15 s ago in this run of \
+             the container, on unchanged files (--fresh runs every probe now)"
+        );
+        assert_eq!(to_json(&report)["binaries"][2]["probe_reused_age_secs"], 75);
     }
 }
