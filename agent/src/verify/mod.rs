@@ -2,7 +2,8 @@
 //! One call replaces `docker compose exec openclaw-gateway which gog` run name by name:
 //! - the image: PATH lookup in a throwaway container created (never started) from the image the
 //!   service's container runs, through the archive API — no shell, nothing executed;
-//! - the running container: the same lookup, then `<bin> --version` through exec with a timeout;
+//! - the running container: the same lookup, then `<bin> --version` through exec with a timeout
+//!   (a success is reused for the same file in the same container run: see `cache`);
 //! - the difference between the two, explained by the container's filesystem diff: what was
 //!   installed at runtime vanishes on the next recreate.
 //!
@@ -33,7 +34,7 @@ pub use cache::{PROBE_REUSE, VerifyCache};
 pub use report::{BinaryReport, BinaryStatus, ContainerInfo, Report};
 
 use cache::ProbeKey;
-use probe::{ProbeOutcome, ProbeVerdict};
+use probe::ProbeOutcome;
 use report::{ImageSide, NotRunReason};
 use requirements::Requirements;
 use resolve::{ContainerFs, Content, Lookup};
@@ -261,8 +262,8 @@ pub async fn verify(
             if let (Lookup::Found(i), Some(s)) = (&image.lookup, side.lookup.found())
                 && i.path != s.path
             {
-                let argv = probe_argv(name, &i.path, config);
-                side.probe = Some(run_probe(docker, &c.id, name, &argv, opts.probe_timeout).await);
+                let argv = probe::argv_for(name, &i.path, config);
+                side.probe = Some(probe::run(docker, &c.id, name, &argv, opts.probe_timeout).await);
                 side.probe_age = None;
             }
         }
@@ -499,7 +500,7 @@ async fn container_side_all(
                     probe_age: None,
                 });
             };
-            let argv = probe_argv(name, name, config);
+            let argv = probe::argv_for(name, name, config);
             let reusable = plan
                 .reuse
                 .filter(|c| c.may_reuse_probe(&ctr.id, &ctr.started_at, &argv.0));
@@ -517,7 +518,7 @@ async fn container_side_all(
                 let (probe, probe_age) = match cache.probe(&key) {
                     Some((outcome, age)) => (outcome, Some(age)),
                     None => {
-                        let outcome = run_probe(docker, &ctr.id, name, &argv, plan.timeout).await;
+                        let outcome = probe::run(docker, &ctr.id, name, &argv, plan.timeout).await;
                         cache.put_probe(key, &outcome);
                         (outcome, None)
                     }
@@ -530,7 +531,7 @@ async fn container_side_all(
             }
             // The engine resolves a bare name on the container's PATH as the lookup does, so
             // the probe need not wait for it; a probe of a name that is not there is dropped.
-            let probe = run_probe(docker, &ctr.id, name, &argv, plan.timeout);
+            let probe = probe::run(docker, &ctr.id, name, &argv, plan.timeout);
             let (lookup, probe) = tokio::join!(resolve::lookup(fs, name, dirs), probe);
             let lookup = lookup?;
             let Some(file) = lookup.found() else {
@@ -555,38 +556,6 @@ async fn container_side_all(
         .buffered(CONCURRENCY)
         .try_collect()
         .await
-}
-
-/// `<command> --version`, or the configured argv with its command replaced by `command` (the
-/// name, or a path to pin one file). The flag says whether the argv is configured.
-fn probe_argv(name: &str, command: &str, config: &VerifyConfig) -> (Vec<String>, bool) {
-    match config.probes.get(name).filter(|a| !a.is_empty()) {
-        Some(argv) => {
-            let mut argv = argv.clone();
-            if argv[0] == name {
-                argv[0] = command.to_owned();
-            }
-            (argv, true)
-        }
-        None => (vec![command.to_owned(), "--version".to_owned()], false),
-    }
-}
-
-async fn run_probe(
-    docker: &Docker,
-    container: &str,
-    name: &str,
-    (argv, configured): &(Vec<String>, bool),
-    timeout: Duration,
-) -> ProbeOutcome {
-    let t = Instant::now();
-    let outcome = probe::probe(docker, container, argv, *configured, timeout).await;
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, name, "verify: probed");
-    outcome.unwrap_or_else(|e| ProbeOutcome {
-        verdict: ProbeVerdict::Broken,
-        version: None,
-        detail: Some(e.to_string()),
-    })
 }
 
 /// Rust's architecture names → Go's, which the engine uses.

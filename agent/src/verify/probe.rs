@@ -2,7 +2,7 @@
 //! as an argument vector, never a shell, with a timeout. The engine's and the loader's own
 //! words tell why a binary cannot start: `exec format error` is another CPU architecture,
 //! `error while loading shared libraries` a missing library.
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::{
     Docker,
@@ -11,6 +11,7 @@ use bollard::{
 use futures::StreamExt;
 
 use super::{VerifyError, resolve::short};
+use crate::config::VerifyConfig;
 
 /// Output kept per stream; a version line is at the start.
 const MAX_OUTPUT: usize = 64 * 1024;
@@ -114,6 +115,38 @@ pub async fn probe(
             &display,
         )),
     }
+}
+
+/// `<command> --version`, or the configured argv with its command replaced by `command` (the
+/// name, or a path to pin one file). The flag says whether the argv is configured.
+pub fn argv_for(name: &str, command: &str, config: &VerifyConfig) -> (Vec<String>, bool) {
+    match config.probes.get(name).filter(|a| !a.is_empty()) {
+        Some(argv) => {
+            let mut argv = argv.clone();
+            if argv[0] == name {
+                argv[0] = command.to_owned();
+            }
+            (argv, true)
+        }
+        None => (vec![command.to_owned(), "--version".to_owned()], false),
+    }
+}
+
+pub async fn run(
+    docker: &Docker,
+    container: &str,
+    name: &str,
+    (argv, configured): &(Vec<String>, bool),
+    timeout: Duration,
+) -> ProbeOutcome {
+    let t = Instant::now();
+    let outcome = probe(docker, container, argv, *configured, timeout).await;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, name, "verify: probed");
+    outcome.unwrap_or_else(|e| ProbeOutcome {
+        verdict: ProbeVerdict::Broken,
+        version: None,
+        detail: Some(e.to_string()),
+    })
 }
 
 /// Reads the outcome of one probe. Pure, so each case is tested without an engine.
