@@ -19,7 +19,7 @@ use std::{
 use clawops::demo::DemoApp;
 use testkit::{
     agent::{AgentProcess, client_binary},
-    cleanup::AppGuard,
+    cleanup::{AppGuard, ImageGuard},
     container::ServiceContainer,
 };
 
@@ -166,7 +166,20 @@ fn main() {
     let app = DemoApp::create(root.path(), &testkit::unique("b")[2..]).unwrap();
     let _guard = AppGuard::new(&app.project, &app.image_repo);
     let manual_project = format!("{}-manual", app.project);
+    let manual_image = format!("{}-manual:latest", app.image_repo);
     let _manual_guard = AppGuard::new(&manual_project, &format!("{}-manual", app.image_repo));
+    // Each manual build leaves the previous image untagged: remember every one to remove it.
+    let mut manual_images = ImageGuard::default();
+    let mut remember_manual_image = || {
+        let out = Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Id}}", &manual_image])
+            .output()
+            .unwrap();
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !id.is_empty() && !manual_images.refs.contains(&id) {
+            manual_images.add(id);
+        }
+    };
 
     let mut config = app.config();
     config.memory.sample_interval_secs = 1;
@@ -232,6 +245,7 @@ fn main() {
     eprintln!("deploying v1 with clawops and with the manual chain…");
     run(&["update"], 1, false);
     timed_chain(1, &manual_chain, &manual);
+    remember_manual_image();
 
     // Real update: downtime as a prober on /healthz sees it.
     app.commit("v2", "ok", "v2").unwrap();
@@ -241,6 +255,7 @@ fn main() {
     let theirs = downtime_while(manual_port, || {
         timed_chain(1, &manual_chain, &manual);
     });
+    remember_manual_image();
     rows.push(Row {
         measure: "update downtime (probe every 10 ms)",
         ours: ms(ours),
