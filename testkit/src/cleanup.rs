@@ -75,8 +75,7 @@ pub async fn remove_project(project: String) {
     let _ = docker.remove_network(&format!("{project}_default")).await;
 }
 
-/// Removes images (by reference) on drop, with any container still made from them: removing
-/// only the tag of an image a container uses would leave it behind, dangling.
+/// Removes image references (tags) on drop.
 #[derive(Debug, Default)]
 pub struct ImageGuard {
     pub refs: Vec<String>,
@@ -100,48 +99,15 @@ impl Drop for ImageGuard {
         block_on_fresh(async move {
             let docker = docker::connect().await;
             for r in refs {
-                let Ok(image) = docker.inspect_image(&r).await else {
-                    continue;
-                };
-                let id = image.id.unwrap_or(r);
-                remove_containers_of(&docker, &id).await;
                 let _ = docker
                     .remove_image(
-                        &id,
+                        &r,
                         Some(RemoveImageOptionsBuilder::default().force(true).build()),
                         None,
                     )
                     .await;
             }
         });
-    }
-}
-
-/// Force-removes every container made from image `id`.
-async fn remove_containers_of(docker: &bollard::Docker, id: &str) {
-    let filters = HashMap::from([("ancestor".to_string(), vec![id.to_string()])]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    for c in docker
-        .list_containers(Some(options))
-        .await
-        .unwrap_or_default()
-    {
-        if let Some(cid) = c.id {
-            let _ = docker
-                .remove_container(
-                    &cid,
-                    Some(
-                        RemoveContainerOptionsBuilder::default()
-                            .force(true)
-                            .v(true)
-                            .build(),
-                    ),
-                )
-                .await;
-        }
     }
 }
 
