@@ -18,7 +18,7 @@ use tokio::{sync::watch, time::MissedTickBehavior};
 use super::{
     Sample, Shared,
     containers::{self, UsageSource},
-    watcher,
+    lock, watcher,
 };
 use crate::context::AgentContext;
 
@@ -98,11 +98,7 @@ pub(crate) async fn sample_once(ctx: &AgentContext, shared: &Shared, docker_wait
 
 /// The containers' usage from their cgroups alone, while the engine's last answer stands.
 fn usage_from_cgroups(shared: &Shared) -> Option<u64> {
-    let targets = shared
-        .usage_targets
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()?;
+    let targets = lock(&shared.usage_targets).clone()?;
     if targets.generation != shared.watcher.generation() || targets.at.elapsed() >= RELOOK {
         return None;
     }
@@ -137,20 +133,14 @@ async fn usage_from_engine(
     .ok()
     .flatten();
     let Some(list) = list else {
-        *shared
-            .usage_targets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&shared.usage_targets) = None;
         return None;
     };
     let running: Vec<_> = list.iter().filter(|c| c.running).collect();
     let from_cgroups = running
         .iter()
         .all(|c| c.pid > 0 && c.source == Some(UsageSource::Cgroup));
-    *shared
-        .usage_targets
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = from_cgroups.then(|| UsageTargets {
+    *lock(&shared.usage_targets) = from_cgroups.then(|| UsageTargets {
         pids: running.iter().map(|c| c.pid).collect(),
         generation,
         at: Instant::now(),

@@ -123,6 +123,16 @@ struct ContainerSide {
     probe_age: Option<Duration>,
 }
 
+impl ContainerSide {
+    fn unprobed(lookup: Lookup) -> Self {
+        Self {
+            lookup,
+            probe: None,
+            probe_age: None,
+        }
+    }
+}
+
 pub async fn verify(
     docker: &Docker,
     app: &ResolvedApp,
@@ -493,12 +503,9 @@ async fn container_side_all(
             let name = &names[i];
             let dirs = &search_path[..depths[i].min(search_path.len())];
             let Some(plan) = probes else {
-                let lookup = resolve::lookup(fs, name, dirs).await?;
-                return Ok(ContainerSide {
-                    lookup,
-                    probe: None,
-                    probe_age: None,
-                });
+                return resolve::lookup(fs, name, dirs)
+                    .await
+                    .map(ContainerSide::unprobed);
             };
             let argv = probe::argv_for(name, name, config);
             let reusable = plan
@@ -508,11 +515,7 @@ async fn container_side_all(
                 // Which file the name is now decides whether the earlier result still holds.
                 let lookup = resolve::lookup(fs, name, dirs).await?;
                 let Some(file) = lookup.found() else {
-                    return Ok(ContainerSide {
-                        lookup,
-                        probe: None,
-                        probe_age: None,
-                    });
+                    return Ok(ContainerSide::unprobed(lookup));
                 };
                 let key = ProbeKey::new(&ctr.id, &ctr.started_at, &argv.0, file);
                 let (probe, probe_age) = match cache.probe(&key) {
@@ -535,11 +538,7 @@ async fn container_side_all(
             let (lookup, probe) = tokio::join!(resolve::lookup(fs, name, dirs), probe);
             let lookup = lookup?;
             let Some(file) = lookup.found() else {
-                return Ok(ContainerSide {
-                    lookup,
-                    probe: None,
-                    probe_age: None,
-                });
+                return Ok(ContainerSide::unprobed(lookup));
             };
             if let Some(cache) = plan.reuse {
                 cache.put_probe(
