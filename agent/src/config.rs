@@ -8,10 +8,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-/// Port the agent listens on (loopback) unless configured otherwise.
-pub const DEFAULT_AGENT_PORT: u16 = 18777;
-/// Where the startup script puts the config; used when `--config` is not given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/clawops/agent.toml";
+// Shared with the client, which must not depend on this crate outside Linux.
+pub use clawops_proto::{DEFAULT_AGENT_PORT, DEFAULT_CONFIG_PATH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

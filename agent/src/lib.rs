@@ -21,6 +21,8 @@ pub mod server;
 pub mod snapshot;
 pub mod startup;
 pub mod status;
+// Its calls (dl_iterate_phdr, malloc_trim) exist only in glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub mod trim;
 pub mod up;
 pub mod update;

@@ -168,6 +168,7 @@ fn run(config: Config) -> ExitCode {
             "listening"
         );
         // The daemon gives back start-up's pages once quiet (not `clawops local`: not its pages).
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
         tokio::spawn(clawops_agent::trim::when_quiet(
             ctx.counters.requests.clone(),
             ctx.counters.streams.clone(),

@@ -14,7 +14,7 @@ use crate::{
     tunnel::{CommandConnector, TunnelDiagnostics},
 };
 
-pub const DEFAULT_AGENT_PORT: u16 = clawops_agent::config::DEFAULT_AGENT_PORT;
+pub use clawops_proto::DEFAULT_AGENT_PORT;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a failed call through a tunnel waits for the tunnel process to exit and say why.
 const TUNNEL_EXIT_WAIT: Duration = Duration::from_secs(3);

@@ -3,8 +3,10 @@
 
 pub mod calls;
 pub mod connect;
+#[cfg(local_agent)]
 pub mod demo;
 pub mod error;
+#[cfg(local_agent)]
 pub mod local;
 pub mod target;
 pub mod targets;

@@ -14,3 +14,9 @@ pub mod v1 {
 }
 
 pub use prost_types::Timestamp;
+
+/// The agent's port on the VM's loopback, when agent.toml does not set `listen`.
+pub const DEFAULT_AGENT_PORT: u16 = 18777;
+
+/// Where the agent (and `clawops local`) read their configuration by default.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/clawops/agent.toml";

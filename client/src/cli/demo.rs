@@ -4,23 +4,13 @@
 //! and is checked; the demo fails (exit 1) if any step does not behave as it should.
 use std::time::Instant;
 
-use clap::Args;
 use clawops::{Client, ClientError, demo::DemoApp, local, proto};
 
 use super::{
-    Output, build, history, status,
+    DemoArgs, Output, build, history, status,
     up::{self, UpArgs},
     update::{self, UpdateArgs},
 };
-
-/// Try clawops end to end against the local Docker engine (nothing is pulled; cleans up after).
-#[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cargo run --release -p clawops -- demo")]
-pub struct DemoArgs {
-    /// Leave the demo gateway, images and directory in place to explore (prints how).
-    #[arg(long)]
-    pub keep: bool,
-}
 
 struct Steps {
     n: usize,

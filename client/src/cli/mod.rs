@@ -3,12 +3,13 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 use clawops::{
-    Client, ClientError, ConnectOptions, local,
+    Client, ClientError, ConnectOptions,
     targets::{self as named, Env, Resolved, Selection},
 };
 
 mod build;
 mod completions;
+#[cfg(local_agent)]
 mod demo;
 mod deploy_view;
 mod history;
@@ -82,7 +83,7 @@ pub enum Command {
     /// (on the VM itself, or to try clawops out).
     #[command(after_help = "Example:\n  clawops local --config /etc/clawops/agent.toml status")]
     Local(LocalArgs),
-    Demo(demo::DemoArgs),
+    Demo(DemoArgs),
     Targets(targets::TargetsArgs),
     Token(token::TokenArgs),
     Tunnel(tunnel::TunnelArgs),
@@ -106,10 +107,19 @@ pub enum AgentCommand {
 #[derive(Debug, Args)]
 pub struct LocalArgs {
     /// The agent config (agent.toml) describing the app on this machine.
-    #[arg(long, global = true, default_value = clawops_agent::config::DEFAULT_CONFIG_PATH)]
+    #[arg(long, global = true, default_value = clawops_proto::DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: AgentCommand,
+}
+
+/// Try clawops end to end against the local Docker engine (nothing is pulled; cleans up after).
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  cargo run --release -p clawops -- demo")]
+pub struct DemoArgs {
+    /// Leave the demo gateway, images and directory in place to explore (prints how).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -133,11 +143,8 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli, out: &Output) -> Result<u8, ClientError> {
     match cli.command {
-        Command::Local(args) => {
-            let client = local::connect_local(&args.config).await?;
-            run_agent_command(client, args.command, out).await
-        }
-        Command::Demo(args) => demo::run(args, out).await,
+        Command::Local(args) => local(args, out).await,
+        Command::Demo(args) => demo(args, out).await,
         Command::Targets(args) => targets::run(args, out),
         Command::Token(args) => token::run(args, &cli.conn, out).await,
         Command::Tunnel(args) => tunnel::run(args, &cli.conn, out).await,
@@ -148,6 +155,37 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, ClientError> {
             run_agent_command(client, command, out).await
         }
     }
+}
+
+#[cfg(local_agent)]
+async fn local(args: LocalArgs, out: &Output) -> Result<u8, ClientError> {
+    let client = clawops::local::connect_local(&args.config).await?;
+    run_agent_command(client, args.command, out).await
+}
+
+#[cfg(local_agent)]
+async fn demo(args: DemoArgs, out: &Output) -> Result<u8, ClientError> {
+    demo::run(args, out).await
+}
+
+#[cfg(not(local_agent))]
+async fn local(_: LocalArgs, _: &Output) -> Result<u8, ClientError> {
+    Err(needs_linux("local"))
+}
+
+#[cfg(not(local_agent))]
+async fn demo(_: DemoArgs, _: &Output) -> Result<u8, ClientError> {
+    Err(needs_linux("demo"))
+}
+
+/// `local` and `demo` run the agent in this process against this machine's Docker engine.
+#[cfg(not(local_agent))]
+fn needs_linux(command: &str) -> ClientError {
+    ClientError::Usage(format!(
+        "`clawops {command}` runs the agent in this process against this machine's Docker \
+         engine, which needs Linux (and a clawops built with its default `local` feature). From \
+         here, reach the agent on your VM instead: `clawops -t NAME …` or `clawops --via …`"
+    ))
 }
 
 async fn run_agent_command(

@@ -55,8 +55,8 @@ pub struct RollbackArgs {
 pub fn who(requested_by: Option<String>) -> String {
     requested_by.unwrap_or_else(|| {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
         if std::env::var_os("CI").is_some() {
             format!("{user}@{host} (CI)")
