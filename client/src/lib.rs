@@ -6,8 +6,10 @@ pub mod connect;
 #[cfg(local_agent)]
 pub mod demo;
 pub mod error;
+pub mod install;
 #[cfg(local_agent)]
 pub mod local;
+pub mod remote;
 pub mod target;
 pub mod targets;
 pub mod token;

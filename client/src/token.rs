@@ -4,11 +4,13 @@ use std::{
     io::Write,
     os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::{Path, PathBuf},
-    process::Stdio,
     time::Duration,
 };
 
-use crate::{ClientError, Target};
+use crate::{
+    ClientError, Target,
+    remote::{RemoteCommand, RemoteError},
+};
 
 pub const DEFAULT_REMOTE_TOKEN_PATH: &str = "/etc/clawops/token";
 /// gcloud may first have to publish a key to the instance, which takes a while.
@@ -26,19 +28,10 @@ pub enum TokenError {
          (or copy /etc/clawops/token from the VM yourself)"
     )]
     NotATunnel(String),
-    #[error("{0}")]
-    Spawn(String),
-    #[error("{program} did not finish within {}s while reading the token from {via}", FETCH_TIMEOUT.as_secs())]
-    Timeout { program: String, via: String },
-    #[error("cannot reach {via}: {program} exited ({code}): {line}")]
-    Connect {
-        via: String,
-        program: String,
-        code: String,
-        line: String,
-    },
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     #[error("reading {path} on {via} failed: {line}{hint}")]
-    Remote {
+    Read {
         via: String,
         path: String,
         line: String,
@@ -62,10 +55,8 @@ impl From<TokenError> for ClientError {
             TokenError::RemotePath(_) | TokenError::NotATunnel(_) => {
                 ClientError::Usage(e.to_string())
             }
-            TokenError::Spawn(_) | TokenError::Timeout { .. } | TokenError::Connect { .. } => {
-                ClientError::Connect(e.to_string())
-            }
-            TokenError::Remote { .. } | TokenError::NotAToken { .. } | TokenError::Write { .. } => {
+            TokenError::Remote(e) => e.into(),
+            TokenError::Read { .. } | TokenError::NotAToken { .. } | TokenError::Write { .. } => {
                 ClientError::Failed(e.to_string())
             }
         }
@@ -96,78 +87,30 @@ pub async fn fetch(
     remote_path: &str,
     sudo: bool,
 ) -> Result<String, TokenError> {
-    let command = remote_command(remote_path, sudo)?;
     let via = target.to_string();
-    let Some((program, args)) = target.remote_command(&command, ssh_options) else {
-        return Err(TokenError::NotATunnel(via));
-    };
-    tracing::debug!(%program, ?args, "fetching the token");
-    let child = tokio::process::Command::new(&program)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            TokenError::Spawn(if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{program} is not installed or not on PATH")
-            } else {
-                format!("cannot start {program}: {e}")
-            })
-        })?;
-    let output = tokio::time::timeout(FETCH_TIMEOUT, child.wait_with_output())
-        .await
-        .map_err(|_| TokenError::Timeout {
-            program: program.clone(),
-            via: via.clone(),
-        })?
-        .map_err(|e| TokenError::Spawn(format!("{program}: {e}")))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_owned();
-    if !output.status.success() {
-        let code = output
-            .status
-            .code()
-            .map_or("signal".to_owned(), |c| c.to_string());
-        // 255 is ssh's own failure; gcloud's failures say `ERROR: (gcloud…)`.
-        if output.status.code() == Some(255) || line.starts_with("ERROR: (gcloud") {
-            let line = if line.is_empty() {
-                "no message".into()
-            } else {
-                line
-            };
-            return Err(TokenError::Connect {
-                via,
-                program,
-                code,
-                line,
-            });
-        }
+    let output = RemoteCommand {
+        target,
+        ssh_options,
+        command: remote_command(remote_path, sudo)?,
+        stdin: None,
+        timeout: FETCH_TIMEOUT,
+        what: "reading the token",
+    }
+    .run(&mut |_, _| {})
+    .await?;
+    if !output.success() {
+        let line = output.last_error_line();
         let hint = remote_hint(&line, sudo, remote_path);
-        return Err(TokenError::Remote {
+        return Err(TokenError::Read {
             via,
             path: remote_path.to_owned(),
-            line: if line.is_empty() {
-                format!("exit code {code}")
-            } else {
-                line
-            },
+            line,
             hint,
         });
     }
-    let token = String::from_utf8(output.stdout)
-        .ok()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| {
-            !t.is_empty() && t.len() <= MAX_TOKEN_LEN && t.chars().all(|c| c.is_ascii_graphic())
-        });
+    let token = Some(output.stdout.join("\n").trim().to_owned()).filter(|t| {
+        !t.is_empty() && t.len() <= MAX_TOKEN_LEN && t.chars().all(|c| c.is_ascii_graphic())
+    });
     token.ok_or_else(|| TokenError::NotAToken {
         via,
         path: remote_path.to_owned(),

@@ -13,6 +13,7 @@ mod completions;
 mod demo;
 mod deploy_view;
 mod history;
+mod install;
 mod logs;
 mod memory;
 mod output;
@@ -84,6 +85,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  clawops local --config /etc/clawops/agent.toml status")]
     Local(LocalArgs),
     Demo(DemoArgs),
+    Install(install::InstallArgs),
     Targets(targets::TargetsArgs),
     Token(token::TokenArgs),
     Tunnel(tunnel::TunnelArgs),
@@ -145,6 +147,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, ClientError> {
     match cli.command {
         Command::Local(args) => local(args, out).await,
         Command::Demo(args) => demo(args, out).await,
+        Command::Install(args) => install::run(args, &cli.conn, out).await,
         Command::Targets(args) => targets::run(args, out),
         Command::Token(args) => token::run(args, &cli.conn, out).await,
         Command::Tunnel(args) => tunnel::run(args, &cli.conn, out).await,

@@ -23,7 +23,7 @@ pub async fn run(mut client: Client, _args: StatusArgs, out: &Output) -> Result<
     Ok(0)
 }
 
-fn to_json(r: &proto::StatusReply) -> serde_json::Value {
+pub fn to_json(r: &proto::StatusReply) -> serde_json::Value {
     let app = r.app.clone().unwrap_or_default();
     json!({
         "agent_version": r.agent_version,

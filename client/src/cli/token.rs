@@ -63,37 +63,11 @@ async fn fetch(args: FetchArgs, conn: &ConnArgs, out: &Output) -> Result<u8, Cli
     if !resolved.target.is_tunnel() {
         return Err(token::TokenError::NotATunnel(via).into());
     }
-    let env = Env::from_process();
-    let default_path = match &resolved.name {
-        Some(name) => Some(env.default_token_path(name)?),
-        None => None,
-    };
-    let output = match (&args.output, &resolved.token_path) {
-        (Some(path), _) => path.clone(),
-        (None, Some(path)) => path.clone(),
-        (None, None) => {
-            return Err(ClientError::Usage(format!(
-                "where should the token of {via} go? Pass --output FILE (then use it with \
-                 --token-file FILE), or name the target in the config file and use -t NAME"
-            )));
-        }
-    };
-    // clawops' own tokens directory is kept private; a directory the user chose is left as is.
-    let private_dir = default_path.as_deref() == Some(output.as_path());
-    let sudo = !args.no_sudo;
-    let token = token::fetch(
-        &resolved.target,
-        &resolved.ssh_options,
-        &args.remote_path,
-        sudo,
-    )
-    .await?;
-
-    let mut agent_version = None;
-    if !args.no_verify {
-        agent_version = Some(verify(&resolved, &token, &args.remote_path).await?);
-    }
-    token::write_token_file(&output, &token, private_dir)?;
+    let destination = TokenDestination::choose(&resolved, args.output.as_deref())?;
+    let agent_version = destination
+        .fetch_and_save(&resolved, &args.remote_path, !args.no_sudo, !args.no_verify)
+        .await?;
+    let output = destination.path;
 
     if out.json {
         out.json_line(&json!({
@@ -124,6 +98,57 @@ async fn fetch(args: FetchArgs, conn: &ConnArgs, out: &Output) -> Result<u8, Cli
         _ => println!("use it with --token-file {}", output.display()),
     }
     Ok(0)
+}
+
+/// Where a fetched token is saved: `--output`, else the named target's token file.
+pub(super) struct TokenDestination {
+    pub path: PathBuf,
+    /// clawops' own tokens directory is kept private; a directory the user chose is left as is.
+    private_dir: bool,
+}
+
+impl TokenDestination {
+    pub fn choose(
+        resolved: &clawops::targets::Resolved,
+        output: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        let default_path = match &resolved.name {
+            Some(name) => Some(Env::from_process().default_token_path(name)?),
+            None => None,
+        };
+        let path = match (output, &resolved.token_path) {
+            (Some(path), _) => path.to_owned(),
+            (None, Some(path)) => path.clone(),
+            (None, None) => {
+                return Err(ClientError::Usage(format!(
+                    "where should the token of {} go? Pass --output FILE (then use it with \
+                     --token-file FILE), or name the target in the config file and use -t NAME",
+                    resolved.target
+                )));
+            }
+        };
+        let private_dir = default_path.as_deref() == Some(path.as_path());
+        Ok(Self { path, private_dir })
+    }
+
+    /// Reads the token on the VM, checks it with the agent unless `verify` is false, and saves
+    /// it; returns the version of the agent that accepted it.
+    pub async fn fetch_and_save(
+        &self,
+        resolved: &clawops::targets::Resolved,
+        remote_path: &str,
+        sudo: bool,
+        verify_it: bool,
+    ) -> Result<Option<String>, ClientError> {
+        let token =
+            token::fetch(&resolved.target, &resolved.ssh_options, remote_path, sudo).await?;
+        let mut agent_version = None;
+        if verify_it {
+            agent_version = Some(verify(resolved, &token, remote_path).await?);
+        }
+        token::write_token_file(&self.path, &token, self.private_dir)?;
+        Ok(agent_version)
+    }
 }
 
 /// Calls Status with the new token over the same route; nothing is saved when this fails.
