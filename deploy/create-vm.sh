@@ -1,11 +1,14 @@
 #!/bin/bash
-# Creates the VM of the OpenClaw GCP guide with clawops-agent installed by its startup script:
-# e2-small, Debian 12, 20 GB balanced disk, a service account that may only write logs and
+# Creates the VM of the OpenClaw GCP guide, provisioned by deploy/startup-script.sh at every
+# boot: e2-small, Debian 12, 20 GB balanced disk, a service account that may only write logs and
 # metrics, SSH as the only way in (the gateway and the agent listen on 127.0.0.1 and are
 # reached through SSH tunnels; no firewall rule opens their ports).
 #
+#   deploy/create-vm.sh --project my-project [--dry-run]
+#       then `clawops install` puts the agent on it from your machine;
 #   deploy/create-vm.sh --project my-project \
-#     --agent-url https://…/clawops-agent-x86_64-linux --agent-sha256 <sha256> [--dry-run]
+#     --agent-url https://…/clawops-agent-x86_64-linux --agent-sha256 <sha256>
+#       the startup script downloads the agent itself at every boot (unattended rebuilds).
 #
 # --dry-run prints the exact gcloud commands, one per line, shell-quoted, instead of running
 # them. Without it the commands run in that order; the service account and firewall rule are
@@ -16,7 +19,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
   cat <<EOF
-usage: $0 --agent-url URL --agent-sha256 SHA256 [options]
+usage: $0 [options]
 
   --project P         GCP project (default: gcloud config get-value project)
   --zone Z            zone (default: us-central1-a)
@@ -31,6 +34,9 @@ usage: $0 --agent-url URL --agent-sha256 SHA256 [options]
   --service S         compose service the agent updates (default: openclaw-gateway)
   --ssh-from-iap      allow SSH only from Google's IAP range 35.235.240.0/20 (connect with
                       --tunnel-through-iap); default: SSH from anywhere, key-authenticated
+  --agent-url URL     let the startup script install the agent from this https URL at every
+                      boot (default: none; install it with \`clawops install\`)
+  --agent-sha256 S    the sha256 of what --agent-url serves (required with it)
   --network N         VPC network (default: default)
   --dry-run           print the gcloud commands instead of running them
   -h, --help          this help
@@ -74,10 +80,12 @@ while (($# > 0)); do
   esac
 done
 
-[[ -n "$agent_url" ]] || die "--agent-url is required: the https URL of a clawops-agent binary"
-[[ "$agent_url" =~ ^https://[^[:space:],]+$ ]] || die "--agent-url must be an https:// URL without commas"
-[[ "$agent_sha" =~ ^[0-9a-f]{64}$ ]] ||
-  die "--agent-sha256 must be the 64 hex digits of \`sha256sum clawops-agent\`"
+if [[ -n "$agent_url$agent_sha" ]]; then
+  [[ "$agent_url" =~ ^https://[^[:space:],]+$ ]] ||
+    die "--agent-url must be an https:// URL without commas (with --agent-sha256)"
+  [[ "$agent_sha" =~ ^[0-9a-f]{64}$ ]] ||
+    die "--agent-sha256 must be the 64 hex digits of \`sha256sum clawops-agent\`"
+fi
 if [[ -z "$project" ]]; then
   command -v gcloud >/dev/null && project=$(gcloud config get-value project 2>/dev/null || true)
   [[ -n "$project" ]] || die "no project: pass --project or run \`gcloud config set project P\`"
@@ -101,8 +109,13 @@ if ((iap)); then
 else
   rule=clawops-ssh ranges=0.0.0.0/0
 fi
-metadata="clawops-agent-url=$agent_url,clawops-agent-sha256=$agent_sha,clawops-repo-owner=$owner"
-metadata+=",clawops-repo-branch=$branch,clawops-service=$service"
+metadata="clawops-repo-owner=$owner,clawops-repo-branch=$branch,clawops-service=$service"
+from_file="startup-script=$here/startup-script.sh"
+if [[ -n "$agent_url" ]]; then
+  # The startup script keeps the agent and its unit as the metadata says, at every boot.
+  metadata+=",clawops-agent-url=$agent_url,clawops-agent-sha256=$agent_sha"
+  from_file+=",clawops-agent-unit=$here/clawops-agent.service"
+fi
 [[ -z "$repo_url" ]] || metadata+=",clawops-repo-url=$repo_url"
 # SSH keys of this VM only: gcloud compute ssh then adds keys to the instance, not the project
 # (a project-wide key opens every VM, and CI's deploy account needs no project-wide rights).
@@ -163,7 +176,7 @@ run gcloud compute instances create "$name" --project="$project" --zone="$zone" 
   --boot-disk-size=20GB --boot-disk-type=pd-balanced \
   --service-account="$sa" --scopes=logging-write,monitoring-write \
   --tags="$tag" --shielded-secure-boot --shielded-vtpm --shielded-integrity-monitoring \
-  --metadata-from-file="startup-script=$here/startup-script.sh,clawops-agent-unit=$here/clawops-agent.service" \
+  --metadata-from-file="$from_file" \
   --metadata="$metadata"
 
 ssh_cmd="gcloud compute ssh $name --zone=$zone --project=$project"
@@ -172,13 +185,23 @@ if ((iap)); then
   ssh_cmd+=" --tunnel-through-iap"
   via+="&iap=true"
 fi
-cat <<EOF
+if [[ -n "$agent_url" ]]; then
+  cat <<EOF
 # Next: the first boot installs Docker, the agent and the checkout (2-4 minutes). Watch it:
 #   $ssh_cmd -- sudo journalctl -u google-startup-scripts.service -f
 # then fetch the agent's token and talk to it through SSH:
-#   mkdir -p ~/.config/clawops && (umask 077 && $ssh_cmd --command 'sudo cat /etc/clawops/token' > ~/.config/clawops/$name.token)
-#   clawops --via "$via" --token-file ~/.config/clawops/$name.token status
+#   clawops --via "$via" token fetch --output ~/.config/clawops/tokens/$name
+#   clawops --via "$via" --token-file ~/.config/clawops/tokens/$name status
 EOF
+else
+  cat <<EOF
+# Next: the first boot installs Docker and git and clones the checkout (2-4 minutes). Watch it:
+#   $ssh_cmd -- sudo journalctl -u google-startup-scripts.service -f
+# then install the agent from here (it waits for the first boot, and saves the agent's token):
+#   clawops --via "$via" install --output ~/.config/clawops/tokens/$name
+#   clawops --via "$via" --token-file ~/.config/clawops/tokens/$name up
+EOF
+fi
 if ((iap)); then
   cat <<EOF
 # The default network's rule default-allow-ssh also admits SSH from anywhere; delete it

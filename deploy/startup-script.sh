@@ -18,7 +18,7 @@
 # Instance metadata attributes (deploy/create-vm.sh sets them):
 #   clawops-agent-url      https URL of the clawops-agent binary     (none: `clawops install` does it)
 #   clawops-agent-sha256   its sha256; checked before anything is replaced  (required with the URL)
-#   clawops-agent-unit     the systemd unit, deploy/clawops-agent.service             (required)
+#   clawops-agent-unit     the systemd unit, deploy/clawops-agent.service   (required with the URL)
 #   clawops-repo-owner     account that owns the OpenClaw checkout; created if absent  (required)
 #   clawops-repo-path      the checkout                         (default ~OWNER/openclaw)
 #   clawops-repo-url       cloned into the checkout when that is empty        (default: no clone)
@@ -507,6 +507,9 @@ step_unit() {
       changed "installed $UNIT"
       unit_changed=1
     fi
+  elif [[ -z "$agent_sha" ]]; then
+    # No agent in the metadata: `clawops install` brings the agent and its unit.
+    log "no clawops-agent-unit in the metadata; the unit comes with \`clawops install\`"
   elif [[ -f "$UNIT" ]]; then
     problem "metadata attribute clawops-agent-unit is not set; keeping the installed $UNIT"
   else

@@ -73,13 +73,17 @@ def create_vm(output: str, deploy: str, project: str, zone: str, name: str, owne
     check("startup-script from deploy/startup-script.sh",
           os.path.realpath(from_file.get("startup-script", "")) ==
           os.path.realpath(os.path.join(deploy, "startup-script.sh")), str(from_file))
-    check("unit as metadata clawops-agent-unit",
-          os.path.realpath(from_file.get("clawops-agent-unit", "")) ==
-          os.path.realpath(os.path.join(deploy, "clawops-agent.service")), str(from_file))
+    if agent_url:
+        check("unit as metadata clawops-agent-unit",
+              os.path.realpath(from_file.get("clawops-agent-unit", "")) ==
+              os.path.realpath(os.path.join(deploy, "clawops-agent.service")), str(from_file))
+    else:
+        check("no agent URL: no unit in the metadata (clawops install brings it)",
+              "clawops-agent-unit" not in from_file, str(from_file))
     metadata = dict(kv.split("=", 1) for kv in f.get("--metadata", "").split(","))
+    agent = {"clawops-agent-url": agent_url, "clawops-agent-sha256": sha} if agent_url else {}
     want = {
-        "clawops-agent-url": agent_url,
-        "clawops-agent-sha256": sha,
+        **agent,
         "clawops-repo-owner": owner,
         "clawops-repo-branch": "main",
         "clawops-service": "openclaw-gateway",
@@ -111,6 +115,8 @@ def create_vm(output: str, deploy: str, project: str, zone: str, name: str, owne
         text = fh.read()
     check("prints the next command",
           f'clawops --via "gcloud://{name}?zone={zone}&project={project}"' in text, text)
+    next_step = "token fetch" if agent_url else "install --output"
+    check(f"the next command is `{next_step}`", next_step in text, text)
 
 
 def same_argv(dry_run: str, recorded: str) -> None:

@@ -122,4 +122,88 @@ group_systemd() {
     failed "changed unit: agent restarted and active" "MainPID $pid -> $new_pid, $(unit_prop ActiveState)"
   fi
   cp "$DEPLOY/clawops-agent.service" "$FAKE/attrs/clawops-agent-unit"
+  test_install_mode "$bin"
+}
+
+# run_install ARGS...: the script's install mode (what `clawops install` runs with sudo).
+run_install() {
+  RUN_RC=0
+  RUN_OUT=$(docker exec "$SYSD_CONTAINER" bash /opt/clawops/startup-script.sh install \
+    --repo-owner alice --agent-unit /opt/clawops/clawops-agent.service "$@" 2>&1) || RUN_RC=$?
+}
+
+installed_sha() {
+  docker exec "$SYSD_CONTAINER" sha256sum /usr/local/bin/clawops-agent | cut -d' ' -f1
+}
+
+# agent_answers: the running agent accepts its token and reports a status.
+agent_answers() {
+  local token
+  token=$(docker exec "$SYSD_CONTAINER" cat /etc/clawops/token)
+  CLAWOPS_TOKEN=$token timeout 30 "$1" --addr "http://127.0.0.1:$AGENT_PORT" status >/dev/null 2>&1
+}
+
+# A stand-in agent for the failure cases: it runs `--version`, hands `check-config` to the real
+# agent (or fails it, when the second argument is `fail`) and exits at once when started.
+fake_agent() {
+  local check='shift; exec /opt/clawops/agent-v1 check-config "$@"'
+  [[ "$2" != fail ]] || check='echo "test agent: this config is not for me" >&2; exit 1'
+  cat >"$TMP/$1" <<FAKE
+#!/bin/sh
+case "\$1" in
+  --version) echo "clawops-agent 9.9.9-test" ;;
+  check-config) $check ;;
+  *) echo "test agent: refusing to start" >&2; exit 1 ;;
+esac
+FAKE
+  chmod 755 "$TMP/$1"
+  docker cp "$TMP/$1" "$SYSD_CONTAINER:/opt/clawops/$1" >/dev/null
+}
+
+test_install_mode() {
+  section "install mode (clawops install) under systemd: no-op, refusals, put back, upgrade"
+  local bin=$1 pid v2_sha
+  docker cp "$DEPLOY/clawops-agent.service" "$SYSD_CONTAINER:/opt/clawops/clawops-agent.service" >/dev/null
+  docker cp "$FAKE/files/agent-v1" "$SYSD_CONTAINER:/opt/clawops/agent-v1" >/dev/null
+  docker cp "$FAKE/files/agent-v2" "$SYSD_CONTAINER:/opt/clawops/agent-v2" >/dev/null
+  run_install --agent-sha256 "$V1_SHA"
+  expect_eq "install mode with the installed agent: exit 0" 0 "$RUN_RC"
+  pid=$(unit_prop MainPID)
+  run_install --agent-sha256 "$V1_SHA"
+  expect_eq "second install: exit 0, same process" "0 $pid" "$RUN_RC $(unit_prop MainPID)"
+  expect_contains "second install: says nothing changed" "$RUN_OUT" "done: nothing changed"
+
+  fake_agent agent-badconfig fail
+  run_install --agent-file /opt/clawops/agent-badconfig \
+    --agent-sha256 "$(sha_of "$TMP/agent-badconfig")"
+  expect_eq "new agent refuses the config: exit 1" 1 "$RUN_RC"
+  expect_contains "new agent refuses the config: says so" "$RUN_OUT" "not installing the new one"
+  expect_eq "new agent refuses the config: old agent installed, same process" "$V1_SHA $pid" \
+    "$(installed_sha) $(unit_prop MainPID)"
+  expect_eq "new agent refuses the config: nothing staged is left" "" \
+    "$(docker exec "$SYSD_CONTAINER" ls /usr/local/bin | grep -v -x -e clawops-agent -e docker)"
+
+  fake_agent agent-nostart ok
+  run_install --agent-file /opt/clawops/agent-nostart \
+    --agent-sha256 "$(sha_of "$TMP/agent-nostart")"
+  expect_eq "new agent does not come up: exit 1" 1 "$RUN_RC"
+  expect_contains "new agent does not come up: put back" "$RUN_OUT" \
+    "did not come up; put the previous one (sha256 $V1_SHA) back, and it is running again"
+  expect_eq "new agent does not come up: previous agent installed and active" "$V1_SHA active" \
+    "$(installed_sha) $(unit_prop ActiveState)"
+  check "new agent does not come up: the previous agent answers" agent_answers "$bin"
+
+  v2_sha=$(sha_of "$FAKE/files/agent-v2")
+  run_install --agent-file /opt/clawops/agent-v2 --agent-sha256 "$v2_sha"
+  expect_eq "upgrade: exit 0" 0 "$RUN_RC"
+  expect_eq "upgrade: new agent installed and running" "$v2_sha active" \
+    "$(installed_sha) $(unit_prop ActiveState)"
+  check "upgrade: the new agent answers" agent_answers "$bin"
+  expect_eq "upgrade: no previous copy left behind" "" \
+    "$(docker exec "$SYSD_CONTAINER" ls /usr/local/bin | grep -v -x -e clawops-agent -e docker)"
+  # shellcheck disable=SC2016 # a literal, as a hostile value would come
+  run_install --agent-sha256 "$v2_sha" --repo-branch '$(id)'
+  expect_eq "hostile setting refused: exit 1" 1 "$RUN_RC"
+  expect_contains "hostile setting refused: names the argument" "$RUN_OUT" \
+    "--repo-branch=\"\$(id)\" is not valid"
 }
