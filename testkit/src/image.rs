@@ -34,7 +34,7 @@ impl ImageFile {
     }
 }
 
-/// The Dockerfile of DESIGN.md §5, with extra files and an optional CMD.
+/// The fixture Dockerfile (busybox `FROM scratch`), with extra files and an optional CMD.
 pub fn dockerfile(files: &[ImageFile], cmd: &str) -> String {
     let mut df = String::from(
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",

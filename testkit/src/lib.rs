@@ -1,5 +1,5 @@
-//! Fixtures for clawops tests, built from real parts (DESIGN.md §5): busybox images `FROM scratch`
-//! on the real Docker engine, bare git remotes with clones, a real sshd on loopback, and agent
+//! Fixtures for clawops tests, built from real parts (docs/ARCHITECTURE.md, "Testing"): busybox
+//! images `FROM scratch` on the real Docker engine, bare git remotes with clones, a real sshd on loopback, and agent
 //! processes on random loopback ports. Everything cleans up after itself on drop, also when a
 //! test panics.
 

@@ -15,7 +15,7 @@ use super::{
     mounts, values,
 };
 
-/// The service keys clawops implements (DESIGN.md §4), for error messages.
+/// The service keys clawops implements (docs/ARCHITECTURE.md, "Decisions"), for error messages.
 pub const SUPPORTED_KEYS: &[&str] = &[
     "image",
     "build",

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
-/// The Dockerfile of DESIGN.md §5 up to the busybox install.
+/// The fixture Dockerfile (busybox `FROM scratch`, see testkit) up to the busybox install.
 pub const BASE: &str = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
 
 /// A build context holding busybox and a Dockerfile; its project names the image repository.

@@ -91,14 +91,13 @@ pub async fn run(args: InstallArgs, conn: &ConnArgs, out: &Output) -> Result<u8,
         .provision(&probe, arch, &source, &settings, &mut show)
         .await?;
     let sudo = probe.sudo != "root";
-    let agent_version = destination
+    let saved = destination
         .fetch_and_save(&resolved, DEFAULT_REMOTE_TOKEN_PATH, sudo, true)
         .await?;
-    let token = std::fs::read_to_string(&destination.path).unwrap_or_default();
     let client = Client::connect(&ConnectOptions {
         target: resolved.target.clone(),
         agent_port: resolved.agent_port,
-        token: token.trim().to_owned(),
+        token: saved.token,
         ssh_options: resolved.ssh_options.clone(),
     })
     .await?;
@@ -116,7 +115,7 @@ pub async fn run(args: InstallArgs, conn: &ConnArgs, out: &Output) -> Result<u8,
     summarize(
         &via,
         &provisioned,
-        agent_version.as_deref(),
+        saved.agent_version.as_deref(),
         &destination.path,
         &resolved,
     );

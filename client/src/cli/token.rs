@@ -66,7 +66,8 @@ async fn fetch(args: FetchArgs, conn: &ConnArgs, out: &Output) -> Result<u8, Cli
     let destination = TokenDestination::choose(&resolved, args.output.as_deref())?;
     let agent_version = destination
         .fetch_and_save(&resolved, &args.remote_path, !args.no_sudo, !args.no_verify)
-        .await?;
+        .await?
+        .agent_version;
     let output = destination.path;
 
     if out.json {
@@ -131,15 +132,15 @@ impl TokenDestination {
         Ok(Self { path, private_dir })
     }
 
-    /// Reads the token on the VM, checks it with the agent unless `verify` is false, and saves
-    /// it; returns the version of the agent that accepted it.
+    /// Reads the token on the VM, checks it with the agent unless `verify_it` is false, and
+    /// saves it.
     pub async fn fetch_and_save(
         &self,
         resolved: &clawops::targets::Resolved,
         remote_path: &str,
         sudo: bool,
         verify_it: bool,
-    ) -> Result<Option<String>, ClientError> {
+    ) -> Result<Saved, ClientError> {
         let token =
             token::fetch(&resolved.target, &resolved.ssh_options, remote_path, sudo).await?;
         let mut agent_version = None;
@@ -147,8 +148,17 @@ impl TokenDestination {
             agent_version = Some(verify(resolved, &token, remote_path).await?);
         }
         token::write_token_file(&self.path, &token, self.private_dir)?;
-        Ok(agent_version)
+        Ok(Saved {
+            token,
+            agent_version,
+        })
     }
+}
+
+/// A token fetched and saved, and the version of the agent that accepted it (when checked).
+pub(super) struct Saved {
+    pub token: String,
+    pub agent_version: Option<String>,
 }
 
 /// Calls Status with the new token over the same route; nothing is saved when this fails.
