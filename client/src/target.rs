@@ -39,18 +39,24 @@ impl Target {
             message: message.to_owned(),
         };
         let url = url::Url::parse(via).map_err(|_| TargetError::Scheme(via.to_owned()))?;
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| invalid("no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        // A host that starts with `-` would be read by ssh as an option.
-        if host.starts_with('-') || url.username().starts_with('-') {
-            return Err(invalid("host and user must not start with '-'"));
-        }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Domain(name)) if plain(name) => name.to_owned(),
+            Some(url::Host::Domain(_)) => {
+                return Err(invalid(
+                    "the host may hold only letters, digits, '.', '_' and '-' (IPv6 in brackets), \
+                     and not start with '-'",
+                ));
+            }
+            None => return Err(invalid("no host")),
+        };
         let user = Some(url.username().to_owned()).filter(|u| !u.is_empty());
+        if user.as_deref().is_some_and(|u| !plain(u)) {
+            return Err(invalid(
+                "the user may hold only letters, digits, '.', '_' and '-', and not start with '-'",
+            ));
+        }
         match url.scheme() {
             "ssh" => {
                 if url.path().len() > 1 || url.query().is_some() {
@@ -68,8 +74,11 @@ impl Target {
                 let mut user = user;
                 let mut iap = false;
                 for (k, v) in url.query_pairs() {
-                    if v.starts_with('-') {
-                        return Err(invalid("query values must not start with '-'"));
+                    if k != "iap" && !plain(&v) {
+                        return Err(invalid(&format!(
+                            "{k}={v:?}: values may hold only letters, digits, '.', '_' and '-', \
+                             and not start with '-'"
+                        )));
                     }
                     match k.as_ref() {
                         "zone" => zone = Some(v.into_owned()),
@@ -222,6 +231,39 @@ impl Target {
     }
 }
 
+/// ssh and gcloud get hosts, users, zones and projects as arguments (and gcloud builds a remote
+/// command line with some of them): a narrow character set keeps options and shell syntax out.
+fn plain(value: &str) -> bool {
+    !value.is_empty()
+        && !value.starts_with('-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+impl Target {
+    /// A warning for `--addr http://` to a host other than this machine: the token and every
+    /// call would cross the network in clear text.
+    pub fn cleartext_warning(&self) -> Option<String> {
+        let Target::Addr(addr) = self else {
+            return None;
+        };
+        let url = url::Url::parse(addr).ok()?;
+        let loopback = match url.host()? {
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+            url::Host::Domain(name) => name == "localhost",
+        };
+        (url.scheme() == "http" && !loopback).then(|| {
+            format!(
+                "warning: {addr} is plain http to another machine: the token and every call \
+                 cross the network unencrypted. Reach the agent through its SSH tunnel \
+                 (--via ssh://… or -t NAME) or `clawops tunnel`"
+            )
+        })
+    }
+}
+
 /// What an ssh connection is for.
 enum SshAction {
     /// `-W HOST:PORT`: stdin/stdout become the TCP connection.
@@ -310,6 +352,48 @@ mod tests {
             Err(TargetError::Scheme(_))
         ));
         assert!(Target::parse_via("vm").is_err());
+    }
+
+    #[test]
+    fn hosts_users_zones_and_projects_are_plain_words() {
+        for bad in [
+            "ssh://me@-oProxyCommand=x",
+            "ssh://-me@vm",
+            "ssh://m%20e@vm",
+            "ssh://me;id@vm",
+            "gcloud://vm?zone=us-central1-a;id&project=p",
+            "gcloud://vm?zone=z&project=$(id)",
+            "gcloud://vm?zone=z&user=-x",
+        ] {
+            assert!(Target::parse_via(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "ssh://me@vm.example.com:2222",
+            "ssh://[::1]:22",
+            "ssh://127.0.0.1",
+            "gcloud://openclaw-gateway?zone=us-central1-a&project=my_proj.x&iap=true",
+        ] {
+            assert!(Target::parse_via(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            Target::parse_via("ssh://me@[::1]:22").unwrap(),
+            Target::Ssh {
+                user: Some("me".into()),
+                host: "::1".into(),
+                port: Some(22)
+            }
+        );
+    }
+
+    #[test]
+    fn plain_http_to_another_machine_is_warned_about() {
+        let warns = |a: &str| Target::Addr(a.into()).cleartext_warning().is_some();
+        assert!(warns("http://10.0.0.5:18777"));
+        assert!(warns("http://vm.example.com:18777"));
+        assert!(!warns("http://127.0.0.1:18777"));
+        assert!(!warns("http://[::1]:18777"));
+        assert!(!warns("http://localhost:18777"));
+        assert!(!warns("https://vm.example.com:18777"));
     }
 
     #[test]

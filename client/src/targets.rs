@@ -433,6 +433,7 @@ pub fn resolve_token(
         let what = format!("--token-file {}", path.display());
         let text = std::fs::read_to_string(path)
             .map_err(|e| TargetsError::NoToken(format!("cannot read {what}: {e}")))?;
+        private(path, &what)?;
         return Ok((non_empty(text, &what)?, TokenSource::Flag(path.clone())));
     }
     if let Some(token) = &env.token {
@@ -442,6 +443,7 @@ pub fn resolve_token(
         return match std::fs::read_to_string(path) {
             Ok(text) => {
                 let what = format!("{} (the token of target {name})", path.display());
+                private(path, &what)?;
                 let token = non_empty(text, &what)
                     .map_err(|e| TargetsError::NoToken(format!("{e}: {fetch_hint}")))?;
                 Ok((token, TokenSource::File(path.clone())))
@@ -463,6 +465,24 @@ pub fn resolve_token(
         "no token: pass --token-file FILE or set CLAWOPS_TOKEN (the agent's token is \
          /etc/clawops/token on the VM); or {fetch_hint}"
     )))
+}
+
+/// A token file others can read is a leaked token waiting to happen: refused, as the agent
+/// refuses its own.
+fn private(path: &Path, what: &str) -> Result<(), TargetsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0);
+    if mode & 0o077 != 0 {
+        return Err(TargetsError::NoToken(format!(
+            "{what} can be read by group or others (mode {:o}): `chmod 600 {}`, and if others \
+             could have read it, rotate the token on the VM",
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn non_empty(token: String, what: &str) -> Result<String, TargetsError> {

@@ -224,7 +224,7 @@ fn token_comes_from_flag_then_variable_then_the_targets_file() {
 
     let default_file = dir.path().join("xdg/clawops/tokens/prod");
     std::fs::create_dir_all(default_file.parent().unwrap()).unwrap();
-    std::fs::write(&default_file, "from-default\n").unwrap();
+    write_private(&default_file, "from-default\n");
     let (t, src) = resolve_token(&sel, &env, &resolved).unwrap();
     assert_eq!(
         (t.as_str(), src),
@@ -238,6 +238,16 @@ fn token_comes_from_flag_then_variable_then_the_targets_file() {
     let flag = dir.path().join("flag.token");
     std::fs::write(&flag, "from-flag").unwrap();
     sel.token_file = Some(flag.clone());
+    // Readable by others (the umask's 0644): refused, with the fix.
+    let e = resolve_token(&sel, &env, &resolved)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("read by group or others")
+            && e.contains(&format!("chmod 600 {}", flag.display())),
+        "{e}"
+    );
+    write_private(&flag, "from-flag");
     let (t, src) = resolve_token(&sel, &env, &resolved).unwrap();
     assert_eq!((t.as_str(), src), ("from-flag", TokenSource::Flag(flag)));
 
@@ -257,7 +267,7 @@ fn token_comes_from_flag_then_variable_then_the_targets_file() {
         "{e}"
     );
     std::fs::create_dir_all(lab_file.parent().unwrap()).unwrap();
-    std::fs::write(&lab_file, "\n").unwrap();
+    write_private(&lab_file, "\n");
     let e = resolve_token(&lab, &env, &resolved)
         .unwrap_err()
         .to_string();
@@ -395,4 +405,10 @@ fn completions_for_every_shell() {
     assert!(run.stdout().contains("--target"));
     let run = home.run(&["completions", "tcsh"]).expect(2);
     assert!(run.stderr().contains("bash"), "{}", run.stderr());
+}
+
+fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }

@@ -235,6 +235,9 @@ pub fn resolve_target(conn: &ConnArgs) -> Result<Resolved, ClientError> {
 pub fn connect_options(conn: &ConnArgs) -> Result<ConnectOptions, ClientError> {
     let resolved = resolve_target(conn)?;
     let (token, _) = named::resolve_token(&conn.selection(), &Env::from_process(), &resolved)?;
+    if let Some(warning) = resolved.target.cleartext_warning() {
+        eprintln!("{warning}");
+    }
     Ok(ConnectOptions {
         target: resolved.target,
         agent_port: resolved.agent_port,
