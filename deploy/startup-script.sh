@@ -516,13 +516,8 @@ step_unit() {
     problem "metadata attribute clawops-agent-unit is not set and no unit is installed; set it \
 with --metadata-from-file clawops-agent-unit=deploy/clawops-agent.service"
   fi
-  if write_once "$DROPIN" root root 0644 <<DROPIN; then
-# Written once by clawops' provisioning script; yours to edit (then: systemctl daemon-reload).
-# Beyond $STATE_DIR, the agent may write only to the checkout and the gateway's state
-# (snapshots before updates are restored from there). '-' : may not exist yet.
-[Service]
-ReadWritePaths=-$repo -$home/.openclaw
-DROPIN
+  upgrade_dropin
+  if write_once "$DROPIN" root root 0644 < <(dropin); then
     unit_changed=1
   fi
   if [[ $unit_changed == 1 ]]; then
@@ -534,6 +529,37 @@ DROPIN
     systemctl enable "$UNIT_NAME"
     changed "enabled $UNIT_NAME"
   fi
+}
+
+# dropin: the unit's per-VM paths. /home is an empty tmpfs for the agent but for the checkout
+# and the gateway's state, bound in read-write: nothing else of any user's home is visible.
+dropin() {
+  cat <<DROPIN
+# Written once by clawops' provisioning script; yours to edit (then: systemctl daemon-reload).
+# The agent sees no home directory but the checkout and the gateway's state, and may write only
+# there beyond $STATE_DIR (snapshots before updates are restored there). '-': may not exist yet.
+[Service]
+ProtectHome=tmpfs
+BindPaths=-$repo -$home/.openclaw
+ReadWritePaths=-$repo -$home/.openclaw
+DROPIN
+}
+
+# upgrade_dropin: a drop-in exactly as an earlier version wrote it (home read-only, not hidden)
+# is ours, untouched by the operator, and is replaced; an edited one is left alone.
+upgrade_dropin() {
+  [[ -f "$DROPIN" ]] || return 0
+  cmp -s "$DROPIN" - <<OLD || return 0
+# Written once by the clawops startup script; yours to edit (then: systemctl daemon-reload).
+# Beyond $STATE_DIR, the agent may write only to the checkout and the gateway's state
+# (snapshots before updates are restored from there). '-' : may not exist yet.
+[Service]
+ReadWritePaths=-$repo -$home/.openclaw
+OLD
+  dropin >"$work/dropin"
+  install_file "$work/dropin" "$DROPIN" root root 0644
+  changed "updated $DROPIN: the agent now sees no home directory but the checkout and ~/.openclaw"
+  unit_changed=1
 }
 
 # agent_up: within 20 s the unit is active and the agent answers on its port. Without systemd

@@ -51,6 +51,7 @@ pub struct Config {
     pub snapshots: SnapshotConfig,
     pub memory: MemoryConfig,
     pub verify: VerifyConfig,
+    pub policy: PolicyConfig,
 }
 
 impl Default for Config {
@@ -67,8 +68,25 @@ impl Default for Config {
             snapshots: SnapshotConfig::default(),
             memory: MemoryConfig::default(),
             verify: VerifyConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
+}
+
+/// What the deployed repository's compose file may ask of Docker (crate::policy). The defaults
+/// refuse everything that hands the host to whoever can push to the deployed branch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Host directories bind mounts may come from, besides the checkout and the snapshotted
+    /// state directories (`~` is the owner's home).
+    pub bind_roots: Vec<PathBuf>,
+    /// Binding the Docker socket, which is root on the host (OpenClaw's optional sandbox).
+    pub allow_docker_socket: bool,
+    /// Capabilities `cap_add` may name (`NET_ADMIN` or `CAP_NET_ADMIN`).
+    pub cap_add: Vec<String>,
+    /// Publishing ports on addresses other than loopback.
+    pub allow_public_ports: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -250,6 +250,20 @@ impl Repo {
             .map(|_| ())
     }
 
+    /// Moves the current branch back to `sha`, keeping local changes (refuses, like git, when a
+    /// file it would touch has any): undoes our own fast-forward.
+    pub async fn reset_keep(&self, sha: &str) -> Result<(), GitError> {
+        self.git(&["reset", "--quiet", "--keep", sha, "--"])
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn checkout_branch(&self, branch: &str) -> Result<(), GitError> {
+        self.git(&["checkout", "--quiet", branch, "--"])
+            .await
+            .map(|_| ())
+    }
+
     pub async fn current_branch(&self) -> Result<Option<String>, GitError> {
         match self
             .git(&["symbolic-ref", "--quiet", "--short", "HEAD"])

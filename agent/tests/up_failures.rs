@@ -65,9 +65,14 @@ async fn unwritable_bind_dir_is_refused_with_the_chown_command() {
 #[tokio::test]
 async fn missing_bind_source_outside_state_dirs_is_an_error() {
     let image = node_image("ok").await;
-    let app = app("timeout_secs = 30\nurl = \"http://127.0.0.1:{port}/healthz\"");
+    // The bind source is outside the state dirs: the deploy policy must allow it first.
+    let elsewhere = std::env::temp_dir().join(testkit::unique("clawops-elsewhere"));
+    let app = app(&format!(
+        "timeout_secs = 30\nurl = \"http://127.0.0.1:{{port}}/healthz\"\n[policy]\n\
+         bind_roots = [{:?}]",
+        elsewhere.display().to_string()
+    ));
     app.write("docker-compose.yml", SEED_COMPOSE);
-    let elsewhere = app.root.path().join("elsewhere");
     let env = app.seed_env(&image.tag).replace(
         &format!("{}/$USER/.openclaw\n", app.home().display()),
         &format!("{}/.openclaw\n", elsewhere.display()),

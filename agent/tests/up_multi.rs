@@ -102,7 +102,8 @@ impl Drop for VolumeGuard {
 async fn every_key_runs_on_the_engine_and_orphans_are_handled() {
     let image = node_image("ok").await;
     let app =
-        app("url = \"http://127.0.0.1:{port}/healthz\"\nhealthcheck = true\ntimeout_secs = 60");
+        // The compose file adds CHOWN, which the deploy policy must list.
+        app("url = \"http://127.0.0.1:{port}/healthz\"\nhealthcheck = true\ntimeout_secs = 60\n[policy]\ncap_add = [\"CHOWN\"]");
     let _volume = VolumeGuard {
         project: app.project.clone(),
         volume: format!("{}_cache", app.project),

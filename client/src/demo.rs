@@ -238,16 +238,21 @@ impl DemoApp {
     /// Pushes a commit to the remote that makes the gateway report `version` and behave per
     /// `mode` (`ok`, `exit`, `never-ready`). Returns the new sha.
     pub fn commit(&self, version: &str, mode: &str, message: &str) -> Result<String, DemoError> {
-        write(
-            &self.upstream.join("etc/gateway/version"),
-            format!("{version}\n").as_bytes(),
-            0o644,
-        )?;
-        write(
-            &self.upstream.join("etc/gateway/mode"),
-            format!("{mode}\n").as_bytes(),
-            0o644,
-        )?;
+        self.commit_files(
+            &[
+                ("etc/gateway/version", &format!("{version}\n")),
+                ("etc/gateway/mode", &format!("{mode}\n")),
+            ],
+            message,
+        )
+    }
+
+    /// Pushes a commit to the remote that writes `files` (paths relative to the repository).
+    /// Returns the new sha.
+    pub fn commit_files(&self, files: &[(&str, &str)], message: &str) -> Result<String, DemoError> {
+        for (path, text) in files {
+            write(&self.upstream.join(path), text.as_bytes(), 0o644)?;
+        }
         git(&self.upstream, &["add", "-A"])?;
         git(&self.upstream, &["commit", "-q", "-m", message])?;
         git(&self.upstream, &["push", "-q", "origin", "HEAD:main"])?;

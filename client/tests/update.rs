@@ -361,3 +361,135 @@ async fn a_client_that_disconnects_does_not_interrupt_the_update() {
     }
     panic!("the update did not finish after its client left");
 }
+
+/// The deploy policy (issue: the repository is root on the VM): a pushed compose change that
+/// binds the host's root is refused before anything stops, with the service, key, value and
+/// the setting that would allow it, and the deployed gateway keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_binding_the_host_is_refused_and_the_gateway_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _cleanup) = app(dir.path());
+    let mut client = local(&app, 8).await;
+    let first = update(&mut client).await;
+    assert_eq!(
+        outcome(&first),
+        proto::Outcome::Succeeded,
+        "{}",
+        first.message
+    );
+    let before = gateway_container(&app).await;
+
+    let hostile = clawops::demo::COMPOSE.replace(
+        "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n",
+        "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n      - /:/host\n",
+    );
+    assert_ne!(hostile, clawops::demo::COMPOSE);
+    app.commit_files(&[("docker-compose.yml", &hostile)], "bind the host")
+        .unwrap();
+    let refused = update(&mut client).await;
+    assert_eq!(
+        outcome(&refused),
+        proto::Outcome::Failed,
+        "{}",
+        refused.message
+    );
+    for part in [
+        "deploy policy",
+        "nothing was stopped",
+        "service openclaw-gateway: volumes \"/:/host\"",
+        "bind_roots",
+    ] {
+        assert!(
+            refused.message.contains(part),
+            "{part}: {}",
+            refused.message
+        );
+    }
+    assert_eq!(
+        gateway_container(&app).await,
+        before,
+        "the old container was not touched"
+    );
+    assert_eq!(app.served_version().await.as_deref(), Some("v1"));
+}
+
+/// A commit the policy allows but that widens access (a new bind) is shown and deployed only
+/// with --accept-changes; refused, it leaves the checkout where it was and the gateway serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_widening_change_needs_accept_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _cleanup) = app(dir.path());
+    let mut client = local(&app, 8).await;
+    let first = update(&mut client).await;
+    assert_eq!(
+        outcome(&first),
+        proto::Outcome::Succeeded,
+        "{}",
+        first.message
+    );
+    let before = gateway_container(&app).await;
+    let head = || {
+        let out = std::process::Command::new("git")
+            .args([
+                "-C",
+                &app.checkout.display().to_string(),
+                "rev-parse",
+                "HEAD",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+
+    let wider = clawops::demo::COMPOSE.replace(
+        "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n",
+        "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n      - ./etc:/mnt/etc:ro\n",
+    );
+    let target = app
+        .commit_files(&[("docker-compose.yml", &wider)], "bind more")
+        .unwrap();
+    let refused = update(&mut client).await;
+    assert_eq!(
+        outcome(&refused),
+        proto::Outcome::Failed,
+        "{}",
+        refused.message
+    );
+    for part in [
+        "widens what the repository asks",
+        "binds",
+        "/mnt/etc (ro)",
+        "--accept-changes",
+    ] {
+        assert!(
+            refused.message.contains(part),
+            "{part}: {}",
+            refused.message
+        );
+    }
+    assert_eq!(
+        head(),
+        first.to_sha,
+        "the checkout is back at the deployed sha"
+    );
+    assert_eq!(gateway_container(&app).await, before, "nothing was stopped");
+
+    let accepted = run_update(
+        &mut client,
+        proto::UpdateRequest {
+            accept_changes: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        outcome(&accepted),
+        proto::Outcome::Succeeded,
+        "{}",
+        accepted.message
+    );
+    assert_eq!(
+        (accepted.to_sha.as_str(), head()),
+        (target.as_str(), target.clone())
+    );
+}

@@ -175,20 +175,32 @@ def workflow(path: str, readme: str, binary: str) -> None:
           wf.get("permissions", {}).get("id-token") == "write", str(wf.get("permissions")))
     steps = [s for job in wf.get("jobs", {}).values() for s in job.get("steps", [])]
     uses = {s.get("uses", "").split("@")[0]: s for s in steps if "uses" in s}
-    auth = uses.get("google-github-actions/auth", {}).get("with", {})
-    check("workload identity auth, no key file",
-          "workload_identity_provider" in auth and "service_account" in auth
-          and "credentials_json" not in auth, str(auth))
-    check("sets up gcloud", "google-github-actions/setup-gcloud" in uses)
-    upload = uses.get("actions/upload-artifact", {})
-    check("uploads update.json even when the update failed",
-          upload.get("if") == "always()" and upload.get("with", {}).get("path") == "update.json",
-          str(upload))
+    check("no third-party action: only GitHub's own (actions/…)",
+          all(u.startswith("actions/") for u in uses), str(list(uses)))
     scripts = "\n".join(s.get("run", "") for s in steps)
-    check("runs clawops update --json through gcloud://",
-          'clawops --via "gcloud://${VM}?zone=${ZONE}&project=${PROJECT}" update --json > update.json'
-          in scripts, scripts)
+    check("workload identity federation through gcloud, no key file",
+          "workload-identity-pools create-cred-config" in scripts
+          and "ACTIONS_ID_TOKEN_REQUEST_TOKEN" in scripts and "--cred-file" in scripts
+          and "credentials_json" not in scripts and "private_key" not in scripts, scripts)
+    check("SSH through IAP", "--tunnel-through-iap" in scripts, scripts)
+    upload = uses.get("actions/upload-artifact", {})
+    check("uploads the result even when the update failed",
+          upload.get("if") == "always()"
+          and upload.get("with", {}).get("path") == "update-result.json", str(upload))
+    check("runs clawops update --json through gcloud:// with IAP",
+          'clawops --via "gcloud://${VM}?zone=${ZONE}&project=${PROJECT}&iap=true" update --json '
+          '"${accept[@]}" > update.json' in scripts, scripts)
+    check("--accept-changes only from a person's manual run",
+          "accept=(--accept-changes)" in scripts
+          and "github.event_name == 'workflow_dispatch' && inputs.accept_changes"
+          in str(wf.get("jobs")), scripts)
+    check("the artifact and the summary carry no log lines",
+          "select(.type != \"log\") | del(.last_logs)" in scripts
+          and "cat update.json" not in scripts, scripts)
     check("fails the job with clawops' exit status", 'exit "$status"' in scripts, scripts)
+    jobs = list(wf.get("jobs", {}).values())
+    check("deploys from a protected environment",
+          all(j.get("environment") for j in jobs), str(jobs))
 
     calls = clawops_calls(scripts)
     check("finds the clawops commands it uses", len(calls) >= 2, str(calls))

@@ -194,9 +194,9 @@ test_first_boot() {
     "$(cx cat /var/tmp/docker-shim.calls)"
   check "unit installed byte for byte" \
     bash -c "docker exec $CONTAINER cat /etc/systemd/system/clawops-agent.service | cmp - '$DEPLOY/clawops-agent.service'"
-  expect_eq "drop-in grants the checkout and ~/.openclaw" \
-    "ReadWritePaths=-/home/alice/openclaw -/home/alice/.openclaw" \
-    "$(cx grep ^ReadWritePaths /etc/systemd/system/clawops-agent.service.d/10-paths.conf)"
+  expect_eq "drop-in: homes hidden but the checkout and ~/.openclaw, which are writable" \
+    $'ProtectHome=tmpfs\nBindPaths=-/home/alice/openclaw -/home/alice/.openclaw\nReadWritePaths=-/home/alice/openclaw -/home/alice/.openclaw' \
+    "$(cx grep -E '^(ProtectHome|BindPaths|ReadWritePaths)=' /etc/systemd/system/clawops-agent.service.d/10-paths.conf)"
   expect_eq "agent.toml [app] from metadata" \
     $'owner = "alice"\nrepo = "/home/alice/openclaw"\nbranch = "main"\nservice = "openclaw-gateway"' \
     "$(cxsh "sed -n '/^\[app\]/,\$p' /etc/clawops/agent.toml | tail -n +2")"
@@ -280,6 +280,22 @@ test_operator_edits() {
     bash -c "docker exec $CONTAINER runuser -u clawops -- test -x /home/alice &&
       docker exec $CONTAINER stat -c %a /home/alice | grep -qx 710"
   expect_eq "no restart for config edits (the operator restarts)" "" "$RUN_CALLS"
+  local dropin=/etc/systemd/system/clawops-agent.service.d/10-paths.conf
+  # A drop-in exactly as the previous version wrote it is upgraded; an edited one is kept.
+  printf '%s\n' "# Written once by the clawops startup script; yours to edit (then: systemctl daemon-reload)." \
+    "# Beyond /var/lib/clawops, the agent may write only to the checkout and the gateway's state" \
+    "# (snapshots before updates are restored from there). '-' : may not exist yet." \
+    "[Service]" "ReadWritePaths=-/home/alice/openclaw -/home/alice/.openclaw" |
+    docker exec -i "$CONTAINER" tee "$dropin" >/dev/null
+  run_startup
+  expect_eq "previous version's drop-in: upgraded, reloaded and restarted" \
+    "0 ProtectHome=tmpfs"$'\n'"daemon-reload"$'\n'"restart clawops-agent.service" \
+    "$RUN_RC $(cx grep ^ProtectHome "$dropin")"$'\n'"$RUN_CALLS"
+  cxsh "echo 'TasksMax=64' >>$dropin"
+  before=$(cx sha256sum "$dropin")
+  run_startup
+  expect_eq "edited drop-in: kept as it is" "0 $before" "$RUN_RC $(cx sha256sum "$dropin")"
+  cxsh "sed -i '/^TasksMax=64/d' $dropin"
   cxsh "echo 'bogus_key = 1' >>/etc/clawops/agent.toml"
   run_startup
   expect_eq "invalid agent.toml: run exits 1" 1 "$RUN_RC"

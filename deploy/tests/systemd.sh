@@ -4,7 +4,8 @@
 # The same Debian 12 rootfs as startup.sh (it includes systemd), this time with systemd as
 # PID 1 and no shims but `docker`: the script really reloads, enables and (re)starts the unit,
 # the real agent runs with every sandbox setting, and the CLI reaches it with the token. The
-# container needs CAP_SYS_ADMIN for the unit's mount namespaces; it shares the host's network
+# container needs CAP_SYS_ADMIN for the unit's mount namespaces (and CAP_SYS_PTRACE for the test
+# to look into the agent's through /proc/PID/root); it shares the host's network
 # like startup.sh, so the agent listens on a port chosen here, set in an agent.toml that exists
 # before the first boot (which the script must then leave alone).
 
@@ -26,7 +27,7 @@ sysd_setup() {
   cgroup=$(docker info -f '{{.CgroupVersion}}' 2>/dev/null)
   SYSD_CONTAINER="clawops-deploy-systemd-$$-$RANDOM"
   local args=(-d --name "$SYSD_CONTAINER" --label clawops.test=1 --network host
-    --cap-add SYS_ADMIN --tmpfs /run --tmpfs /run/lock --tmpfs "/home:rw,exec,mode=0755")
+    --cap-add SYS_ADMIN --cap-add SYS_PTRACE --tmpfs /run --tmpfs /run/lock --tmpfs "/home:rw,exec,mode=0755")
   if [[ "$cgroup" == 2 ]]; then
     args+=(--cgroupns=private)
   else
@@ -95,6 +96,11 @@ group_systemd() {
   expect_eq "memory limit" 268435456 "$(unit_prop MemoryMax)"
   expect_eq "read-write paths" \
     "/var/lib/clawops -/home/alice/openclaw -/home/alice/.openclaw" "$(unit_prop ReadWritePaths)"
+  expect_eq "homes hidden (tmpfs)" tmpfs "$(unit_prop ProtectHome)"
+  expect_eq "the agent sees the checkout and ~/.openclaw, and no other home file" \
+    "openclaw .openclaw|no" \
+    "$(docker exec "$SYSD_CONTAINER" ls -A "/proc/$pid/root/home/alice" 2>&1 | sort -r | tr '\n' ' ' | sed 's/ $//')|$(
+      docker exec "$SYSD_CONTAINER" test -e "/proc/$pid/root/home/alice/.profile" && echo yes || echo no)"
 
   local token
   token=$(docker exec "$SYSD_CONTAINER" cat /etc/clawops/token)

@@ -204,12 +204,12 @@ group_workflows() {
     check "actionlint ${f#"$ROOT"/}" lint "$f"
     check "actionlint ${f#"$ROOT"/}, pins read as their tags (inputs, runtime)" lint_as_tags "$f"
   done
-  # The deploy example has findings of one kind today (actions on the node20 runtime, which
-  # another issue covers): every other kind is checked.
-  check "actionlint deploy/github-actions/deploy.yml (node20 runtime findings aside)" \
-    lint -ignore 'runtime "node20" is deprecated' "$DEPLOY/github-actions/deploy.yml"
-  out=$(unpinned_uses "$wfdir"/*.yml)
-  expect_eq "every uses: in .github/workflows is pinned to a commit SHA # tag" "" "$out"
+  local example="$DEPLOY/github-actions/deploy.yml"
+  check "actionlint deploy/github-actions/deploy.yml" lint "$example"
+  check "actionlint deploy/github-actions/deploy.yml, pins read as their tags" lint_as_tags "$example"
+  out=$(unpinned_uses "$wfdir"/*.yml "$example")
+  expect_eq "every uses: in .github/workflows and the deploy example is pinned to a commit SHA # tag" \
+    "" "$out"
   check "the workflows use actions (the pin check is not vacuous)" grep -qE '^[[:space:]-]*uses:' "$release"
   report_facts "$(workflow_facts "$release" "$ci")"
 

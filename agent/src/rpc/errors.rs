@@ -97,6 +97,7 @@ impl From<crate::up::UpError> for Status {
         use crate::up::UpError as U;
         match e {
             U::Compose(c) => c.into(),
+            U::Policy(_) => Status::failed_precondition(e.to_string()),
             U::Docker(d) => d.into(),
             U::Readiness(r) => r.into(),
             U::Journal(j) => j.into(),

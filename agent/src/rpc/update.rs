@@ -30,6 +30,7 @@ pub async fn update(
         git_ref: (!r.git_ref.is_empty()).then_some(r.git_ref),
         allow_non_ff: r.allow_non_ff,
         force: r.force,
+        accept_changes: r.accept_changes,
     };
     let work_ctx = ctx.clone();
     Ok(stream_deploy(ctx, guard, move |guard, sink| {

@@ -34,6 +34,8 @@ pub enum UpError {
     #[error(transparent)]
     Compose(#[from] ComposeError),
     #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
     Docker(#[from] DockerError),
     #[error("Docker engine, {action}: {source}")]
     Api {
@@ -192,6 +194,39 @@ pub fn load_project(config: &Config, app: &ResolvedApp) -> Result<Project, Compo
     })
 }
 
+/// Why a project cannot be deployed as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+}
+
+impl From<LoadError> for UpError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Compose(c) => UpError::Compose(c),
+            LoadError::Policy(p) => UpError::Policy(p),
+        }
+    }
+}
+
+/// The compose project, checked against the deploy policy before anything runs from it;
+/// warnings (allowed public ports) go to `sink`.
+pub fn load_deployable(
+    config: &Config,
+    app: &ResolvedApp,
+    sink: &EventSink,
+) -> Result<Project, LoadError> {
+    let project = load_project(config, app)?;
+    let roots = crate::policy::Roots::for_app(app, &config.policy);
+    for warning in crate::policy::check(&project, &roots, &config.policy)? {
+        sink.warning(warning);
+    }
+    Ok(project)
+}
+
 /// Runs Up holding `guard` (the single-flight lock), journaling the operation. Events go to
 /// `sink`; the report or the error is the result.
 pub async fn run(
@@ -340,7 +375,7 @@ async fn execute(
         "",
         "loading the compose project",
     );
-    let project = load_project(&ctx.config, &ctx.app)?;
+    let project = load_deployable(&ctx.config, &ctx.app, sink)?;
     for w in &project.warnings {
         sink.warning(w.clone());
     }

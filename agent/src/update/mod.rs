@@ -20,6 +20,7 @@ use crate::{
     up::{self, containers},
 };
 
+pub mod changes;
 pub mod rollback;
 pub mod source;
 pub mod swap;
@@ -31,6 +32,8 @@ pub struct UpdateOptions {
     pub allow_non_ff: bool,
     /// Rebuild and recreate even when already up to date.
     pub force: bool,
+    /// Deploy a change that widens what the repository asks of the VM (changes::Profile).
+    pub accept_changes: bool,
 }
 
 /// The outcome of a deploy (update or rollback), as journaled and reported.
@@ -69,6 +72,8 @@ pub enum UpdateError {
     Snapshot(#[from] snapshot::SnapshotError),
     #[error(transparent)]
     Prepare(#[from] build::service::PrepareError),
+    #[error(transparent)]
+    Unaccepted(#[from] changes::Unaccepted),
 }
 
 /// `openclaw:latest` → `openclaw:<sha12>`: the per-commit tag rollback starts from.
@@ -250,6 +255,13 @@ async fn execute(
     if report.from_sha.is_none() {
         report.from_sha = Some(plan.head.clone());
     }
+    // What the deployed tree asks of the VM, to compare the target's with.
+    let deployed_profile = report
+        .from_sha
+        .is_some()
+        .then(|| up::load_project(&ctx.config, app).ok())
+        .flatten()
+        .map(|p| changes::Profile::of(&p));
     source::apply(&repo, &plan).await?;
     p.phase(
         Phase::Merge,
@@ -261,8 +273,9 @@ async fn execute(
         format!("{} → {}", short(&plan.head), short(&target)),
     );
 
-    // The compose file may have changed with the commit: load it from the new tree.
-    let project = up::load_project(&ctx.config, app)?;
+    // The compose file may have changed with the commit: load it from the new tree, and check
+    // it before anything is built or stopped.
+    let project = target_project(ctx, app, &repo, &plan, deployed_profile, opts, p.sink).await?;
     let mut spec = build::service::service_spec(&ctx.config, app, &project, service)?;
     spec.git_sha = Some(target.clone());
     let image_name = spec.image.clone();
@@ -379,6 +392,42 @@ async fn execute(
 /// The no-op check: the sha's image exists, the compose `image:` points at it, and the
 /// service's container runs with the config hash it would be created with now. Returns the sha
 /// tag when all hold.
+/// The target tree's compose project, checked against the deploy policy and, when a deployed
+/// tree is known, for changes that widen access (deployed only with `accept_changes`). On a
+/// refusal the checkout goes back to where it was: nothing of the refused commit stays.
+async fn target_project(
+    ctx: &AgentContext,
+    app: &crate::config::ResolvedApp,
+    repo: &Repo,
+    plan: &source::SourcePlan,
+    deployed: Option<changes::Profile>,
+    opts: &UpdateOptions,
+    sink: &EventSink,
+) -> Result<Project, UpdateError> {
+    let checked = up::load_deployable(&ctx.config, app, sink)
+        .map_err(|e| UpdateError::Up(up::UpError::from(e)));
+    let refusal = match (checked, deployed) {
+        (Err(e), _) => e,
+        (Ok(project), None) => return Ok(project),
+        (Ok(project), Some(deployed)) => {
+            let widened = deployed.widened_by(&changes::Profile::of(&project));
+            if widened.is_empty() || opts.accept_changes {
+                for change in widened {
+                    sink.warning(format!("accepted change: {change}"));
+                }
+                return Ok(project);
+            }
+            UpdateError::Unaccepted(changes::Unaccepted {
+                deployed: plan.head.clone(),
+                target: plan.target.clone(),
+                changes: widened,
+            })
+        }
+    };
+    source::undo(repo, plan).await?;
+    Err(refusal)
+}
+
 async fn already_running(
     docker: &bollard::Docker,
     project: &Project,

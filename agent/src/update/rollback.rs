@@ -97,7 +97,7 @@ async fn execute(
 
     let service = ctx.config.app.service.as_str();
     let docker = ctx.docker.get().await.map_err(|e| e.to_string())?;
-    let project = up::load_project(&ctx.config, &ctx.app).map_err(|e| e.to_string())?;
+    let project = up::load_deployable(&ctx.config, &ctx.app, p.sink).map_err(|e| e.to_string())?;
     let svc = project
         .service(service)
         .ok_or_else(|| format!("service {service} is not in the compose file"))?;

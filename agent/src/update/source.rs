@@ -51,6 +51,8 @@ pub enum SourceAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePlan {
     pub head: String,
+    /// The branch checked out before the move (none when HEAD was detached).
+    pub branch: Option<String>,
     pub target: String,
     pub action: SourceAction,
 }
@@ -104,6 +106,7 @@ pub async fn plan(
         }
     };
     Ok(SourcePlan {
+        branch: repo.current_branch().await?,
         head,
         target: target.to_owned(),
         action,
@@ -111,6 +114,16 @@ pub async fn plan(
 }
 
 /// Carries out the plan.
+/// Puts the checkout back where `plan` found it, after [`apply`], when the target is refused.
+pub async fn undo(repo: &Repo, plan: &SourcePlan) -> Result<(), SourceError> {
+    match (plan.action, &plan.branch) {
+        (SourceAction::None, _) => Ok(()),
+        (SourceAction::FastForward, _) => Ok(repo.reset_keep(&plan.head).await?),
+        (SourceAction::Detach, Some(branch)) => Ok(repo.checkout_branch(branch).await?),
+        (SourceAction::Detach, None) => Ok(repo.checkout_detached(&plan.head).await?),
+    }
+}
+
 pub async fn apply(repo: &Repo, plan: &SourcePlan) -> Result<(), SourceError> {
     match plan.action {
         SourceAction::None => Ok(()),

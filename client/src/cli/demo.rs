@@ -171,6 +171,7 @@ fn demo_update() -> UpdateArgs {
         git_ref: None,
         allow_non_ff: false,
         force: false,
+        accept_changes: false,
         requested_by: Some("demo".into()),
     }
 }

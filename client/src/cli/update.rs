@@ -27,6 +27,11 @@ pub struct UpdateArgs {
     /// Rebuild and recreate even when the deployed sha is already the target.
     #[arg(long)]
     pub force: bool,
+    /// Deploy even though the change widens what the repository asks of the VM (new binds,
+    /// capabilities, ports, user, network mode, confinement options or base images), after you
+    /// reviewed what the refusal listed. The deploy policy in agent.toml still applies.
+    #[arg(long)]
+    pub accept_changes: bool,
     /// Recorded in the journal as who asked (default: $USER@hostname).
     #[arg(long)]
     pub requested_by: Option<String>,
@@ -71,6 +76,7 @@ pub async fn update(mut client: Client, args: UpdateArgs, out: &Output) -> Resul
         git_ref: args.git_ref.unwrap_or_default(),
         allow_non_ff: args.allow_non_ff,
         force: args.force,
+        accept_changes: args.accept_changes,
         requested_by: who(args.requested_by),
     };
     let stream = match client.agent.update(request).await {
