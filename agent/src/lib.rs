@@ -24,6 +24,7 @@ pub mod status;
 // Its calls (dl_iterate_phdr, malloc_trim) exist only in glibc.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub mod trim;
+pub mod untrusted;
 pub mod up;
 pub mod update;
 pub mod verify;
