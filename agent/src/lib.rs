@@ -11,6 +11,7 @@ pub mod docker;
 pub mod events;
 pub mod git;
 pub mod journal;
+pub mod limits;
 pub mod lock;
 pub mod logs;
 pub mod memory;
