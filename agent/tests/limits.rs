@@ -12,11 +12,14 @@ const SERVICE: &str = "openclaw-gateway";
 
 fn context(root: &Path, project: &str, limits: &str) -> Arc<AgentContext> {
     std::fs::create_dir_all(root.join("repo")).unwrap();
-    let toml = format!(
-        "state_dir = \"{state}\"\n[app]\nrepo = \"{repo}\"\nproject = \"{project}\"\n[limits]\n{limits}\n",
+    let mut toml = format!(
+        "state_dir = \"{state}\"\n[app]\nrepo = \"{repo}\"\nproject = \"{project}\"\n",
         state = root.join("state").display(),
         repo = root.join("repo").display(),
     );
+    if !limits.is_empty() {
+        toml.push_str(&format!("[limits]\n{limits}\n"));
+    }
     let config = Config::parse(&toml, Path::new("agent.toml")).unwrap();
     let app = config.resolve_app().unwrap();
     let journal = Journal::open(&config.state_dir).unwrap();
