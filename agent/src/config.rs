@@ -52,6 +52,7 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub verify: VerifyConfig,
     pub policy: PolicyConfig,
+    pub limits: crate::limits::LimitsConfig,
 }
 
 impl Default for Config {
@@ -69,6 +70,7 @@ impl Default for Config {
             memory: MemoryConfig::default(),
             verify: VerifyConfig::default(),
             policy: PolicyConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -191,6 +193,8 @@ pub struct SnapshotConfig {
     /// State directories copied before every update; `~` is the owner's home.
     pub dirs: Vec<PathBuf>,
     pub keep: u32,
+    /// Refuse a snapshot whose directories add up to more than this; 0: no cap.
+    pub max_mb: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -198,6 +202,7 @@ impl Default for SnapshotConfig {
         Self {
             dirs: vec![PathBuf::from("~/.openclaw")],
             keep: 3,
+            max_mb: 0,
         }
     }
 }
@@ -337,6 +342,34 @@ impl Config {
             });
         }
         self.validate_verify()?;
+        self.validate_limits()?;
+        Ok(())
+    }
+
+    /// `[limits]`: zero would refuse every request (or rotate the journal on every write).
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let positive = [
+            (
+                "limits.max_requested_by_bytes",
+                l.max_requested_by_bytes as u64,
+            ),
+            (
+                "limits.max_streams_per_connection",
+                l.max_streams_per_connection.into(),
+            ),
+            (
+                "limits.max_requests_per_connection",
+                l.max_requests_per_connection as u64,
+            ),
+            ("limits.journal_max_mb", l.journal_max_mb),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid {
+                key,
+                message: "must be at least 1".into(),
+            });
+        }
         Ok(())
     }
 

@@ -81,6 +81,13 @@ impl CountGuard {
     }
 }
 
+impl CountGuard {
+    /// Takes over one count already added to `counter` (see `limits::follow_slot`).
+    pub fn adopt(counter: &Arc<AtomicU32>) -> Self {
+        Self(counter.clone())
+    }
+}
+
 impl Drop for CountGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);

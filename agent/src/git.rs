@@ -13,6 +13,18 @@ use tokio::process::Command;
 const GIT_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_REF_LEN: usize = 256;
 
+/// Whoever can write the checkout's `.git` must not get code run by the agent (possibly root):
+/// no hooks, no fsmonitor command, and only the transports remotes really use (no `ext::`,
+/// no plain http; tests and deployments fetch over ssh, https or a local path).
+const HARDENING: &[&str] = &[
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "protocol.allow=never",
+    "protocol.https.allow=always",
+    "protocol.ssh.allow=always",
+    "protocol.file.allow=always",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("{0} is not a git checkout: clone your fork there first (`git clone URL {0}`)")]
@@ -81,10 +93,13 @@ impl Repo {
         // trusts exactly this one repository, not all of them.
         cmd.arg("-c")
             .arg(format!("safe.directory={}", self.path.display()))
+            .args(HARDENING.iter().flat_map(|c| ["-c", c]))
             .arg("-C")
             .arg(&self.path)
             .args(args)
             .env("GIT_TERMINAL_PROMPT", "0")
+            // /etc/gitconfig is not the owner's to set, and not ours to trust either.
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("LC_ALL", "C")
             .env("HOME", &self.home)
             .stdin(Stdio::null())
@@ -311,6 +326,63 @@ pub fn validate_ref(reference: &str) -> Result<(), GitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hooks and an fsmonitor command planted in the checkout's `.git` never run on update.
+    #[tokio::test]
+    async fn fetch_and_merge_run_no_hooks_or_fsmonitor() {
+        use std::os::unix::fs::PermissionsExt;
+        let fx = testkit::git::GitFixture::new("hooks", &[("a.txt", b"1")]);
+        let marker = fx.checkout.parent().unwrap().join("ran");
+        let script = format!("#!/bin/sh\necho \"$0\" >> {}\n", marker.display());
+        let hooks = fx.checkout.join(".git/hooks");
+        let monitor = fx.checkout.parent().unwrap().join("monitor.sh");
+        for p in [
+            hooks.join("post-merge"),
+            hooks.join("post-checkout"),
+            hooks.join("reference-transaction"),
+            monitor.clone(),
+        ] {
+            std::fs::write(&p, &script).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let monitor = monitor.to_str().unwrap();
+        testkit::git::git(&fx.checkout, &["config", "core.fsmonitor", monitor]);
+        let first = fx.checkout_head();
+        let target = fx.commit(&[("a.txt", b"2")], "second");
+
+        let home = fx.checkout.parent().unwrap();
+        let repo = Repo::new(&fx.checkout, "root", 0, 0, home);
+        assert_eq!(repo.fetch("origin", "main").await.unwrap(), target);
+        repo.modified_tracked_files().await.unwrap();
+        repo.fast_forward(&target).await.unwrap();
+        repo.checkout_detached(&first).await.unwrap();
+        assert_eq!(repo.head().await.unwrap(), first);
+        assert!(
+            !marker.exists(),
+            "ran: {}",
+            std::fs::read_to_string(&marker).unwrap_or_default()
+        );
+    }
+
+    /// `ext::` would run a command from a remote URL; plain http is off too.
+    #[tokio::test]
+    async fn only_ssh_https_and_local_transports() {
+        let fx = testkit::git::GitFixture::new("transports", &[("a.txt", b"1")]);
+        let marker = fx.checkout.parent().unwrap().join("ext-ran");
+        let url = format!("ext::sh -c touch% {}", marker.display());
+        testkit::git::git(&fx.checkout, &["remote", "add", "evil", &url]);
+        testkit::git::git(
+            &fx.checkout,
+            &["remote", "add", "plain", "http://127.0.0.1:9/x"],
+        );
+        let home = fx.checkout.parent().unwrap();
+        let repo = Repo::new(&fx.checkout, "root", 0, 0, home);
+        for remote in ["evil", "plain"] {
+            let err = repo.fetch(remote, "main").await.unwrap_err();
+            assert!(err.to_string().contains("not allowed"), "{err}");
+        }
+        assert!(!marker.exists());
+    }
 
     #[test]
     fn hostile_refs_are_refused() {

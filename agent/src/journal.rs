@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 use crate::lock::Operation;
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
+/// Where the journal goes when it reaches its size limit (the one before is dropped).
+pub const ROTATED_FILE: &str = "journal.1.jsonl";
+pub const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// Healthy deploys restated at the top of a fresh journal, so rollback and the deployed sha
+/// survive any number of rotations.
+const CARRIED_DEPLOYS: usize = 10;
 const LAST_LOG_LINES: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +137,7 @@ impl Entry {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
+    max_bytes: u64,
     inner: Mutex<Inner>,
 }
 
@@ -142,46 +149,27 @@ struct Inner {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal in `state_dir` and reads what it holds. A torn last
-    /// line (crash mid-write) is skipped with a warning, never fatal.
+    /// [`Journal::open_with_limit`] with the default size.
     pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
+        Self::open_with_limit(state_dir, DEFAULT_MAX_BYTES)
+    }
+
+    /// Opens (creating if needed) the journal in `state_dir` and reads what it holds: the tail
+    /// of the rotated file, then of the current one. A torn last line (crash mid-write) is
+    /// skipped with a warning, never fatal. Past `max_bytes` the file is rotated.
+    pub fn open_with_limit(state_dir: &Path, max_bytes: u64) -> Result<Self, JournalError> {
         let path = state_dir.join(JOURNAL_FILE);
         let io = |source| JournalError::Io {
             path: path.clone(),
             source,
         };
         std::fs::create_dir_all(state_dir).map_err(io)?;
-        let mut entries = Vec::new();
-        let mut index = HashMap::new();
-        if path.exists() {
-            let reader = BufReader::new(File::open(&path).map_err(io)?);
-            for (n, line) in reader.lines().enumerate() {
-                let line = line.map_err(io)?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Record>(&line) {
-                    Ok(record) => apply(&mut entries, &mut index, record),
-                    Err(e) => tracing::warn!(
-                        journal = %path.display(),
-                        line = n + 1,
-                        error = %e,
-                        "skipping unreadable journal line"
-                    ),
-                }
-            }
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        // After a torn write the file ends mid-line: start the next record on a line of its own.
-        if ends_without_newline(&path).map_err(io)? {
-            file.write_all(b"\n").map_err(io)?;
-        }
+        let (entries, index) =
+            load(&[state_dir.join(ROTATED_FILE), path.clone()], max_bytes).map_err(io)?;
+        let file = open_append(&path).map_err(io)?;
         Ok(Self {
             path,
+            max_bytes: max_bytes.max(1),
             inner: Mutex::new(Inner {
                 file,
                 entries,
@@ -296,6 +284,10 @@ impl Journal {
         {
             return Err(JournalError::UnknownOperation(id.clone()));
         }
+        let size = inner.file.metadata().map_err(io)?.len();
+        if size > 0 && size + line.len() as u64 > self.max_bytes {
+            self.rotate(&mut inner).map_err(io)?;
+        }
         // One write per record: with O_APPEND a line is never interleaved with another.
         inner.file.write_all(&line).map_err(io)?;
         inner.file.sync_data().map_err(io)?;
@@ -303,6 +295,121 @@ impl Journal {
         apply(entries, index, record);
         Ok(())
     }
+}
+
+impl Journal {
+    /// journal.jsonl becomes journal.1.jsonl; the fresh file starts with what must outlive the
+    /// old one: operations still running (their later records refer to them) and the newest
+    /// healthy deploys. Memory then holds only what the two files hold.
+    fn rotate(&self, inner: &mut Inner) -> std::io::Result<()> {
+        let rotated = self.path.with_file_name(ROTATED_FILE);
+        let mut carried: Vec<&Entry> = inner
+            .entries
+            .iter()
+            .filter(|e| e.outcome == Outcome::Running)
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        carried.extend(
+            inner
+                .entries
+                .iter()
+                .rev()
+                .filter(|e| e.is_healthy_deploy() && seen.insert(e.to_sha.clone()))
+                .take(CARRIED_DEPLOYS),
+        );
+        carried.sort_by_key(|e| e.started_at);
+        let mut text = Vec::new();
+        for record in carried.into_iter().flat_map(restate) {
+            serde_json::to_writer(&mut text, &record).expect("journal records serialize");
+            text.push(b'\n');
+        }
+        std::fs::rename(&self.path, &rotated)?;
+        let mut file = open_append(&self.path)?;
+        file.write_all(&text)?;
+        file.sync_data()?;
+        inner.file = file;
+        (inner.entries, inner.index) = load(&[rotated, self.path.clone()], self.max_bytes)?;
+        Ok(())
+    }
+}
+
+/// The records that rebuild `e` (a repeated `begin` for a known id is ignored on load, and
+/// `end` is idempotent). Phases are not restated: applied again they would be duplicated.
+fn restate(e: &Entry) -> Vec<Record> {
+    let mut records = vec![Record::Begin {
+        id: e.id.clone(),
+        kind: e.kind.clone(),
+        requested_by: e.requested_by.clone(),
+        at: e.started_at,
+        from_sha: e.from_sha.clone(),
+    }];
+    if let Some(at) = e.finished_at {
+        records.push(Record::End {
+            id: e.id.clone(),
+            at,
+            outcome: e.outcome,
+            finish: Finish {
+                from_sha: e.from_sha.clone(),
+                to_sha: e.to_sha.clone(),
+                image: e.image.clone(),
+                message: e.message.clone(),
+                last_logs: e.last_logs.clone(),
+            },
+        });
+    }
+    records
+}
+
+type Folded = (Vec<Entry>, HashMap<String, usize>);
+
+/// Folds the records of `files`, oldest file first, reading at most the last `max_bytes` of
+/// each: a journal grown by hand or by a bug must not make start-up slow or the agent large.
+fn load(files: &[PathBuf], max_bytes: u64) -> std::io::Result<Folded> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut entries = Vec::new();
+    let mut index = HashMap::new();
+    for path in files {
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let len = f.metadata()?.len();
+        let cut = len > max_bytes;
+        if cut {
+            f.seek(SeekFrom::Start(len - max_bytes))?;
+        }
+        let mut reader = BufReader::new(f.take(max_bytes));
+        if cut {
+            // Starting mid-file: the first line is a fragment.
+            reader.read_until(b'\n', &mut Vec::new())?;
+        }
+        for (n, line) in reader.split(b'\n').enumerate() {
+            let line = line?;
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(record) => apply(&mut entries, &mut index, record),
+                Err(e) => tracing::warn!(
+                    journal = %path.display(),
+                    line = n + 1,
+                    error = %e,
+                    "skipping unreadable journal line"
+                ),
+            }
+        }
+    }
+    Ok((entries, index))
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    // After a torn write the file ends mid-line: start the next record on a line of its own.
+    if ends_without_newline(path)? {
+        file.write_all(b"\n")?;
+    }
+    Ok(file)
 }
 
 fn ends_without_newline(path: &Path) -> std::io::Result<bool> {
@@ -326,6 +433,10 @@ fn apply(entries: &mut Vec<Entry>, index: &mut HashMap<String, usize>, record: R
             at,
             from_sha,
         } => {
+            // Restated after a rotation: the entry read from the older file stays.
+            if index.contains_key(&id) {
+                return;
+            }
             index.insert(id.clone(), entries.len());
             entries.push(Entry {
                 id,
@@ -441,6 +552,43 @@ mod tests {
         drop(journal);
         let journal = Journal::open(dir.path()).unwrap();
         assert!(journal.unfinished().is_empty());
+    }
+
+    /// Past its limit the journal rotates; start-up reads bounded tails; the deployed sha and
+    /// running operations survive any number of rotations and a restart.
+    #[test]
+    fn rotates_past_the_limit_and_keeps_the_deployed_sha() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 4096;
+        let journal = Journal::open_with_limit(dir.path(), limit).unwrap();
+        deploy(&journal, "aaa", Outcome::Succeeded);
+        let running = Operation::new("update", "test");
+        journal.begin(&running, Some("aaa".into())).unwrap();
+        for _ in 0..100 {
+            deploy(&journal, "bad", Outcome::Failed);
+        }
+        let size = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
+        assert!(size(JOURNAL_FILE) <= limit, "{}", size(JOURNAL_FILE));
+        assert!(size(ROTATED_FILE) <= limit, "{}", size(ROTATED_FILE));
+        assert_eq!(journal.deployed().unwrap().to_sha.as_deref(), Some("aaa"));
+        assert!(journal.entries(1000).len() < 100);
+        // Later records of an operation begun before the rotations still land.
+        journal.phase(&running.id, "build", "done", 1, "").unwrap();
+        drop(journal);
+        let journal = Journal::open_with_limit(dir.path(), limit).unwrap();
+        assert_eq!(journal.deployed().unwrap().to_sha.as_deref(), Some("aaa"));
+        assert_eq!(journal.unfinished().len(), 1);
+
+        // A journal grown far past the limit by other means: only its tail is read.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
+        f.write_all(&vec![b'x'; 10 * limit as usize]).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        let journal = Journal::open_with_limit(dir.path(), limit).unwrap();
+        assert_eq!(journal.deployed().unwrap().to_sha.as_deref(), Some("aaa"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod events;
 pub mod git;
 pub mod journal;
+pub mod limits;
 pub mod lock;
 pub mod logs;
 pub mod memory;
@@ -25,6 +26,7 @@ pub mod status;
 // Its calls (dl_iterate_phdr, malloc_trim) exist only in glibc.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub mod trim;
+pub mod untrusted;
 pub mod up;
 pub mod update;
 pub mod verify;

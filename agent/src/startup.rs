@@ -23,7 +23,8 @@ pub enum StartupError {
 pub fn build_context(config: Config) -> Result<Arc<AgentContext>, StartupError> {
     config.validate()?;
     let app = config.resolve_app()?;
-    let journal = Journal::open(&config.state_dir)?;
+    let journal_max = config.limits.journal_max_mb.saturating_mul(1024 * 1024);
+    let journal = Journal::open_with_limit(&config.state_dir, journal_max)?;
     let ctx = AgentContext::new(config, app, journal);
     // Memory history and the docker events watcher run for the agent's whole life.
     crate::memory::sampler::start(&ctx);

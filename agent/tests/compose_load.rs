@@ -584,3 +584,65 @@ fn no_compose_file_says_where_it_looked() {
     assert!(err.contains("compose.yaml"), "{err}");
     assert!(err.contains("compose_files"), "{err}");
 }
+
+/// `env_file` naming a token file (the agent's own, or any secret outside the checkout and the
+/// owner's home, directly or through a symlink) is refused, and no error carries its text.
+#[test]
+fn env_files_outside_the_checkout_and_token_files_are_refused_without_echo() {
+    let token = "3f9a0c1d2e3f4a5b6c7d8e9f00112233";
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let with_env_file =
+        |path: &str| format!("services:\n  gw:\n    image: x\n    env_file: [\"{path}\"]\n");
+    let dir = project_dir(&[(
+        "docker-compose.yml",
+        &with_env_file(token_file.to_str().unwrap()),
+    )]);
+    let env = [("HOME", home.path().to_str().unwrap())];
+    let err = load(dir.path(), &env).unwrap_err();
+    assert!(matches!(err, ComposeError::EnvFileOutside { .. }), "{err}");
+    assert!(!err.to_string().contains("3f9a"), "{err}");
+
+    // A symlink in the checkout (or in the home) to the token file is the same file.
+    std::os::unix::fs::symlink(&token_file, dir.path().join("linked.env")).unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        with_env_file("linked.env"),
+    )
+    .unwrap();
+    let err = load(dir.path(), &env).unwrap_err();
+    assert!(matches!(err, ComposeError::EnvFileOutside { .. }), "{err}");
+    std::os::unix::fs::symlink(&token_file, home.path().join("t.env")).unwrap();
+    let in_home = home.path().join("t.env");
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        with_env_file(in_home.to_str().unwrap()),
+    )
+    .unwrap();
+    let err = load(dir.path(), &env).unwrap_err();
+    assert!(matches!(err, ComposeError::EnvFileOutside { .. }), "{err}");
+
+    // A token file inside the home is read, but the parse error names only the line.
+    std::fs::copy(&token_file, home.path().join("copy.env")).unwrap();
+    let copy = home.path().join("copy.env");
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        with_env_file(copy.to_str().unwrap()),
+    )
+    .unwrap();
+    let err = load(dir.path(), &env).unwrap_err().to_string();
+    assert!(err.contains("line 1"), "{err}");
+    assert!(!err.contains("3f9a"), "{err}");
+
+    // `.env` itself: a symlink out of the checkout is refused too.
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        "services:\n  gw:\n    image: x\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&token_file, dir.path().join(".env")).unwrap();
+    let err = load(dir.path(), &env).unwrap_err();
+    assert!(matches!(err, ComposeError::EnvFileOutside { .. }), "{err}");
+}

@@ -468,3 +468,61 @@ async fn keeps_the_newest_n_counting_the_state_a_restore_replaced() {
         .unwrap_err();
     assert!(matches!(err, SnapshotError::Missing(_)), "{err}");
 }
+
+/// A tmpfs of a fixed size, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn new(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs (the tests run as root)");
+        Self(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// The snapshot is refused before anything is written when the state exceeds
+/// `[snapshots] max_mb` or the free space beside the snapshots; nothing partial is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_check_the_cap_and_free_space_first() {
+    let docker = testkit::docker::connect().await;
+    let project = unique("snaptest");
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".openclaw");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("big.bin"), vec![7u8; 3 * 1024 * 1024]).unwrap();
+    let engine = engine(&docker, &project, None);
+
+    let state = tempfile::tempdir().unwrap();
+    let dirs = std::slice::from_ref(&dir);
+    let err = snapshot::take_capped(&engine, state.path(), "op1", dirs, 3, 2)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SnapshotError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("max_mb"), "{err}");
+    assert!(snapshot::list(state.path()).unwrap().is_empty());
+
+    let disk = SmallDisk::new("1m");
+    let err = snapshot::take(&engine, disk.0.path(), "op1", dirs, 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SnapshotError::NoSpace { .. }), "{err}");
+    assert!(err.to_string().contains("free"), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(disk.0.path().join("snapshots"))
+        .unwrap()
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -522,3 +522,82 @@ async fn probe_results_are_reused_only_for_the_same_file_in_the_same_run() {
     assert_eq!(get(&report, "gog").probe_reused, None, "{report:#?}");
     assert_eq!(scratch_left(&docker, &img.id).await, 0);
 }
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A SKILL.md that is a symlink to /dev/zero or a FIFO nobody writes to: verify still answers
+/// promptly, reports both as problems and reads neither into memory.
+#[test]
+fn skill_files_that_never_end_are_refused() {
+    let project = unique("vfy");
+    let _guard = ProjectGuard::new(&project);
+    let tag = format!("{project}:latest");
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, home) = skills_tree(tmp.path());
+    std::fs::create_dir_all(repo.join("skills/zero")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", repo.join("skills/zero/SKILL.md")).unwrap();
+    std::fs::create_dir_all(home.join(".openclaw/skills/fifo")).unwrap();
+    nix::unistd::mkfifo(
+        &home.join(".openclaw/skills/fifo/SKILL.md"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let app = app(&project, &repo, &home);
+    let before = rss_kib("VmRSS:");
+    // Its own thread and runtime: on a hang the test fails at the deadline instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let report = rt.block_on(async {
+            let img = image::build(&tag, &fixture_files(&tag), "[\"/bin/sleep\", \"3600\"]").await;
+            let docker = testkit::docker::connect().await;
+            let mut opts = options(&["gog"]);
+            opts.image = Some(img.tag.clone());
+            let started = std::time::Instant::now();
+            let report = verify::verify(
+                &docker,
+                &app,
+                &Config::default(),
+                &VerifyCache::default(),
+                opts,
+            )
+            .await;
+            (report, started.elapsed())
+        });
+        let _ = tx.send(report);
+        // Keep the runtime out of Drop: a blocked blocking-pool thread would hold it forever.
+        std::mem::forget(rt);
+    });
+    // The image build comes first; verify itself must answer within 5 s.
+    let (report, took) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("verify did not answer");
+    assert!(took < Duration::from_secs(5), "verify took {took:?}");
+    let report = report.unwrap();
+    let grown_mib = rss_kib("VmHWM:").saturating_sub(before) / 1024;
+    assert!(grown_mib < 30, "resident memory grew by {grown_mib} MiB");
+    let problems: Vec<String> = report
+        .skill_problems
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("zero") && p.contains("symbolic link")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("fifo") && p.contains("not a regular file")),
+        "{problems:?}"
+    );
+}

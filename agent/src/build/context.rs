@@ -54,6 +54,8 @@ pub enum ContextError {
     Changed(String),
     #[error("sending the build context: {0}")]
     Send(io::Error),
+    #[error(transparent)]
+    Untrusted(#[from] crate::untrusted::UntrustedReadError),
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
@@ -144,17 +146,21 @@ pub fn plan(opts: &ContextOptions) -> Result<ContextPlan, ContextError> {
     if !df_path.is_file() {
         return Err(ContextError::DockerfileMissing(df_path));
     }
-    let dockerfile_text = std::fs::read_to_string(&df_path).map_err(io_err(&df_path))?;
+    // Bounded reads of regular files: a FIFO or /dev/zero must not hang or bloat the agent.
+    // The Dockerfile may be a symlink inside the context (checked above): read its target.
+    let df_real = std::fs::canonicalize(&df_path).map_err(io_err(&df_path))?;
+    let dockerfile_text = crate::untrusted::read_text(&df_real, crate::untrusted::MAX_TEXT_FILE)?;
 
     let ignore_path = dir.join(DOCKERIGNORE);
-    let mut ignore = match std::fs::read_to_string(&ignore_path) {
-        Ok(text) => DockerIgnore::parse(&text).map_err(|source| ContextError::Ignore {
-            path: ignore_path.clone(),
-            source,
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => DockerIgnore::default(),
-        Err(e) => return Err(io_err(&ignore_path)(e)),
-    };
+    let mut ignore =
+        match crate::untrusted::read_text(&ignore_path, crate::untrusted::MAX_TEXT_FILE) {
+            Ok(text) => DockerIgnore::parse(&text).map_err(|source| ContextError::Ignore {
+                path: ignore_path.clone(),
+                source,
+            })?,
+            Err(crate::untrusted::UntrustedReadError::NotFound { .. }) => DockerIgnore::default(),
+            Err(e) => return Err(e.into()),
+        };
     // The docker CLI re-includes these two when the patterns exclude them.
     for keep in [DOCKERIGNORE, dockerfile.as_str()] {
         if ignore.matches_single_parent(keep) {

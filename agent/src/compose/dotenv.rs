@@ -3,6 +3,9 @@
 //! values), single quotes literal, double quotes with `\n \t \\ \" \$` escapes, both may span
 //! lines; unquoted and double-quoted values are interpolated (`${V:-d}` …) from the lookup and
 //! the keys defined earlier in the file; a bare `KEY` takes its value from the lookup, if set.
+//!
+//! Errors name the line and, once it is known to be one, the variable: never text from the
+//! file, which may be a secret (an `env_file` pointing at a token file gives "line 1: …").
 
 use super::interpolate::{InterpolateError, interpolate};
 
@@ -59,17 +62,15 @@ pub fn parse(
                 }
                 continue;
             }
-            return Err(err(format!(
-                "expected `=` after {key:?}, found {:?}",
-                first_chars(after_key)
-            )));
+            // Not `{key}`: without `=` it is not known to be a name (`tok3n rest` …).
+            return Err(err("expected `=` after the variable name".into()));
         };
         let raw = raw.trim_start_matches([' ', '\t']);
         let known = |k: &str| lookup(k).or_else(|| get(&vars, k));
         let interp = |s: &str| -> Result<String, DotenvError> {
             interpolate(s, &known)
                 .map(|i| i.value)
-                .map_err(|e: InterpolateError| err(format!("{key}: {e}")))
+                .map_err(|e: InterpolateError| err(format!("{key}: {}", redacted(&e))))
         };
         let value = match raw.chars().next() {
             Some(q @ ('\'' | '"')) => {
@@ -94,8 +95,7 @@ pub fn parse(
                 let trailing = full[close + 1..].trim_start();
                 if !(trailing.is_empty() || trailing.starts_with('#')) {
                     return Err(err(format!(
-                        "unexpected {:?} after the quoted value of {key}",
-                        first_chars(trailing)
+                        "unexpected text after the quoted value of {key}"
                     )));
                 }
                 if q == '\'' {
@@ -125,8 +125,16 @@ fn split_line(s: &str) -> (&str, &str) {
     }
 }
 
-fn first_chars(s: &str) -> String {
-    s.chars().take(12).collect()
+/// The interpolation error without the template or the `:?` message, both text from the file.
+fn redacted(e: &InterpolateError) -> String {
+    match e {
+        InterpolateError::Invalid { .. } => {
+            "invalid interpolation format (write a literal $ as $$)".into()
+        }
+        InterpolateError::Required { name, .. } => {
+            format!("required variable {name} is missing a value")
+        }
+    }
 }
 
 fn validate_key(key: &str) -> Result<(), String> {
@@ -138,9 +146,11 @@ fn validate_key(key: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "{key:?} is not a valid variable name (letters, digits, `_`, `.`, `-`; not starting with a digit)"
-        ))
+        // Not echoed: it may be the first line of a token file rather than a name.
+        Err(
+            "not a valid variable name (letters, digits, `_`, `.`, `-`; not starting with a digit)"
+                .into(),
+        )
     }
 }
 
@@ -241,6 +251,26 @@ mod tests {
         let e = parse("1A=x\n", &|_| None).unwrap_err();
         assert!(e.message.contains("not a valid variable name"), "{e}");
         let e = parse("A=${B:?set B}\n", &|_| None).unwrap_err();
-        assert!(e.message.contains("set B"), "{e}");
+        assert!(e.message.contains("required variable B"), "{e}");
+    }
+
+    /// A token file given as an env_file: the error names the line, not the token.
+    #[test]
+    fn errors_never_echo_the_file() {
+        let secret = "3f9a0c1d2e3f4a5b6c7d8e9f00112233";
+        for text in [
+            format!("{secret}\n"),
+            format!("A=1\n{secret} x\n"),
+            format!("TOKEN {secret}\n"),
+            format!("f{secret} {secret}\n"),
+            format!("A='x'{secret}\n"),
+            format!("A=${{{secret}\n"),
+            format!("A=${{B:?{secret}}}\n"),
+            format!("A=\"{secret}\n"),
+        ] {
+            let e = parse(&text, &|_| None).unwrap_err();
+            assert!(!e.to_string().contains("3f9a"), "{e}");
+            assert!(e.to_string().starts_with("line "), "{e}");
+        }
     }
 }

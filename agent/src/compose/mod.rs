@@ -81,6 +81,10 @@ pub enum ComposeError {
     EnvFile { path: PathBuf, message: String },
     #[error("service {service}: env_file {} does not exist (mark it `required: false` if it is optional)", path.display())]
     MissingEnvFile { service: String, path: PathBuf },
+    #[error("{}: an env file outside the checkout and the owner's home; clawops reads env files only from those", path.display())]
+    EnvFileOutside { path: PathBuf },
+    #[error(transparent)]
+    Untrusted(#[from] crate::untrusted::UntrustedReadError),
     #[error("{0}")]
     Project(String),
     #[error("no service {name:?} in the compose project (services: {})", available.join(", "))]
@@ -122,7 +126,13 @@ pub fn load(opts: &LoadOptions) -> Result<Project, ComposeError> {
     let dir = parse::normalize(&std::env::current_dir().unwrap_or_default().join(&opts.dir));
     let env_path = dir.join(".env");
     let dotenv_vars = if env_path.is_file() {
-        let text = read(&env_path)?;
+        let home = opts.env.get("HOME").map(String::as_str);
+        let real = order::env_file_within(&env_path, &dir, home).ok_or_else(|| {
+            ComposeError::EnvFileOutside {
+                path: env_path.clone(),
+            }
+        })?;
+        let text = read(&real)?;
         dotenv::parse(&text, &|k| opts.env.get(k).cloned()).map_err(|e| ComposeError::EnvFile {
             path: env_path.clone(),
             message: e.to_string(),
@@ -242,11 +252,12 @@ fn invalid_top(file: &Path, key: &str, message: &str) -> ComposeError {
     }
 }
 
+/// Compose files and `.env` come from the checkout: bounded, regular files only.
 fn read(path: &Path) -> Result<String, ComposeError> {
-    std::fs::read_to_string(path).map_err(|source| ComposeError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    Ok(crate::untrusted::read_text(
+        path,
+        crate::untrusted::MAX_TEXT_FILE,
+    )?)
 }
 
 fn read_yaml(path: &Path) -> Result<Value, ComposeError> {

@@ -2,7 +2,7 @@
 //! services and volumes, the project name, and the dependency order services start in.
 use std::{
     collections::{BTreeMap, HashMap},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use serde_json::Value;
@@ -13,6 +13,19 @@ use super::{
     parse::Draft,
     values,
 };
+
+/// The env file's real path when it lies under the checkout or the owner's home. The agent may
+/// run as root: `env_file: /etc/clawops/token` (or a symlink to it) must not read the secret.
+pub(super) fn env_file_within(path: &Path, dir: &Path, home: Option<&str>) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let roots = [Some(dir), home.map(Path::new)];
+    roots
+        .into_iter()
+        .flatten()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .any(|r| real.starts_with(&r))
+        .then_some(real)
+}
 
 /// Resolves `env_file` + `environment` into the container's environment and checks what one
 /// service needs on its own.
@@ -40,10 +53,12 @@ pub fn finalize(
             }
             continue;
         }
-        let text = std::fs::read_to_string(&f.path).map_err(|source| ComposeError::Read {
-            path: f.path.clone(),
-            source,
+        let path = env_file_within(&f.path, dir, lookup("HOME").as_deref()).ok_or_else(|| {
+            ComposeError::EnvFileOutside {
+                path: f.path.clone(),
+            }
         })?;
+        let text = crate::untrusted::read_text(&path, crate::untrusted::MAX_TEXT_FILE)?;
         let vars = dotenv::parse(&text, lookup).map_err(|e| ComposeError::EnvFile {
             path: f.path.clone(),
             message: e.to_string(),

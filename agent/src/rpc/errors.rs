@@ -7,6 +7,16 @@ pub fn not_yet_implemented() -> Status {
     Status::unimplemented("not yet implemented")
 }
 
+impl From<crate::limits::LimitError> for Status {
+    fn from(e: crate::limits::LimitError) -> Self {
+        use crate::limits::LimitError as L;
+        match e {
+            L::RequestedByTooLong { .. } => Status::invalid_argument(e.to_string()),
+            L::TooManyFollows { .. } => Status::resource_exhausted(e.to_string()),
+        }
+    }
+}
+
 impl From<LockError> for Status {
     fn from(e: LockError) -> Self {
         Status::new(Code::Aborted, e.to_string())

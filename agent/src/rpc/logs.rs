@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::{EventStream, convert::timestamp, counted_stream};
 use crate::{
-    context::{AgentContext, CountGuard},
+    context::AgentContext,
     events::LogStream,
     logs::{self, LogItem, LogLine, LogQuery},
 };
@@ -41,14 +41,18 @@ pub async fn logs(
         !r.no_reattach,
         chrono::Utc::now(),
     )?;
+    // Before any Docker call: a refused follow holds nothing.
+    let follow_guard = if query.follow {
+        let max = ctx.config.limits.max_log_follows;
+        Some(crate::limits::follow_slot(&ctx.counters.log_follows, max)?)
+    } else {
+        None
+    };
     let docker = ctx.docker.get().await?;
     let first = logs::find_container(&docker, &ctx.app.project, &query.service).await?;
 
     let (items_tx, mut items_rx) = mpsc::channel::<LogItem>(CHANNEL_BATCHES);
     let (out_tx, out_rx) = mpsc::channel(CHANNEL_BATCHES);
-    let follow_guard = query
-        .follow
-        .then(|| CountGuard::new(&ctx.counters.log_follows));
     let project = ctx.app.project.clone();
     let lock = ctx.lock.clone();
     let want_timestamps = r.timestamps;

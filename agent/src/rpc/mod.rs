@@ -47,6 +47,12 @@ impl AgentService {
     pub fn new(ctx: Arc<AgentContext>) -> Self {
         Self { ctx }
     }
+
+    /// Before anything is locked or journaled: a huge `requested_by` would be copied into both.
+    fn check_requested_by(&self, requested_by: &str) -> Result<(), Status> {
+        let max = self.ctx.config.limits.max_requested_by_bytes;
+        Ok(crate::limits::check_requested_by(requested_by, max)?)
+    }
 }
 
 #[tonic::async_trait]
@@ -61,10 +67,12 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::BuildRequest>,
     ) -> Result<Response<Self::BuildStream>, Status> {
+        self.check_requested_by(&req.get_ref().requested_by)?;
         build::build(&self.ctx, req).await
     }
 
     async fn up(&self, req: Request<pb::UpRequest>) -> Result<Response<Self::UpStream>, Status> {
+        self.check_requested_by(&req.get_ref().requested_by)?;
         up::up(&self.ctx, req).await
     }
 
@@ -72,6 +80,7 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::UpdateRequest>,
     ) -> Result<Response<Self::UpdateStream>, Status> {
+        self.check_requested_by(&req.get_ref().requested_by)?;
         update::update(&self.ctx, req).await
     }
 
@@ -79,6 +88,7 @@ impl Agent for AgentService {
         &self,
         req: Request<pb::RollbackRequest>,
     ) -> Result<Response<Self::RollbackStream>, Status> {
+        self.check_requested_by(&req.get_ref().requested_by)?;
         update::rollback(&self.ctx, req).await
     }
 

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 mod archive;
 mod engine;
 mod restore;
+mod space;
 
 pub use restore::{Restored, restore};
 
@@ -77,6 +78,21 @@ pub enum SnapshotError {
     NoImage { dir: PathBuf },
     #[error("restoring {dir}: {why}")]
     Restore { dir: PathBuf, why: String },
+    #[error(
+        "the state directories hold {size_mb} MiB, more than [snapshots] max_mb = {max_mb}; \
+         raise it in agent.toml or make the state smaller"
+    )]
+    TooLarge { size_mb: u64, max_mb: u64 },
+    #[error(
+        "not enough free space for a snapshot in {}: it needs about {need_mb} MiB (plus a \
+         margin), {free_mb} MiB are free; free some space (old images: `docker image prune`)",
+        folder.display()
+    )]
+    NoSpace {
+        folder: PathBuf,
+        need_mb: u64,
+        free_mb: u64,
+    },
 }
 
 /// Where to reach the state directories through the engine.
@@ -144,7 +160,20 @@ pub async fn take(
     dirs: &[PathBuf],
     keep: u32,
 ) -> Result<Snapshot, SnapshotError> {
-    let snap = write(engine, state_dir, label, dirs).await?;
+    take_capped(engine, state_dir, label, dirs, keep, 0).await
+}
+
+/// [`take`], refused up front when the directories exceed `max_mb` (0: no cap) or the free
+/// space beside the snapshots.
+pub async fn take_capped(
+    engine: &Engine<'_>,
+    state_dir: &Path,
+    label: &str,
+    dirs: &[PathBuf],
+    keep: u32,
+    max_mb: u64,
+) -> Result<Snapshot, SnapshotError> {
+    let snap = write(engine, state_dir, label, dirs, max_mb).await?;
     prune(state_dir, keep)?;
     Ok(snap)
 }
@@ -213,6 +242,7 @@ async fn write(
     state_dir: &Path,
     label: &str,
     dirs: &[PathBuf],
+    max_mb: u64,
 ) -> Result<Snapshot, SnapshotError> {
     let dirs = covering(dirs)?;
     engine::remove_stale_helpers(engine.docker).await;
@@ -223,6 +253,7 @@ async fn write(
         .mode(0o700)
         .create(&folder)
         .map_err(io(&folder))?;
+    space::check(&folder, &dirs, max_mb).await?;
     let name = format!(
         "{}-{}.tar",
         Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),

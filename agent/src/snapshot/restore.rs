@@ -64,7 +64,7 @@ pub async fn restore(
         }
     }
 
-    let before = write(engine, state_dir, before_label, &dirs).await?;
+    let before = write(engine, state_dir, before_label, &dirs, 0).await?;
     let path = before.path.clone();
     let current = tokio::task::spawn_blocking(move || archive::contents(&path))
         .await

@@ -4,7 +4,7 @@
 //! commit that widens access (a new bind, capability, port, user, network mode, confinement
 //! option or base image) is shown, and deployed only with `update --accept-changes`, so that a
 //! person sees it before it runs with the VM's Docker engine.
-use std::{collections::BTreeSet, io::Read, path::Path};
+use std::{collections::BTreeSet, path::Path};
 
 use crate::compose::{
     Project,
@@ -104,7 +104,7 @@ fn service_facts(svc: &Service, facts: &mut BTreeSet<String>) {
 /// The `FROM` images of a Dockerfile (stage names and flags left out), read without following a
 /// symlink and only up to [`MAX_DOCKERFILE`]: it is the repository's file.
 fn base_images(path: &Path) -> Vec<String> {
-    let Some(text) = read_small_regular_file(path) else {
+    let Ok(text) = crate::untrusted::read_text(path, MAX_DOCKERFILE) else {
         return vec![format!("(unreadable Dockerfile {})", path.display())];
     };
     text.lines()
@@ -113,20 +113,6 @@ fn base_images(path: &Path) -> Vec<String> {
         .filter_map(|l| l[5..].split_whitespace().find(|w| !w.starts_with("--")))
         .map(str::to_owned)
         .collect()
-}
-
-fn read_small_regular_file(path: &Path) -> Option<String> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > MAX_DOCKERFILE {
-        return None;
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(MAX_DOCKERFILE)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
 }
 
 /// The error when a change widens access and was not accepted.

@@ -305,12 +305,13 @@ async fn execute(
         service,
         image: Some(&image_name),
     };
-    let snap = snapshot::take(
+    let snap = snapshot::take_capped(
         &engine,
         &ctx.config.state_dir,
         &format!("{}-{from_label}", p.op_id),
         &app.state_dirs,
         ctx.config.snapshots.keep,
+        ctx.config.snapshots.max_mb,
     )
     .await?;
     p.phase(

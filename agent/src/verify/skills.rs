@@ -90,18 +90,21 @@ pub fn scan(roots: &[PathBuf]) -> SkillScan {
 }
 
 fn read_skill(file: &Path, dir: &Path) -> Result<Option<Skill>, String> {
-    let meta = match std::fs::metadata(file) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    use crate::untrusted::{UntrustedReadError as U, read_bounded};
+    // Bounded and non-blocking: a SKILL.md symlinked to /dev/zero or made a FIFO must not hang
+    // verify or fill the agent's memory.
+    let bytes = match read_bounded(file, MAX_SKILL_FILE) {
+        Ok(b) => b,
+        Err(U::NotFound { .. }) => return Ok(None),
+        Err(U::Symlink { .. }) => {
+            return Err("a symbolic link: SKILL.md must be a regular file".into());
+        }
+        Err(U::NotRegular { .. }) => return Err("not a regular file".into()),
+        Err(U::TooLarge { max, .. }) => {
+            return Err(format!("larger than the {max} bytes a SKILL.md may have"));
+        }
         Err(e) => return Err(format!("cannot read: {e}")),
     };
-    if meta.len() > MAX_SKILL_FILE {
-        return Err(format!(
-            "{} bytes: larger than the {MAX_SKILL_FILE} bytes a SKILL.md may have",
-            meta.len()
-        ));
-    }
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
     let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let dir_name = dir
         .file_name()
