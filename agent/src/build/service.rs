@@ -36,12 +36,7 @@ pub fn service_spec(
     project: &Project,
     service: &str,
 ) -> Result<BuildSpec, PrepareError> {
-    let svc = project
-        .service(service)
-        .ok_or_else(|| ComposeError::UnknownService {
-            name: service.to_owned(),
-            available: project.services.keys().cloned().collect(),
-        })?;
+    let svc = project.require_service(service)?;
     let b = svc.build.clone().ok_or_else(|| PrepareError::NoBuild {
         service: service.to_owned(),
     })?;

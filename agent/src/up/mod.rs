@@ -1,4 +1,4 @@
-//! Up: run the app's compose project natively through bollard, as `docker compose up -d` would,
+//! Up: run the app's compose project natively through the engine API, as `docker compose up -d` would,
 //! then wait for readiness. Idempotent: a container whose config hash matches is left alone.
 //!
 //! Building blocks, public for Update (which recreates one service with a new image):
@@ -35,11 +35,6 @@ pub enum UpError {
     Compose(#[from] ComposeError),
     #[error(transparent)]
     Docker(#[from] DockerError),
-    #[error("Docker engine, {action}: {source}")]
-    Api {
-        action: String,
-        source: bollard::errors::Error,
-    },
     #[error("{}", image_missing(service, image, *has_build))]
     ImageMissing {
         service: String,
@@ -381,8 +376,8 @@ async fn execute(
     if !orphans.is_empty() {
         if opts.remove_orphans {
             for c in &orphans {
-                containers::stop(&docker, &c.id, containers::DEFAULT_STOP_TIMEOUT).await?;
-                containers::remove(&docker, &c.id).await?;
+                docker.stop(&c.id, containers::DEFAULT_STOP_TIMEOUT).await?;
+                docker.remove(&c.id).await?;
                 progress.phase(
                     Phase::Cleanup,
                     PhaseStatus::Done,
@@ -413,17 +408,11 @@ async fn execute(
             current.is_some_and(|c| c.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash));
         let (id, action) = match current {
             Some(c) if same && !opts.force_recreate => {
-                if c.state != "running" {
-                    docker
-                        .start_container(&c.id, None)
-                        .await
-                        .map_err(containers::api(format!("starting {}", c.name)))?;
+                if !c.is_running() {
+                    docker.start(&c.id).await?;
                     (c.id.clone(), Action::Started)
                 } else if deps_recreated {
-                    docker
-                        .restart_container(&c.id, None)
-                        .await
-                        .map_err(containers::api(format!("restarting {}", c.name)))?;
+                    docker.restart(&c.id).await?;
                     (c.id.clone(), Action::Restarted)
                 } else {
                     progress.phase(

@@ -10,7 +10,7 @@ use crate::{
     build,
     compose::Project,
     context::AgentContext,
-    docker::LABEL_CONFIG_HASH,
+    docker::{Engine, LABEL_CONFIG_HASH},
     events::{EventSink, Phase, PhaseStatus},
     git::Repo,
     journal::{Finish, Outcome},
@@ -308,18 +308,13 @@ async fn execute(
     report.snapshot = Some(snap);
 
     let readiness = Readiness::from_config(&ctx.config.readiness)?;
-    match swap::swap(
-        &docker,
-        &project,
+    let live = swap::Live {
+        docker: &docker,
+        project: &project,
         service,
-        &image_name,
-        &readiness,
-        &ctx.journal,
-        p.op_id,
-        p.sink,
-    )
-    .await
-    {
+        readiness: &readiness,
+    };
+    match swap::swap(&live, service, &image_name, &ctx.journal, p.op_id, p.sink).await {
         Ok(done) => {
             report.outcome = Outcome::Succeeded;
             report.downtime = done.downtime;
@@ -348,8 +343,7 @@ async fn execute(
                     // `image:` (e.g. openclaw:latest) must not point at the broken build, or
                     // a manual `docker compose up` would start it.
                     if let Some(prev) = report.from_sha.clone()
-                        && let Err(e) =
-                            retag(&docker, &sha_tag(&image_name, &prev), &image_name).await
+                        && let Err(e) = docker.tag(&sha_tag(&image_name, &prev), &image_name).await
                     {
                         p.sink.warning(format!(
                             "could not point {image_name} back at {previous}: {e}"
@@ -380,7 +374,7 @@ async fn execute(
 /// service's container runs with the config hash it would be created with now. Returns the sha
 /// tag when all hold.
 async fn already_running(
-    docker: &bollard::Docker,
+    docker: &Engine,
     project: &Project,
     service: &str,
     sha: &str,
@@ -396,29 +390,6 @@ async fn already_running(
         return None;
     }
     let running = swap::current(docker, project, service).await.ok()??;
-    (running.state == "running" && running.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash))
+    (running.is_running() && running.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash))
         .then_some(image)
-}
-
-/// Points `target` (e.g. `openclaw:latest`) at the image `source` names.
-pub(crate) async fn retag(
-    docker: &bollard::Docker,
-    source: &str,
-    target: &str,
-) -> Result<(), bollard::errors::Error> {
-    let (repo, tag) = match target.rfind(':') {
-        Some(i) if !target[i..].contains('/') => (&target[..i], &target[i + 1..]),
-        _ => (target, "latest"),
-    };
-    docker
-        .tag_image(
-            source,
-            Some(
-                bollard::query_parameters::TagImageOptionsBuilder::default()
-                    .repo(repo)
-                    .tag(tag)
-                    .build(),
-            ),
-        )
-        .await
 }

@@ -5,16 +5,63 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{DeployReport, Progress, finish, retag, sha_tag, short, swap};
+use super::{DeployReport, Progress, finish, sha_tag, short, swap};
 use crate::{
+    compose::ComposeError,
     context::AgentContext,
+    docker::DockerError,
     events::{EventSink, Phase, PhaseStatus},
     journal::Outcome,
     lock::LockGuard,
-    readiness::Readiness,
-    snapshot,
+    readiness::{Readiness, ReadinessError},
+    snapshot::{self, SnapshotError},
     up::{self, containers},
 };
+
+/// Why a rollback did not start (nothing was stopped, except for a state restore).
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error(
+        "{prefix} is not a healthy deploy in the journal (see `clawops history`); \
+         to deploy an arbitrary commit use `clawops update --ref {prefix} --allow-non-ff`"
+    )]
+    UnknownSha { prefix: String },
+    #[error("there is no earlier healthy deploy to roll back to (see `clawops history`)")]
+    NoEarlierDeploy,
+    #[error("{} is already the deployed sha", short(sha))]
+    AlreadyDeployed { sha: String },
+    #[error(
+        "the image {image} kept for {} is gone (only the last build.keep_images = {keep} are kept); \
+         rebuild it with `clawops update --ref {} --allow-non-ff`",
+        short(sha),
+        short(sha)
+    )]
+    ImageGone {
+        image: String,
+        sha: String,
+        keep: u32,
+    },
+    #[error(
+        "no state snapshot was taken while {} was deployed (kept: the last {keep}); \
+         roll back without --restore-state",
+        short(sha)
+    )]
+    NoSnapshot { sha: String, keep: u32 },
+    #[error("could not point {target} at {image}: {source}")]
+    Retag {
+        image: String,
+        target: String,
+        source: DockerError,
+    },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct RollbackOptions {
@@ -56,9 +103,9 @@ pub async fn run(
         service: &ctx.config.app.service,
         started,
     };
-    if let Err(message) = execute(&ctx, &opts, &progress, &mut report).await {
+    if let Err(e) = execute(&ctx, &opts, &progress, &mut report).await {
         report.outcome = Outcome::Failed;
-        report.message = message;
+        report.message = e.to_string();
     }
     finish(&ctx, &mut report, started);
     drop(guard);
@@ -70,71 +117,39 @@ async fn execute(
     opts: &RollbackOptions,
     p: &Progress<'_>,
     report: &mut DeployReport,
-) -> Result<(), String> {
-    let deploys = ctx.journal.healthy_deploys();
+) -> Result<(), RollbackError> {
     let current = report.from_sha.clone();
-    let target = match &opts.to_sha {
-        Some(prefix) => deploys
-            .iter()
-            .filter_map(|e| e.to_sha.clone())
-            .find(|sha| sha.starts_with(prefix.as_str()))
-            .ok_or_else(|| {
-                format!(
-                    "{prefix} is not a healthy deploy in the journal (see `clawops history`); \
-                     to deploy an arbitrary commit use `clawops update --ref {prefix} --allow-non-ff`"
-                )
-            })?,
-        None => deploys
-            .iter()
-            .filter_map(|e| e.to_sha.clone())
-            .find(|sha| Some(sha) != current.as_ref())
-            .ok_or("there is no earlier healthy deploy to roll back to (see `clawops history`)")?,
-    };
-    if Some(&target) == current.as_ref() {
-        return Err(format!("{} is already the deployed sha", short(&target)));
-    }
+    let target = target(ctx, opts, current.as_deref())?;
     report.to_sha = Some(target.clone());
 
     let service = ctx.config.app.service.as_str();
-    let docker = ctx.docker.get().await.map_err(|e| e.to_string())?;
-    let project = up::load_project(&ctx.config, &ctx.app).map_err(|e| e.to_string())?;
-    let svc = project
-        .service(service)
-        .ok_or_else(|| format!("service {service} is not in the compose file"))?;
-    let image_name = svc.image_ref(&project.name);
+    let docker = ctx.docker.get().await?;
+    let project = up::load_project(&ctx.config, &ctx.app)?;
+    let image_name = project.require_service(service)?.image_ref(&project.name);
     let image = sha_tag(&image_name, &target);
     containers::image_info(&docker, &project, service, Some(&image))
         .await
-        .map_err(|_| {
-            format!(
-                "the image {image} kept for {} is gone (only the last build.keep_images = {} are kept); \
-                 rebuild it with `clawops update --ref {} --allow-non-ff`",
-                short(&target),
-                ctx.config.build.keep_images,
-                short(&target)
-            )
+        .map_err(|_| RollbackError::ImageGone {
+            image: image.clone(),
+            sha: target.clone(),
+            keep: ctx.config.build.keep_images,
         })?;
     report.image = Some(image.clone());
 
     if opts.restore_state {
         let label = format!("-{}.tar", short(&target));
-        let snap = snapshot::list(&ctx.config.state_dir)
-            .map_err(|e| e.to_string())?
+        let snap = snapshot::list(&ctx.config.state_dir)?
             .into_iter()
             .find(|s| s.to_string_lossy().ends_with(&label))
-            .ok_or_else(|| {
-                format!(
-                    "no state snapshot was taken while {} was deployed (kept: the last {}); \
-                     roll back without --restore-state",
-                    short(&target),
-                    ctx.config.snapshots.keep
-                )
+            .ok_or_else(|| RollbackError::NoSnapshot {
+                sha: target.clone(),
+                keep: ctx.config.snapshots.keep,
             })?;
         // The state must not change under a running gateway: stop it first.
         if let Ok(Some(c)) = swap::current(&docker, &project, service).await {
-            containers::stop(&docker, &c.id, containers::stop_timeout(&project, service))
-                .await
-                .map_err(|e| e.to_string())?;
+            docker
+                .stop(&c.id, containers::stop_timeout(&project, service))
+                .await?;
         }
         let engine = snapshot::Engine {
             docker: &docker,
@@ -156,8 +171,7 @@ async fn execute(
             &before_label,
             ctx.config.snapshots.keep,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let mut message = format!(
             "restored {}; the state it replaced is kept in {}",
             snap.display(),
@@ -177,26 +191,29 @@ async fn execute(
         p.phase(Phase::Snapshot, PhaseStatus::Done, message);
     }
 
-    let readiness = Readiness::from_config(&ctx.config.readiness).map_err(|e| e.to_string())?;
+    let readiness = Readiness::from_config(&ctx.config.readiness)?;
     // The container runs the compose `image:` name, as with `docker compose up`: point it at
     // the kept image first (and back if the rollback fails).
-    retag(&docker, &image, &image_name)
+    docker
+        .tag(&image, &image_name)
         .await
-        .map_err(|e| format!("could not point {image_name} at {image}: {e}"))?;
-    let outcome = swap::swap(
-        &docker,
-        &project,
+        .map_err(|source| RollbackError::Retag {
+            image: image.clone(),
+            target: image_name.clone(),
+            source,
+        })?;
+    let live = swap::Live {
+        docker: &docker,
+        project: &project,
         service,
-        &image_name,
-        &readiness,
-        &ctx.journal,
-        p.op_id,
-        p.sink,
-    )
-    .await;
+        readiness: &readiness,
+    };
+    let outcome = swap::swap(&live, service, &image_name, &ctx.journal, p.op_id, p.sink).await;
     if outcome.is_err()
         && let Some(current) = &current
-        && let Err(e) = retag(&docker, &sha_tag(&image_name, current), &image_name).await
+        && let Err(e) = docker
+            .tag(&sha_tag(&image_name, current), &image_name)
+            .await
     {
         p.sink.warning(format!(
             "could not point {image_name} back at {}: {e}",
@@ -238,4 +255,29 @@ async fn execute(
             Ok(())
         }
     }
+}
+
+/// The sha to return to: the one asked for (a prefix of a healthy deploy), else the newest
+/// healthy deploy that is not the current one.
+fn target(
+    ctx: &AgentContext,
+    opts: &RollbackOptions,
+    current: Option<&str>,
+) -> Result<String, RollbackError> {
+    let deploys = ctx.journal.healthy_deploys();
+    let mut shas = deploys.iter().filter_map(|e| e.to_sha.clone());
+    let target = match &opts.to_sha {
+        Some(prefix) => shas
+            .find(|sha| sha.starts_with(prefix.as_str()))
+            .ok_or_else(|| RollbackError::UnknownSha {
+                prefix: prefix.clone(),
+            })?,
+        None => shas
+            .find(|sha| Some(sha.as_str()) != current)
+            .ok_or(RollbackError::NoEarlierDeploy)?,
+    };
+    if Some(target.as_str()) == current {
+        return Err(RollbackError::AlreadyDeployed { sha: target });
+    }
+    Ok(target)
 }
