@@ -14,6 +14,7 @@ pub mod journal;
 pub mod lock;
 pub mod logs;
 pub mod memory;
+pub mod operation;
 pub mod readiness;
 pub mod reconcile;
 pub mod rpc;

@@ -95,13 +95,15 @@ impl Engine {
     }
 
     /// Runs `argv` in the running container (no shell); each stream is kept up to `max_output`
-    /// bytes.
+    /// bytes. `None` when it did not finish within `timeout` (counted from its start, not from
+    /// the engine accepting it).
     pub async fn exec(
         &self,
         container: &str,
         argv: &[String],
         max_output: usize,
-    ) -> Result<ExecOutput, DockerError> {
+        timeout: Duration,
+    ) -> Result<Option<ExecOutput>, DockerError> {
         let err = || self.err(format!("exec in {}", short_id(container)));
         let exec = self
             .docker
@@ -116,6 +118,21 @@ impl Engine {
             )
             .await
             .map_err(err())?;
+        let action = format!("exec in {}", short_id(container));
+        let endpoint = self.endpoint.clone();
+        let classify = move |e| DockerError::classify(action.clone(), &endpoint, e);
+        match tokio::time::timeout(timeout, self.run_exec(&exec.id, max_output, classify)).await {
+            Ok(out) => out.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn run_exec(
+        &self,
+        exec_id: &str,
+        max_output: usize,
+        err: impl Fn(bollard::errors::Error) -> DockerError,
+    ) -> Result<ExecOutput, DockerError> {
         let mut out = ExecOutput::default();
         let start = StartExecOptions {
             detach: false,
@@ -124,12 +141,12 @@ impl Engine {
         };
         if let StartExecResults::Attached { mut output, .. } = self
             .docker
-            .start_exec(&exec.id, Some(start))
+            .start_exec(exec_id, Some(start))
             .await
-            .map_err(err())?
+            .map_err(&err)?
         {
             while let Some(item) = output.next().await {
-                let Some(c) = chunk(item.map_err(err())?) else {
+                let Some(c) = chunk(item.map_err(&err)?) else {
                     continue;
                 };
                 let buf = match c.stream {
@@ -142,7 +159,7 @@ impl Engine {
         }
         // The stream ends when the process exits; the exit code can lag a moment behind.
         for _ in 0..50 {
-            let inspect = self.docker.inspect_exec(&exec.id).await.map_err(err())?;
+            let inspect = self.docker.inspect_exec(exec_id).await.map_err(&err)?;
             if inspect.running != Some(true) {
                 out.exit_code = inspect.exit_code;
                 break;

@@ -11,7 +11,7 @@
 //! - [`crate::readiness::wait`].
 use std::{
     collections::{HashMap, HashSet},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
@@ -22,6 +22,7 @@ use crate::{
     events::{EventSink, Phase, PhaseStatus},
     journal::{Finish, JournalError, Outcome},
     lock::LockGuard,
+    operation::{self, Reporter},
     readiness::{self, Readiness, ReadinessError},
 };
 
@@ -195,20 +196,7 @@ pub async fn run(
     opts: UpOptions,
     sink: EventSink,
 ) -> Result<UpReport, UpError> {
-    let op = guard.operation().clone();
-    ctx.journal.begin(&op, None)?;
-    let progress = Progress {
-        sink: &sink,
-        ctx,
-        op_id: &op.id,
-        start: Instant::now(),
-    };
-    let result = execute(ctx, &opts, &progress).await;
-    let deployed_sha = match &result {
-        Ok(r) => deployed_sha(ctx, r).await,
-        Err(_) => None,
-    };
-    let (outcome, finish) = match &result {
+    let ended = |(result, deployed): &(Result<UpReport, UpError>, Option<String>)| match result {
         Ok(r) => (
             if r.changed() {
                 Outcome::Succeeded
@@ -216,7 +204,7 @@ pub async fn run(
                 Outcome::UpToDate
             },
             Finish {
-                to_sha: deployed_sha,
+                to_sha: deployed.clone(),
                 image: r
                     .services
                     .iter()
@@ -235,11 +223,17 @@ pub async fn run(
             },
         ),
     };
-    if let Err(e) = ctx.journal.finish(&op.id, outcome, finish) {
-        tracing::error!(operation = %op.id, error = %e, "cannot record the end of up");
-    }
-    drop(guard);
-    result
+    let work = async |progress: Reporter<'_>| {
+        let result = execute(ctx, &opts, &progress).await;
+        let deployed = match &result {
+            Ok(r) => deployed_sha(ctx, r).await,
+            Err(_) => None,
+        };
+        (result, deployed)
+    };
+    operation::journaled(&ctx.journal, guard, None, &sink, "", work, ended)
+        .await?
+        .0
 }
 
 /// The commit the app's service now runs, from the `clawops.git-sha` label that clawops builds
@@ -290,46 +284,13 @@ pub fn summary(r: &UpReport) -> String {
     s
 }
 
-/// Emits phase events and records the important ones in the journal.
-struct Progress<'a> {
-    sink: &'a EventSink,
-    ctx: &'a AgentContext,
-    op_id: &'a str,
-    start: Instant,
-}
-
-impl Progress<'_> {
-    fn phase(&self, phase: Phase, status: PhaseStatus, service: &str, message: impl Into<String>) {
-        let message = message.into();
-        if status != PhaseStatus::Started {
-            self.journal(phase, status, &message);
-        }
-        self.sink
-            .phase(phase, status, service, message, self.start.elapsed());
-    }
-
-    /// Records a phase in the journal only (its event was already sent).
-    fn journal(&self, phase: Phase, status: PhaseStatus, message: &str) {
-        let elapsed = self.start.elapsed().as_millis() as u64;
-        if let Err(e) = self.ctx.journal.phase(
-            self.op_id,
-            phase.as_str(),
-            status.as_str(),
-            elapsed,
-            message,
-        ) {
-            tracing::warn!(error = %e, "cannot journal a phase");
-        }
-    }
-}
-
 async fn execute(
     ctx: &AgentContext,
     opts: &UpOptions,
-    progress: &Progress<'_>,
+    progress: &Reporter<'_>,
 ) -> Result<UpReport, UpError> {
     let sink = progress.sink;
-    progress.phase(
+    progress.service_phase(
         Phase::Preflight,
         PhaseStatus::Started,
         "",
@@ -360,17 +321,17 @@ async fn execute(
             preflight::preflight(&docker, &ctx.app, &project, s, &images[s], existing.get(s))
                 .await?;
         for n in notes {
-            progress.phase(Phase::Preflight, PhaseStatus::Started, s, n);
+            progress.service_phase(Phase::Preflight, PhaseStatus::Started, s, n);
         }
     }
-    progress.phase(
+    progress.service_phase(
         Phase::Preflight,
         PhaseStatus::Done,
         "",
         format!("{} service(s) checked", order.len()),
     );
     for r in containers::ensure_resources(&docker, &project, &order).await? {
-        progress.phase(Phase::Create, PhaseStatus::Done, "", format!("created {r}"));
+        progress.service_phase(Phase::Create, PhaseStatus::Done, "", format!("created {r}"));
     }
     let orphan_names: Vec<String> = orphans.iter().map(|c| c.name.clone()).collect();
     if !orphans.is_empty() {
@@ -378,7 +339,7 @@ async fn execute(
             for c in &orphans {
                 docker.stop(&c.id, containers::DEFAULT_STOP_TIMEOUT).await?;
                 docker.remove(&c.id).await?;
-                progress.phase(
+                progress.service_phase(
                     Phase::Cleanup,
                     PhaseStatus::Done,
                     &c.service,
@@ -415,7 +376,7 @@ async fn execute(
                     docker.restart(&c.id).await?;
                     (c.id.clone(), Action::Restarted)
                 } else {
-                    progress.phase(
+                    progress.service_phase(
                         Phase::Create,
                         PhaseStatus::Skipped,
                         s,
@@ -430,7 +391,7 @@ async fn execute(
                 } else {
                     "its configuration changed"
                 };
-                progress.phase(
+                progress.service_phase(
                     Phase::Create,
                     PhaseStatus::Started,
                     s,
@@ -443,7 +404,7 @@ async fn execute(
                 (id, Action::Recreated)
             }
             None => {
-                progress.phase(
+                progress.service_phase(
                     Phase::Create,
                     PhaseStatus::Started,
                     s,
@@ -455,7 +416,7 @@ async fn execute(
             }
         };
         if action != Action::Unchanged {
-            progress.phase(
+            progress.service_phase(
                 Phase::Start,
                 PhaseStatus::Done,
                 s,
@@ -474,7 +435,7 @@ async fn execute(
     let mut ready_after = None;
     let app_service = &ctx.config.app.service;
     if opts.no_wait {
-        progress.phase(
+        progress.service_phase(
             Phase::Readiness,
             PhaseStatus::Skipped,
             app_service,
@@ -508,7 +469,7 @@ async fn execute(
         orphans: orphan_names,
         orphans_removed: opts.remove_orphans && !orphans.is_empty(),
         ready_after,
-        duration: progress.start.elapsed(),
+        duration: progress.elapsed(),
     })
 }
 

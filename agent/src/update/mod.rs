@@ -1,10 +1,7 @@
 //! Update: git fetch → (no-op?) → fast-forward → build → preflight → snapshot → swap with
 //! automatic rollback. Everything the operator typed by hand, in one call that either moves the
 //! gateway to the new commit or leaves the previous one serving, and journals which.
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use crate::{
     build,
@@ -15,6 +12,7 @@ use crate::{
     git::Repo,
     journal::{Finish, Outcome},
     lock::LockGuard,
+    operation::{self, Reporter},
     readiness::Readiness,
     snapshot::{self, Snapshot},
     up::{self, containers},
@@ -84,43 +82,77 @@ pub(crate) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
-/// Reports a phase to the caller and the journal.
-pub(crate) struct Progress<'a> {
-    pub ctx: &'a AgentContext,
-    pub sink: &'a EventSink,
-    pub op_id: &'a str,
-    pub service: &'a str,
-    pub started: Instant,
-}
-
-impl Progress<'_> {
-    /// Tells the caller; records finished phases in the journal.
-    pub fn phase(&self, phase: Phase, status: PhaseStatus, message: impl Into<String>) {
-        let message = message.into();
-        self.sink.phase(
-            phase,
-            status,
-            self.service,
-            message.clone(),
-            self.started.elapsed(),
-        );
-        if status != PhaseStatus::Started {
-            self.journal(phase, status, &message);
+impl DeployReport {
+    /// A deploy that has not done anything yet: failed until it says otherwise.
+    pub(crate) fn new(operation_id: &str, from_sha: Option<String>) -> Self {
+        Self {
+            operation_id: operation_id.to_owned(),
+            outcome: Outcome::Failed,
+            from_sha,
+            to_sha: None,
+            image: None,
+            message: String::new(),
+            last_logs: Vec::new(),
+            duration: Duration::ZERO,
+            downtime: Duration::ZERO,
+            snapshot: None,
         }
     }
 
-    /// Records a phase in the journal only (the caller already heard of it).
-    pub fn journal(&self, phase: Phase, status: PhaseStatus, message: &str) {
-        let elapsed = self.started.elapsed().as_millis() as u64;
-        if let Err(e) = self.ctx.journal.phase(
-            self.op_id,
-            phase.as_str(),
-            status.as_str(),
-            elapsed,
-            message,
-        ) {
-            tracing::error!(operation = %self.op_id, error = %e, "cannot journal a phase");
-        }
+    /// How the journal records its end.
+    fn journaled(&self) -> (Outcome, Finish) {
+        let finish = Finish {
+            from_sha: self.from_sha.clone(),
+            to_sha: self.to_sha.clone(),
+            image: self.image.clone(),
+            message: self.message.clone(),
+            last_logs: self.last_logs.clone(),
+        };
+        (self.outcome, finish)
+    }
+}
+
+/// Runs a deploy (update or rollback) holding `guard`: journaled from the sha deployed now;
+/// `work` fills in the report. Always returns a report, failures included.
+pub(crate) async fn deploy<'a, W, Fut>(
+    ctx: &'a AgentContext,
+    guard: LockGuard,
+    sink: &'a EventSink,
+    work: W,
+) -> DeployReport
+where
+    W: FnOnce(Reporter<'a>, DeployReport) -> Fut,
+    Fut: Future<Output = DeployReport>,
+{
+    let op_id = guard.operation().id.clone();
+    let from = ctx.journal.deployed().and_then(|e| e.to_sha);
+    let service = ctx.config.app.service.as_str();
+    let run = async |p: Reporter<'a>| {
+        let mut report = work(p.clone(), DeployReport::new(p.op_id(), from.clone())).await;
+        report.duration = p.elapsed();
+        tracing::info!(
+            operation = %report.operation_id,
+            outcome = report.outcome.as_str(),
+            message = %report.message,
+            "deploy finished"
+        );
+        report
+    };
+    let journaled = operation::journaled(
+        &ctx.journal,
+        guard,
+        from.clone(),
+        sink,
+        service,
+        run,
+        DeployReport::journaled,
+    );
+    match journaled.await {
+        Ok(report) => report,
+        Err(e) => DeployReport {
+            message: e.to_string(),
+            ..DeployReport::new(&op_id, from)
+        },
     }
 }
 
@@ -131,81 +163,23 @@ pub async fn run(
     opts: UpdateOptions,
     sink: EventSink,
 ) -> DeployReport {
-    let op = guard.operation().clone();
-    let from = ctx.journal.deployed().and_then(|e| e.to_sha);
-    if let Err(e) = ctx.journal.begin(&op, from.clone()) {
-        return DeployReport {
-            operation_id: op.id,
-            outcome: Outcome::Failed,
-            from_sha: from,
-            to_sha: None,
-            image: None,
-            message: e.to_string(),
-            last_logs: Vec::new(),
-            duration: Duration::ZERO,
-            downtime: Duration::ZERO,
-            snapshot: None,
-        };
-    }
-    let progress = Progress {
-        ctx: &ctx,
-        sink: &sink,
-        op_id: &op.id,
-        service: &ctx.config.app.service,
-        started: Instant::now(),
-    };
-    let mut report = DeployReport {
-        operation_id: op.id.clone(),
-        outcome: Outcome::Failed,
-        from_sha: from,
-        to_sha: None,
-        image: None,
-        message: String::new(),
-        last_logs: Vec::new(),
-        duration: Duration::ZERO,
-        downtime: Duration::ZERO,
-        snapshot: None,
-    };
-    if let Err(e) = execute(&ctx, &opts, &progress, &mut report).await {
-        report.outcome = Outcome::Failed;
-        report.message = match &report.from_sha {
-            Some(sha) => format!("{e} (nothing was stopped: {} still serves)", short(sha)),
-            None => format!("{e} (nothing was stopped)"),
-        };
-    }
-    finish(&ctx, &mut report, progress.started);
-    drop(guard);
-    report
-}
-
-pub(crate) fn finish(ctx: &AgentContext, report: &mut DeployReport, started: Instant) {
-    report.duration = started.elapsed();
-    let result = ctx.journal.finish(
-        &report.operation_id,
-        report.outcome,
-        Finish {
-            from_sha: report.from_sha.clone(),
-            to_sha: report.to_sha.clone(),
-            image: report.image.clone(),
-            message: report.message.clone(),
-            last_logs: report.last_logs.clone(),
-        },
-    );
-    if let Err(e) = result {
-        tracing::error!(operation = %report.operation_id, error = %e, "cannot journal the end of a deploy");
-    }
-    tracing::info!(
-        operation = %report.operation_id,
-        outcome = report.outcome.as_str(),
-        message = %report.message,
-        "deploy finished"
-    );
+    deploy(&ctx, guard, &sink, async |p, mut report| {
+        if let Err(e) = execute(&ctx, &opts, &p, &mut report).await {
+            report.outcome = Outcome::Failed;
+            report.message = match &report.from_sha {
+                Some(sha) => format!("{e} (nothing was stopped: {} still serves)", short(sha)),
+                None => format!("{e} (nothing was stopped)"),
+            };
+        }
+        report
+    })
+    .await
 }
 
 async fn execute(
     ctx: &AgentContext,
     opts: &UpdateOptions,
-    p: &Progress<'_>,
+    p: &Reporter<'_>,
     report: &mut DeployReport,
 ) -> Result<(), UpdateError> {
     let app = &ctx.app;
@@ -295,7 +269,7 @@ async fn execute(
     let snap = snapshot::take(
         &engine,
         &ctx.config.state_dir,
-        &format!("{}-{from_label}", p.op_id),
+        &format!("{}-{from_label}", p.op_id()),
         &app.state_dirs,
         ctx.config.snapshots.keep,
     )
@@ -314,7 +288,7 @@ async fn execute(
         service,
         readiness: &readiness,
     };
-    match swap::swap(&live, service, &image_name, &ctx.journal, p.op_id, p.sink).await {
+    match swap::swap(&live, &image_name, p).await {
         Ok(done) => {
             report.outcome = Outcome::Succeeded;
             report.downtime = done.downtime;

@@ -1,11 +1,8 @@
 //! Rollback: redeploy a previous healthy sha from the image kept for it (no build, no git), and
 //! optionally restore the state snapshot taken when the gateway last moved away from that sha.
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
-use super::{DeployReport, Progress, finish, sha_tag, short, swap};
+use super::{DeployReport, deploy, sha_tag, short, swap};
 use crate::{
     compose::ComposeError,
     context::AgentContext,
@@ -13,6 +10,7 @@ use crate::{
     events::{EventSink, Phase, PhaseStatus},
     journal::Outcome,
     lock::LockGuard,
+    operation::Reporter,
     readiness::{Readiness, ReadinessError},
     snapshot::{self, SnapshotError},
     up::{self, containers},
@@ -77,45 +75,20 @@ pub async fn run(
     opts: RollbackOptions,
     sink: EventSink,
 ) -> DeployReport {
-    let op = guard.operation().clone();
-    let from = ctx.journal.deployed().and_then(|e| e.to_sha);
-    let mut report = DeployReport {
-        operation_id: op.id.clone(),
-        outcome: Outcome::Failed,
-        from_sha: from.clone(),
-        to_sha: None,
-        image: None,
-        message: String::new(),
-        last_logs: Vec::new(),
-        duration: Duration::ZERO,
-        downtime: Duration::ZERO,
-        snapshot: None,
-    };
-    let started = Instant::now();
-    if let Err(e) = ctx.journal.begin(&op, from) {
-        report.message = e.to_string();
-        return report;
-    }
-    let progress = Progress {
-        ctx: &ctx,
-        sink: &sink,
-        op_id: &op.id,
-        service: &ctx.config.app.service,
-        started,
-    };
-    if let Err(e) = execute(&ctx, &opts, &progress, &mut report).await {
-        report.outcome = Outcome::Failed;
-        report.message = e.to_string();
-    }
-    finish(&ctx, &mut report, started);
-    drop(guard);
-    report
+    deploy(&ctx, guard, &sink, async |p, mut report| {
+        if let Err(e) = execute(&ctx, &opts, &p, &mut report).await {
+            report.outcome = Outcome::Failed;
+            report.message = e.to_string();
+        }
+        report
+    })
+    .await
 }
 
 async fn execute(
     ctx: &AgentContext,
     opts: &RollbackOptions,
-    p: &Progress<'_>,
+    p: &Reporter<'_>,
     report: &mut DeployReport,
 ) -> Result<(), RollbackError> {
     let current = report.from_sha.clone();
@@ -161,7 +134,7 @@ async fn execute(
         // --restore-state finds it.
         let before_label = format!(
             "{}-before-restore-{}",
-            p.op_id,
+            p.op_id(),
             current.as_deref().map(short).unwrap_or("none")
         );
         let restored = snapshot::restore(
@@ -208,7 +181,7 @@ async fn execute(
         service,
         readiness: &readiness,
     };
-    let outcome = swap::swap(&live, service, &image_name, &ctx.journal, p.op_id, p.sink).await;
+    let outcome = swap::swap(&live, &image_name, p).await;
     if outcome.is_err()
         && let Some(current) = &current
         && let Err(e) = docker

@@ -7,16 +7,13 @@
 //!
 //! The engine is reached through [`SwapEngine`], so that every failure path is tested without
 //! one (see the tests below); [`Live`] is the real engine.
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::{future::Future, time::Duration};
 
 use crate::{
     compose::{ContainerSpec, Project},
     docker::{DockerError, Engine, ProjectContainer, short_id},
     events::{EventSink, Phase, PhaseStatus},
-    journal::Journal,
+    operation::Reporter,
     readiness::{self, Readiness, ReadinessError},
     up::{UpError, containers},
 };
@@ -170,57 +167,26 @@ pub async fn current(
         .await
 }
 
-/// Tells the caller of a phase and records it in the journal.
-struct Steps<'a> {
-    sink: &'a EventSink,
-    journal: &'a Journal,
-    op_id: &'a str,
-    service: &'a str,
-}
-
-impl Steps<'_> {
-    fn step(&self, started: Instant, phase: Phase, status: PhaseStatus, message: String) {
-        let elapsed = started.elapsed();
-        self.sink
-            .phase(phase, status, self.service, message.clone(), elapsed);
-        let _ = self.journal.phase(
-            self.op_id,
-            phase.as_str(),
-            status.as_str(),
-            elapsed.as_millis() as u64,
-            &message,
-        );
-    }
-}
-
-/// Stops the current container of `service`, starts one running `image`, waits for readiness,
-/// then removes the old one; on failure puts the old one back.
+/// Stops the current container of the service, starts one running `image`, waits for
+/// readiness, then removes the old one; on failure puts the old one back. Every step is told
+/// and journaled through `report`.
 pub async fn swap(
     engine: &impl SwapEngine,
-    service: &str,
     image: &str,
-    journal: &Journal,
-    op_id: &str,
-    sink: &EventSink,
+    report: &Reporter<'_>,
 ) -> Result<Swapped, SwapFailed> {
-    let steps = Steps {
-        sink,
-        journal,
-        op_id,
-        service,
-    };
     let (spec, old) = engine.prepare(image).await.map_err(SwapFailed::early)?;
-    let started = Instant::now();
+    let steps = report.restarted();
     if let Some(old) = &old {
         // Renaming a running container is allowed; it keeps serving meanwhile.
         engine
             .rename(&old.id, &aside_name(old))
             .await
             .map_err(SwapFailed::early)?;
-        let _ = journal.phase(op_id, PHASE_KEPT, "done", 0, &old.id);
+        steps.record(PHASE_KEPT, "done", Duration::ZERO, &old.id);
     }
     let created = format!("{} from {image}", spec.name);
-    steps.step(started, Phase::Create, PhaseStatus::Started, created);
+    steps.step(Phase::Create, PhaseStatus::Started, created);
     let new_id = match engine.create(&spec).await {
         Ok(id) => id,
         Err(e) => {
@@ -232,15 +198,12 @@ pub async fn swap(
     };
 
     // Downtime starts here.
-    let started = Instant::now();
+    let steps = report.restarted();
     if let Some(old) = &old {
-        let stopping = format!("stopping {}", old.name);
-        sink.phase(
+        steps.phase(
             Phase::Stop,
             PhaseStatus::Started,
-            service,
-            stopping,
-            Duration::ZERO,
+            format!("stopping {}", old.name),
         );
         if let Err(e) = engine.stop(&old.id).await {
             let _ = engine.remove(&new_id).await;
@@ -248,37 +211,30 @@ pub async fn swap(
             let _ = engine.start(&old.id).await;
             return Err(SwapFailed::early(e));
         }
-        steps.step(started, Phase::Stop, PhaseStatus::Done, old.name.clone());
+        steps.step(Phase::Stop, PhaseStatus::Done, old.name.clone());
     }
-    match start_new(engine, &new_id, &steps, started).await {
+    match start_new(engine, &new_id, &steps).await {
         Ok(()) => {
-            let downtime = started.elapsed();
+            let downtime = steps.elapsed();
             let ready = format!("ready after {:.1}s of downtime", downtime.as_secs_f64());
-            steps.step(started, Phase::Readiness, PhaseStatus::Done, ready);
+            steps.step(Phase::Readiness, PhaseStatus::Done, ready);
             if let Some(old) = &old
                 && let Err(e) = engine.remove(&old.id).await
             {
-                sink.warning(format!(
+                steps.sink.warning(format!(
                     "the previous container {} could not be removed: {e}",
                     aside_name(old)
                 ));
             }
-            steps.step(started, Phase::Cleanup, PhaseStatus::Done, String::new());
+            steps.step(Phase::Cleanup, PhaseStatus::Done, String::new());
             Ok(Swapped {
                 container: new_id,
                 downtime,
             })
         }
-        Err((reason, last_logs)) => Err(roll_back(
-            engine,
-            &new_id,
-            old.as_ref(),
-            &steps,
-            started,
-            reason,
-            last_logs,
-        )
-        .await),
+        Err((reason, last_logs)) => {
+            Err(roll_back(engine, &new_id, old.as_ref(), &steps, reason, last_logs).await)
+        }
     }
 }
 
@@ -286,13 +242,12 @@ pub async fn swap(
 async fn start_new(
     engine: &impl SwapEngine,
     new_id: &str,
-    steps: &Steps<'_>,
-    started: Instant,
+    steps: &Reporter<'_>,
 ) -> Result<(), (SwapError, Vec<String>)> {
     if let Err(e) = engine.start(new_id).await {
         return Err((e.into(), engine.last_logs(new_id).await));
     }
-    steps.step(started, Phase::Start, PhaseStatus::Done, new_id.to_owned());
+    steps.step(Phase::Start, PhaseStatus::Done, new_id);
     match engine.ready(new_id, steps.sink).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -310,32 +265,25 @@ async fn roll_back(
     engine: &impl SwapEngine,
     new_id: &str,
     old: Option<&ProjectContainer>,
-    steps: &Steps<'_>,
-    started: Instant,
+    steps: &Reporter<'_>,
     reason: SwapError,
     last_logs: Vec<String>,
 ) -> SwapFailed {
+    steps.step(Phase::Readiness, PhaseStatus::Failed, reason.to_string());
     steps.step(
-        started,
-        Phase::Readiness,
-        PhaseStatus::Failed,
-        reason.to_string(),
-    );
-    steps.step(
-        started,
         Phase::Rollback,
         PhaseStatus::Started,
-        "removing the new container, starting the previous one".into(),
+        "removing the new container, starting the previous one",
     );
     let _ = engine.remove(new_id).await;
     let restored = match old {
         Some(old) => put_back(engine, old, steps.sink).await,
         None => Ok(()),
     };
-    let downtime = started.elapsed();
+    let downtime = steps.elapsed();
     match &restored {
-        Ok(()) => steps.step(started, Phase::Rollback, PhaseStatus::Done, String::new()),
-        Err(e) => steps.step(started, Phase::Rollback, PhaseStatus::Failed, e.to_string()),
+        Ok(()) => steps.step(Phase::Rollback, PhaseStatus::Done, String::new()),
+        Err(e) => steps.step(Phase::Rollback, PhaseStatus::Failed, e.to_string()),
     }
     SwapFailed {
         reason,

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, sync::Mutex};
 
 use super::*;
-use crate::compose::ContainerSpec;
+use crate::{compose::ContainerSpec, journal::Journal};
 
 const OLD: &str = "0123456789abcdef";
 const NEW: &str = "fedcba9876543210";
@@ -131,7 +131,8 @@ async fn run(fake: &Fake) -> Run {
     let op = crate::lock::Operation::new("update", "test");
     journal.begin(&op, None).unwrap();
     let sink = EventSink::discard();
-    let result = swap(fake, "gateway", "openclaw:new", &journal, &op.id, &sink).await;
+    let report = Reporter::new(&sink, &journal, &op.id, "gateway");
+    let result = swap(fake, "openclaw:new", &report).await;
     let phases = journal.entry(&op.id).unwrap().phases;
     let phases = phases
         .into_iter()
@@ -303,15 +304,9 @@ async fn a_leftover_old_container_is_only_warned_about() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path()).unwrap();
-    let result = swap(
-        &fake,
-        "gateway",
-        "openclaw:new",
-        &journal,
-        "op-1",
-        &EventSink::new(tx),
-    )
-    .await;
+    let sink = EventSink::new(tx);
+    let report = Reporter::new(&sink, &journal, "op-1", "gateway");
+    let result = swap(&fake, "openclaw:new", &report).await;
     assert!(result.is_ok());
     let mut warned = false;
     while let Ok(e) = rx.try_recv() {

@@ -40,10 +40,9 @@ pub async fn probe(
         container: short(container).to_owned(),
         source,
     };
-    let run = docker.exec(container, argv, MAX_OUTPUT);
     let display = argv.join(" ");
-    match tokio::time::timeout(timeout, run).await {
-        Err(_) => Ok(ProbeOutcome {
+    match docker.exec(container, argv, MAX_OUTPUT, timeout).await {
+        Ok(None) => Ok(ProbeOutcome {
             verdict: ProbeVerdict::Broken,
             version: None,
             detail: Some(format!(
@@ -53,8 +52,8 @@ pub async fn probe(
                 timeout.as_millis()
             )),
         }),
-        Ok(Err(source)) => Err(exec_err(source)),
-        Ok(Ok(out)) => Ok(classify(
+        Err(source) => Err(exec_err(source)),
+        Ok(Some(out)) => Ok(classify(
             out.exit_code,
             &String::from_utf8_lossy(&out.stdout),
             &String::from_utf8_lossy(&out.stderr),
