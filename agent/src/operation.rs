@@ -154,9 +154,80 @@ where
     journal.begin(&op, from_sha)?;
     let result = work(Reporter::new(sink, journal, &op.id, service)).await;
     let (outcome, finish) = ended(&result);
+    tracing::info!(
+        operation = %op.id,
+        kind = %op.kind,
+        outcome = outcome.as_str(),
+        message = %finish.message,
+        "operation finished"
+    );
     if let Err(e) = journal.finish(&op.id, outcome, finish) {
         tracing::error!(operation = %op.id, kind = %op.kind, error = %e, "cannot journal the end of an operation");
     }
     drop(guard);
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_read_back_as_journaled() {
+        for k in [
+            OperationKind::Build,
+            OperationKind::Up,
+            OperationKind::Update,
+            OperationKind::Rollback,
+        ] {
+            assert_eq!(OperationKind::parse(k.as_str()), Some(k));
+            assert_eq!(k.operation("me").kind, k.as_str());
+        }
+        assert_eq!(OperationKind::parse("verify"), None);
+        assert!(!OperationKind::Build.touches_containers());
+    }
+
+    #[tokio::test]
+    async fn phases_are_told_and_their_ends_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let lock = crate::lock::OperationLock::default();
+        let guard = lock
+            .try_acquire(OperationKind::Up.operation("test"))
+            .unwrap();
+        let id = guard.operation().id.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = EventSink::new(tx);
+        let work = async |r: Reporter<'_>| {
+            r.phase(Phase::Create, PhaseStatus::Started, "creating");
+            r.phase(Phase::Create, PhaseStatus::Done, "created");
+            r.step(Phase::Stop, PhaseStatus::Started, "stopping");
+            7
+        };
+        let ended = |n: &i32| {
+            let finish = Finish {
+                message: format!("did {n}"),
+                ..Default::default()
+            };
+            (Outcome::Succeeded, finish)
+        };
+        let n = journaled(&journal, guard, None, &sink, "gw", work, ended).await;
+        assert_eq!(n.unwrap(), 7);
+        assert!(lock.holder().is_none(), "the lock is released");
+        let entry = journal.entry(&id).unwrap();
+        assert_eq!(entry.outcome, Outcome::Succeeded);
+        assert_eq!(entry.message, "did 7");
+        let phases: Vec<_> = entry
+            .phases
+            .iter()
+            .map(|p| (p.phase.as_str(), p.status.as_str()))
+            .collect();
+        assert_eq!(phases, [("create", "done"), ("stop", "started")]);
+        drop(sink);
+        let mut told = 0;
+        while rx.recv().await.is_some() {
+            told += 1;
+        }
+        assert_eq!(told, 3);
+    }
 }

@@ -7,6 +7,7 @@ use crate::{
     context::AgentContext,
     docker::{DockerError, Engine, short_id},
     journal::{Entry, Finish, Outcome},
+    operation::OperationKind,
     up,
     update::swap::PHASE_KEPT,
 };
@@ -30,12 +31,14 @@ pub async fn recover(ctx: &AgentContext) -> usize {
             .last()
             .map(|p| format!(" during {} ({})", p.phase, p.status))
             .unwrap_or_default();
-        let containers = match entry.kind.as_str() {
-            "update" | "rollback" | "up" => match restore_service(ctx, entry).await {
+        let touched =
+            OperationKind::parse(&entry.kind).is_some_and(OperationKind::touches_containers);
+        let containers = match touched {
+            true => match restore_service(ctx, entry).await {
                 Ok(done) => done,
                 Err(e) => format!("the service's containers could not be checked: {e}"),
             },
-            _ => String::new(),
+            false => String::new(),
         };
         let result = ctx.journal.finish(
             &entry.id,

@@ -130,12 +130,6 @@ where
     let run = async |p: Reporter<'a>| {
         let mut report = work(p.clone(), DeployReport::new(p.op_id(), from.clone())).await;
         report.duration = p.elapsed();
-        tracing::info!(
-            operation = %report.operation_id,
-            outcome = report.outcome.as_str(),
-            message = %report.message,
-            "deploy finished"
-        );
         report
     };
     let journaled = operation::journaled(
