@@ -1,5 +1,5 @@
 //! The engine's data types the agent reads or fills in (create bodies, inspect results, build
-//! progress), under the adapter's name so that no other module depends on bollard's layout.
+//! progress). Named through the adapter, so that only this module knows where they come from.
 pub use bollard::{
     moby::buildkit::v1::{StatusResponse, Vertex, VertexLog},
     models::{

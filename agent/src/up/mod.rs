@@ -18,17 +18,18 @@ use crate::{
     compose::{self, ComposeError, LoadOptions, Project},
     config::{Config, ResolvedApp},
     context::AgentContext,
-    docker::{DockerError, LABEL_CONFIG_HASH},
+    docker::DockerError,
     events::{EventSink, Phase, PhaseStatus},
     journal::{Finish, JournalError, Outcome},
     lock::LockGuard,
     operation::{self, Reporter},
-    readiness::{self, Readiness, ReadinessError},
+    readiness::ReadinessError,
 };
 
 pub mod containers;
 pub mod preflight;
 mod services;
+mod steps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -290,12 +291,8 @@ async fn execute(
     progress: &Reporter<'_>,
 ) -> Result<UpReport, UpError> {
     let sink = progress.sink;
-    progress.service_phase(
-        Phase::Preflight,
-        PhaseStatus::Started,
-        "",
-        "loading the compose project",
-    );
+    let loading = "loading the compose project";
+    progress.service_phase(Phase::Preflight, PhaseStatus::Started, "", loading);
     let project = load_project(&ctx.config, &ctx.app)?;
     for w in &project.warnings {
         sink.warning(w.clone());
@@ -309,119 +306,33 @@ async fn execute(
     let docker = ctx.docker.get().await?;
     let order = project.start_order(&opts.services)?;
     let (existing, orphans) = services::current_containers(&docker, &project, sink).await?;
-    let mut images = HashMap::new();
-    for s in &order {
-        images.insert(
-            s.clone(),
-            containers::image_info(&docker, &project, s, None).await?,
-        );
-    }
-    for s in &order {
-        let notes =
-            preflight::preflight(&docker, &ctx.app, &project, s, &images[s], existing.get(s))
-                .await?;
-        for n in notes {
-            progress.service_phase(Phase::Preflight, PhaseStatus::Started, s, n);
-        }
-    }
-    progress.service_phase(
-        Phase::Preflight,
-        PhaseStatus::Done,
-        "",
-        format!("{} service(s) checked", order.len()),
-    );
+    steps::preflight_all(&docker, &ctx.app, &project, &order, &existing, progress).await?;
     for r in containers::ensure_resources(&docker, &project, &order).await? {
         progress.service_phase(Phase::Create, PhaseStatus::Done, "", format!("created {r}"));
     }
     let orphan_names: Vec<String> = orphans.iter().map(|c| c.name.clone()).collect();
-    if !orphans.is_empty() {
-        if opts.remove_orphans {
-            for c in &orphans {
-                docker.stop(&c.id, containers::DEFAULT_STOP_TIMEOUT).await?;
-                docker.remove(&c.id).await?;
-                progress.service_phase(
-                    Phase::Cleanup,
-                    PhaseStatus::Done,
-                    &c.service,
-                    format!("removed orphan {}", c.name),
-                );
-            }
-        } else {
-            sink.warning(format!(
-                "orphan containers (their service is not in the compose file): {}; run up with --remove-orphans to remove them",
-                orphan_names.join(", ")
-            ));
-        }
-    }
+    steps::orphans(&docker, &orphans, opts.remove_orphans, progress).await?;
     let mut results = Vec::new();
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut recreated: HashSet<String> = HashSet::new();
     for s in &order {
         services::wait_dependencies(&docker, &project, s, &ids, ctx, sink).await?;
         let spec = containers::service_spec(&docker, &project, s, None).await?;
-        let svc = &project.services[s];
-        let deps_recreated = svc
+        let deps_recreated = project.services[s]
             .depends_on
             .iter()
             .any(|(d, dep)| dep.restart && recreated.contains(d));
-        let current = existing.get(s);
-        let same =
-            current.is_some_and(|c| c.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash));
-        let (id, action) = match current {
-            Some(c) if same && !opts.force_recreate => {
-                if !c.is_running() {
-                    docker.start(&c.id).await?;
-                    (c.id.clone(), Action::Started)
-                } else if deps_recreated {
-                    docker.restart(&c.id).await?;
-                    (c.id.clone(), Action::Restarted)
-                } else {
-                    progress.service_phase(
-                        Phase::Create,
-                        PhaseStatus::Skipped,
-                        s,
-                        format!("{} is up to date", c.name),
-                    );
-                    (c.id.clone(), Action::Unchanged)
-                }
-            }
-            Some(c) => {
-                let why = if same {
-                    "--force-recreate"
-                } else {
-                    "its configuration changed"
-                };
-                progress.service_phase(
-                    Phase::Create,
-                    PhaseStatus::Started,
-                    s,
-                    format!("recreating {} ({why})", spec.name),
-                );
-                let id =
-                    containers::replace(&docker, &spec, c, containers::stop_timeout(&project, s))
-                        .await?;
-                recreated.insert(s.clone());
-                (id, Action::Recreated)
-            }
-            None => {
-                progress.service_phase(
-                    Phase::Create,
-                    PhaseStatus::Started,
-                    s,
-                    format!("creating {}", spec.name),
-                );
-                let id = containers::create_and_start(&docker, &spec, &spec.name).await?;
-                recreated.insert(s.clone());
-                (id, Action::Created)
-            }
+        let bring = steps::Bring {
+            docker: &docker,
+            project: &project,
+            spec: &spec,
+            current: existing.get(s),
+            force_recreate: opts.force_recreate,
+            deps_recreated,
         };
-        if action != Action::Unchanged {
-            progress.service_phase(
-                Phase::Start,
-                PhaseStatus::Done,
-                s,
-                format!("{} {} ({})", spec.name, action.as_str(), short(&id)),
-            );
+        let (id, action) = bring.up(progress).await?;
+        if matches!(action, Action::Created | Action::Recreated) {
+            recreated.insert(s.clone());
         }
         ids.insert(s.clone(), id.clone());
         results.push(ServiceResult {
@@ -432,37 +343,8 @@ async fn execute(
             action,
         });
     }
-    let mut ready_after = None;
-    let app_service = &ctx.config.app.service;
-    if opts.no_wait {
-        progress.service_phase(
-            Phase::Readiness,
-            PhaseStatus::Skipped,
-            app_service,
-            "--no-wait",
-        );
-    } else if let Some(id) = ids.get(app_service) {
-        let check = Readiness::from_config(&ctx.config.readiness)?;
-        match readiness::wait(&docker, id, app_service, &check, sink).await {
-            Ok(ready) => {
-                progress.journal(
-                    Phase::Readiness,
-                    PhaseStatus::Done,
-                    &format!("ready after {:.1}s", ready.waited.as_secs_f64()),
-                );
-                ready_after = Some(ready.waited);
-            }
-            Err(e) => {
-                progress.journal(Phase::Readiness, PhaseStatus::Failed, &e.to_string());
-                return Err(e.into());
-            }
-        }
-    } else if !project.services.contains_key(app_service) {
-        sink.warning(format!(
-            "[app] service {app_service:?} is not in the compose project (services: {}): no readiness check was done; set [app] service in agent.toml",
-            project.services.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
+    let ready_after =
+        steps::wait_ready(ctx, &docker, &project, &ids, opts.no_wait, progress).await?;
     Ok(UpReport {
         project: project.name.clone(),
         services: results,
@@ -471,8 +353,4 @@ async fn execute(
         ready_after,
         duration: progress.elapsed(),
     })
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }

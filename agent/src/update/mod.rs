@@ -183,35 +183,19 @@ async fn execute(
     repo.check().await?;
     let docker = ctx.docker.get().await?;
 
-    p.phase(
-        Phase::Fetch,
-        PhaseStatus::Started,
-        format!("{}/{}", cfg.remote, cfg.branch),
-    );
-    let remote_head = repo.fetch(&cfg.remote, &cfg.branch).await?;
     let upstream = format!("{}/{}", cfg.remote, cfg.branch);
-    let target = match &opts.git_ref {
-        Some(r) => repo.resolve(r, &upstream).await?,
-        None => remote_head,
-    };
+    let target = fetch(&repo, cfg, &upstream, opts.git_ref.as_deref(), p).await?;
     report.to_sha = Some(target.clone());
-    p.phase(
-        Phase::Fetch,
-        PhaseStatus::Done,
-        format!("{upstream} is {}", short(&target)),
-    );
 
-    if !opts.force && report.from_sha.as_deref() == Some(target.as_str()) {
-        let project = up::load_project(&ctx.config, app)?;
-        if let Some(image) = already_running(&docker, &project, service, &target).await {
-            report.outcome = Outcome::UpToDate;
-            report.image = Some(image);
-            report.message = format!(
-                "already up to date: {} is deployed and running",
-                short(&target)
-            );
-            return Ok(());
-        }
+    let deployed = !opts.force && report.from_sha.as_deref() == Some(target.as_str());
+    if deployed && let Some(image) = already_running(ctx, &docker, &target).await? {
+        report.outcome = Outcome::UpToDate;
+        report.image = Some(image);
+        report.message = format!(
+            "already up to date: {} is deployed and running",
+            short(&target)
+        );
+        return Ok(());
     }
 
     let plan = source::plan(&repo, &target, &upstream, opts.allow_non_ff).await?;
@@ -231,18 +215,8 @@ async fn execute(
 
     // The compose file may have changed with the commit: load it from the new tree.
     let project = up::load_project(&ctx.config, app)?;
-    let mut spec = build::service::service_spec(&ctx.config, app, &project, service)?;
-    spec.git_sha = Some(target.clone());
-    let image_name = spec.image.clone();
-    // build() reports its own phases to the caller; the journal gets one record of it.
-    let built = build::build(&docker, &spec, p.sink).await?;
-    let image = sha_tag(&image_name, &target);
+    let (image_name, image) = build_image(ctx, p, &docker, &project, &target).await?;
     report.image = Some(image.clone());
-    p.journal(
-        Phase::Build,
-        PhaseStatus::Done,
-        &format!("{image} ({})", built.image_id),
-    );
 
     // The container runs the compose `image:` name (which the build pointed at the new image),
     // exactly as `docker compose up` would; the sha tag is what rollback returns to.
@@ -251,28 +225,7 @@ async fn execute(
     up::preflight::preflight(&docker, app, &project, service, &info, existing.as_ref()).await?;
     p.phase(Phase::Preflight, PhaseStatus::Done, String::new());
 
-    let from_label = report.from_sha.as_deref().map(short).unwrap_or("none");
-    // Read through the engine: the service's container mounts the state, or (first deploy)
-    // a helper container from the image just built does.
-    let engine = snapshot::Engine {
-        docker: &docker,
-        project: &project.name,
-        service,
-        image: Some(&image_name),
-    };
-    let snap = snapshot::take(
-        &engine,
-        &ctx.config.state_dir,
-        &format!("{}-{from_label}", p.op_id()),
-        &app.state_dirs,
-        ctx.config.snapshots.keep,
-    )
-    .await?;
-    p.phase(
-        Phase::Snapshot,
-        PhaseStatus::Done,
-        format!("{} ({} bytes)", snap.path.display(), snap.size_bytes),
-    );
+    let snap = take_snapshot(ctx, p, &docker, &project, &image_name, report).await?;
     report.snapshot = Some(snap);
 
     let readiness = Readiness::from_config(&ctx.config.readiness)?;
@@ -282,66 +235,154 @@ async fn execute(
         service,
         readiness: &readiness,
     };
-    match swap::swap(&live, &image_name, p).await {
+    let outcome = swap::swap(&live, &image_name, p).await;
+    // `image:` (e.g. openclaw:latest) must not point at the broken build, or a manual
+    // `docker compose up` would start it.
+    if settle(report, outcome, &target, &image)
+        && let Some(prev) = report.from_sha.clone()
+        && let Err(e) = docker.tag(&sha_tag(&image_name, &prev), &image_name).await
+    {
+        p.sink.warning(format!(
+            "could not point {image_name} back at {}: {e}",
+            short(&prev)
+        ));
+    }
+    Ok(())
+}
+
+/// Builds the service at `target`; the compose `image:` name and the sha tag it got.
+async fn build_image(
+    ctx: &AgentContext,
+    p: &Reporter<'_>,
+    docker: &Engine,
+    project: &Project,
+    target: &str,
+) -> Result<(String, String), UpdateError> {
+    let service = &ctx.config.app.service;
+    let mut spec = build::service::service_spec(&ctx.config, &ctx.app, project, service)?;
+    spec.git_sha = Some(target.to_owned());
+    // build() reports its own phases to the caller; the journal gets one record of it.
+    let built = build::build(docker, &spec, p.sink).await?;
+    let image = sha_tag(&spec.image, target);
+    let done = format!("{image} ({})", built.image_id);
+    p.journal(Phase::Build, PhaseStatus::Done, &done);
+    Ok((spec.image, image))
+}
+
+/// Fetches the branch; the sha to deploy (`git_ref`, else the branch head).
+async fn fetch(
+    repo: &Repo,
+    cfg: &crate::config::AppConfig,
+    upstream: &str,
+    git_ref: Option<&str>,
+    p: &Reporter<'_>,
+) -> Result<String, UpdateError> {
+    p.phase(Phase::Fetch, PhaseStatus::Started, upstream);
+    let remote_head = repo.fetch(&cfg.remote, &cfg.branch).await?;
+    let target = match git_ref {
+        Some(r) => repo.resolve(r, upstream).await?,
+        None => remote_head,
+    };
+    let fetched = format!("{upstream} is {}", short(&target));
+    p.phase(Phase::Fetch, PhaseStatus::Done, fetched);
+    Ok(target)
+}
+
+/// Snapshots the state before anything is stopped, labelled with the sha it belongs to. Read
+/// through the engine: the service's container mounts the state, or (first deploy) a helper
+/// container from the image just built does.
+async fn take_snapshot(
+    ctx: &AgentContext,
+    p: &Reporter<'_>,
+    docker: &Engine,
+    project: &Project,
+    image_name: &str,
+    report: &DeployReport,
+) -> Result<Snapshot, UpdateError> {
+    let from_label = report.from_sha.as_deref().map(short).unwrap_or("none");
+    let engine = snapshot::Engine {
+        docker,
+        project: &project.name,
+        service: &ctx.config.app.service,
+        image: Some(image_name),
+    };
+    let snap = snapshot::take(
+        &engine,
+        &ctx.config.state_dir,
+        &format!("{}-{from_label}", p.op_id()),
+        &ctx.app.state_dirs,
+        ctx.config.snapshots.keep,
+    )
+    .await?;
+    p.phase(
+        Phase::Snapshot,
+        PhaseStatus::Done,
+        format!("{} ({} bytes)", snap.path.display(), snap.size_bytes),
+    );
+    Ok(snap)
+}
+
+/// Fills in the report from how the swap went; whether the previous version serves again.
+fn settle(
+    report: &mut DeployReport,
+    outcome: Result<swap::Swapped, swap::SwapFailed>,
+    target: &str,
+    image: &str,
+) -> bool {
+    let failed = match outcome {
         Ok(done) => {
             report.outcome = Outcome::Succeeded;
             report.downtime = done.downtime;
             report.message = format!(
                 "deployed {} ({image}); the gateway was down for {:.1}s",
-                short(&target),
+                short(target),
                 done.downtime.as_secs_f64()
             );
+            return false;
         }
-        Err(failed) => {
-            report.downtime = failed.downtime;
-            report.last_logs = failed.last_logs;
-            let previous = report
-                .from_sha
-                .as_deref()
-                .map(short)
-                .unwrap_or("the previous container");
-            match (failed.stopped_old, failed.restored) {
-                (true, Ok(())) => {
-                    report.outcome = Outcome::RolledBack;
-                    report.message = format!(
-                        "{} failed: {}; rolled back to {previous}",
-                        short(&target),
-                        failed.reason
-                    );
-                    // `image:` (e.g. openclaw:latest) must not point at the broken build, or
-                    // a manual `docker compose up` would start it.
-                    if let Some(prev) = report.from_sha.clone()
-                        && let Err(e) = docker.tag(&sha_tag(&image_name, &prev), &image_name).await
-                    {
-                        p.sink.warning(format!(
-                            "could not point {image_name} back at {previous}: {e}"
-                        ));
-                    }
-                }
-                (false, Ok(())) => {
-                    report.outcome = Outcome::Failed;
-                    report.message = format!("{} failed: {}", short(&target), failed.reason);
-                }
-                (_, Err(why)) => {
-                    report.outcome = Outcome::Failed;
-                    report.message = format!(
-                        "{} failed: {}; rolling back to {previous} ALSO failed: {why}. The gateway is down: \
-                         check `clawops logs` and `clawops status`",
-                        short(&target),
-                        failed.reason
-                    );
-                }
-            }
-            report.to_sha = Some(target);
-        }
-    }
-    Ok(())
+        Err(failed) => failed,
+    };
+    report.downtime = failed.downtime;
+    report.last_logs = failed.last_logs;
+    report.to_sha = Some(target.to_owned());
+    let previous = report
+        .from_sha
+        .as_deref()
+        .map(short)
+        .unwrap_or("the previous container");
+    let (target, reason) = (short(target), failed.reason);
+    let (outcome, message) = match (failed.stopped_old, failed.restored) {
+        (true, Ok(())) => (
+            Outcome::RolledBack,
+            format!("{target} failed: {reason}; rolled back to {previous}"),
+        ),
+        (false, Ok(())) => (Outcome::Failed, format!("{target} failed: {reason}")),
+        (_, Err(why)) => (
+            Outcome::Failed,
+            format!(
+                "{target} failed: {reason}; rolling back to {previous} ALSO failed: {why}. The gateway is down: \
+                 check `clawops logs` and `clawops status`"
+            ),
+        ),
+    };
+    report.outcome = outcome;
+    report.message = message;
+    outcome == Outcome::RolledBack
 }
 
 /// The no-op check: the sha's image exists, the compose `image:` points at it, and the
 /// service's container runs with the config hash it would be created with now. Returns the sha
 /// tag when all hold.
 async fn already_running(
+    ctx: &AgentContext,
+    docker: &Engine,
+    sha: &str,
+) -> Result<Option<String>, UpdateError> {
+    let project = up::load_project(&ctx.config, &ctx.app)?;
+    Ok(running_image(docker, &project, &ctx.config.app.service, sha).await)
+}
+
+async fn running_image(
     docker: &Engine,
     project: &Project,
     service: &str,

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use super::{DeployReport, deploy, sha_tag, short, swap};
 use crate::{
-    compose::ComposeError,
+    compose::{ComposeError, Project},
     context::AgentContext,
-    docker::DockerError,
+    docker::{DockerError, Engine},
     events::{EventSink, Phase, PhaseStatus},
     journal::Outcome,
     lock::LockGuard,
@@ -110,58 +110,16 @@ async fn execute(
     report.image = Some(image.clone());
 
     if opts.restore_state {
-        let label = format!("-{}.tar", short(&target));
-        let snap = snapshot::list(&ctx.config.state_dir)?
-            .into_iter()
-            .find(|s| s.to_string_lossy().ends_with(&label))
-            .ok_or_else(|| RollbackError::NoSnapshot {
-                sha: target.clone(),
-                keep: ctx.config.snapshots.keep,
-            })?;
-        // The state must not change under a running gateway: stop it first.
-        if let Ok(Some(c)) = swap::current(&docker, &project, service).await {
-            docker
-                .stop(&c.id, containers::stop_timeout(&project, service))
-                .await?;
-        }
-        let engine = snapshot::Engine {
-            docker: &docker,
-            project: &project.name,
-            service,
-            image: Some(&image),
-        };
-        // Labelled with the sha it was deployed with, so a later rollback to that sha with
-        // --restore-state finds it.
-        let before_label = format!(
-            "{}-before-restore-{}",
-            p.op_id(),
-            current.as_deref().map(short).unwrap_or("none")
+        let restored = restore_state(
+            ctx,
+            p,
+            &docker,
+            &project,
+            &image,
+            &target,
+            current.as_deref(),
         );
-        let restored = snapshot::restore(
-            &engine,
-            &ctx.config.state_dir,
-            &snap,
-            &before_label,
-            ctx.config.snapshots.keep,
-        )
-        .await?;
-        let mut message = format!(
-            "restored {}; the state it replaced is kept in {}",
-            snap.display(),
-            restored.before.path.display()
-        );
-        if !restored.left_over.is_empty() {
-            let left: Vec<String> = restored
-                .left_over
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect();
-            message.push_str(&format!(
-                "; these paths are not in the snapshot and could not be removed: {}",
-                left.join(", ")
-            ));
-        }
-        p.phase(Phase::Snapshot, PhaseStatus::Done, message);
+        p.phase(Phase::Snapshot, PhaseStatus::Done, restored.await?);
     }
 
     let readiness = Readiness::from_config(&ctx.config.readiness)?;
@@ -193,6 +151,18 @@ async fn execute(
             short(current)
         ));
     }
+    settle(report, outcome, &target, &image, &ctx.app.repo);
+    Ok(())
+}
+
+/// Fills in the report from how the swap went.
+fn settle(
+    report: &mut DeployReport,
+    outcome: Result<swap::Swapped, swap::SwapFailed>,
+    target: &str,
+    image: &str,
+    repo: &std::path::Path,
+) {
     match outcome {
         Ok(done) => {
             report.outcome = Outcome::Succeeded;
@@ -200,10 +170,9 @@ async fn execute(
             report.message = format!(
                 "rolled back to {} ({image}); the checkout in {} was left as it is, so the next \
                  `clawops update` deploys the branch head again",
-                short(&target),
-                ctx.app.repo.display()
+                short(target),
+                repo.display()
             );
-            Ok(())
         }
         Err(failed) => {
             report.downtime = failed.downtime;
@@ -216,18 +185,78 @@ async fn execute(
             report.message = match failed.restored {
                 Ok(()) => format!(
                     "{} did not start: {}; the current version serves again",
-                    short(&target),
+                    short(target),
                     failed.reason
                 ),
                 Err(why) => format!(
                     "{} did not start: {}; restarting the current version also failed: {why}",
-                    short(&target),
+                    short(target),
                     failed.reason
                 ),
             };
-            Ok(())
         }
     }
+}
+
+/// Stops the gateway and puts back the state snapshot taken while `target` was deployed,
+/// keeping the state it replaces; says what it did.
+async fn restore_state(
+    ctx: &AgentContext,
+    p: &Reporter<'_>,
+    docker: &Engine,
+    project: &Project,
+    image: &str,
+    target: &str,
+    current: Option<&str>,
+) -> Result<String, RollbackError> {
+    let service = ctx.config.app.service.as_str();
+    let label = format!("-{}.tar", short(target));
+    let snap = snapshot::list(&ctx.config.state_dir)?
+        .into_iter()
+        .find(|s| s.to_string_lossy().ends_with(&label))
+        .ok_or_else(|| RollbackError::NoSnapshot {
+            sha: target.to_owned(),
+            keep: ctx.config.snapshots.keep,
+        })?;
+    // The state must not change under a running gateway: stop it first.
+    if let Ok(Some(c)) = swap::current(docker, project, service).await {
+        docker
+            .stop(&c.id, containers::stop_timeout(project, service))
+            .await?;
+    }
+    let engine = snapshot::Engine {
+        docker,
+        project: &project.name,
+        service,
+        image: Some(image),
+    };
+    // Labelled with the sha it was deployed with, so a later rollback to that sha with
+    // --restore-state finds it.
+    let before_label = format!(
+        "{}-before-restore-{}",
+        p.op_id(),
+        current.map(short).unwrap_or("none")
+    );
+    let keep = ctx.config.snapshots.keep;
+    let restored =
+        snapshot::restore(&engine, &ctx.config.state_dir, &snap, &before_label, keep).await?;
+    let mut message = format!(
+        "restored {}; the state it replaced is kept in {}",
+        snap.display(),
+        restored.before.path.display()
+    );
+    if !restored.left_over.is_empty() {
+        let left: Vec<String> = restored
+            .left_over
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect();
+        message.push_str(&format!(
+            "; these paths are not in the snapshot and could not be removed: {}",
+            left.join(", ")
+        ));
+    }
+    Ok(message)
 }
 
 /// The sha to return to: the one asked for (a prefix of a healthy deploy), else the newest
