@@ -1,13 +1,14 @@
-//! Up: run the app's compose project natively through the engine API, as `docker compose up -d` would,
-//! then wait for readiness. Idempotent: a container whose config hash matches is left alone.
+//! Up: run the app's compose project natively through the engine, as `docker compose up -d`
+//! would, then wait for readiness. Idempotent: a container whose config hash matches is left
+//! alone.
 //!
 //! Building blocks, public for Update (which recreates one service with a new image):
 //! - [`load_project`]: the compose project of the configured app;
 //! - [`containers::image_info`], [`containers::service_spec`]: image lookup (never pulls) and
 //!   create options + config hash for a service, optionally with another image;
 //! - [`preflight::preflight`]: bind mounts and ports of one service;
-//! - [`containers::ensure_resources`], [`containers::create_and_start`], [`containers::stop`],
-//!   [`containers::rename`], [`containers::remove`], [`containers::replace`];
+//! - [`containers::ensure_resources`], [`containers::create`],
+//!   [`containers::create_and_start`], [`containers::replace`];
 //! - [`crate::readiness::wait`].
 use std::{
     collections::{HashMap, HashSet},
