@@ -15,6 +15,7 @@ pub mod limits;
 pub mod lock;
 pub mod logs;
 pub mod memory;
+pub mod operation;
 pub mod policy;
 pub mod readiness;
 pub mod reconcile;

@@ -4,7 +4,6 @@
 //! the container's last 50 log lines so the caller can show and journal why.
 use std::time::{Duration, Instant};
 
-use bollard::{Docker, models::HealthStatusEnum, query_parameters::LogsOptionsBuilder};
 use futures::StreamExt;
 use http_body_util::Empty;
 use hyper::body::Bytes;
@@ -14,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     config::ReadinessConfig,
+    docker::{DockerError, Engine, LogsRequest, models::HealthStatusEnum},
     events::{Event, EventSink, LogStream, Phase, PhaseStatus},
 };
 
@@ -61,10 +61,10 @@ pub enum ReadinessError {
     NoHealthcheck { service: String },
     #[error("readiness: {0}")]
     Config(String),
-    #[error("Docker engine, while waiting for {service}: {source}")]
+    #[error("while waiting for {service}: {source}")]
     Docker {
         service: String,
-        source: bollard::errors::Error,
+        source: DockerError,
     },
 }
 
@@ -143,7 +143,7 @@ pub struct Ready {
 /// Waits until `container` (of `service`) is ready per `check`, reporting `waiting` progress
 /// and log lines through `sink`.
 pub async fn wait(
-    docker: &Docker,
+    docker: &Engine,
     container: &str,
     service: &str,
     check: &Readiness,
@@ -163,7 +163,7 @@ pub async fn wait(
         Duration::ZERO,
     );
     let first = docker
-        .inspect_container(container, None)
+        .inspect_container(container)
         .await
         .map_err(docker_err)?;
     let state = first.state.clone().unwrap_or_default();
@@ -228,7 +228,7 @@ pub async fn wait(
                 }
             }
             _ = probe.tick() => {
-                let info = docker.inspect_container(container, None).await.map_err(docker_err)?;
+                let info = docker.inspect_container(container).await.map_err(docker_err)?;
                 let st = info.state.unwrap_or_default();
                 let code = st.exit_code.unwrap_or(0);
                 let restarts = info.restart_count.unwrap_or(0);
@@ -308,16 +308,15 @@ fn pending(check: &Readiness, url_ok: bool, log_ok: bool, health_ok: bool) -> St
 }
 
 /// The container's last [`LAST_LOG_LINES`] log lines (stdout and stderr interleaved).
-pub async fn last_logs(docker: &Docker, container: &str) -> Vec<String> {
-    let opts = LogsOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .tail(&LAST_LOG_LINES.to_string())
-        .build();
-    let mut stream = docker.logs(container, Some(opts));
+pub async fn last_logs(docker: &Engine, container: &str) -> Vec<String> {
+    let req = LogsRequest {
+        tail: Some(LAST_LOG_LINES as u64),
+        ..Default::default()
+    };
+    let mut stream = std::pin::pin!(docker.logs(container, &req));
     let mut text = Vec::new();
     while let Some(Ok(chunk)) = stream.next().await {
-        text.extend_from_slice(&chunk.into_bytes());
+        text.extend_from_slice(&chunk.data);
     }
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -326,25 +325,24 @@ pub async fn last_logs(docker: &Docker, container: &str) -> Vec<String> {
 }
 
 async fn follow_logs(
-    docker: Docker,
+    docker: Engine,
     container: String,
     since: i32,
     tx: mpsc::Sender<(LogStream, String)>,
 ) {
-    let opts = LogsOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .follow(true)
-        .since(since)
-        .build();
-    let mut stream = docker.logs(&container, Some(opts));
+    let req = LogsRequest {
+        follow: true,
+        since,
+        ..Default::default()
+    };
+    let mut stream = std::pin::pin!(docker.logs(&container, &req));
     let mut partial = [String::new(), String::new()];
     while let Some(Ok(chunk)) = stream.next().await {
-        let (kind, idx) = match &chunk {
-            bollard::container::LogOutput::StdErr { .. } => (LogStream::Stderr, 1),
-            _ => (LogStream::Stdout, 0),
+        let (kind, idx) = match chunk.stream {
+            LogStream::Stderr => (LogStream::Stderr, 1),
+            LogStream::Stdout => (LogStream::Stdout, 0),
         };
-        partial[idx].push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        partial[idx].push_str(&String::from_utf8_lossy(&chunk.data));
         while let Some(pos) = partial[idx].find('\n') {
             let line: String = partial[idx].drain(..=pos).collect();
             let line = line.trim_end_matches(['\n', '\r']).to_owned();

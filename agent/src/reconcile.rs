@@ -3,11 +3,23 @@
 //! runs — the new one if it had been found ready, else the previous one that the update kept
 //! aside — then close the entry as interrupted, so the lock is free and history is honest.
 use crate::{
+    compose::ComposeError,
     context::AgentContext,
+    docker::{DockerError, Engine, short_id},
     journal::{Entry, Finish, Outcome},
-    up::{self, containers},
+    operation::OperationKind,
+    up,
     update::swap::PHASE_KEPT,
 };
+
+/// Why the service's containers could not be checked at restart.
+#[derive(Debug, thiserror::Error)]
+enum RecoverError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+}
 
 /// Recovers every interrupted operation; returns how many there were.
 pub async fn recover(ctx: &AgentContext) -> usize {
@@ -19,12 +31,14 @@ pub async fn recover(ctx: &AgentContext) -> usize {
             .last()
             .map(|p| format!(" during {} ({})", p.phase, p.status))
             .unwrap_or_default();
-        let containers = match entry.kind.as_str() {
-            "update" | "rollback" | "up" => match restore_service(ctx, entry).await {
+        let touched =
+            OperationKind::parse(&entry.kind).is_some_and(OperationKind::touches_containers);
+        let containers = match touched {
+            true => match restore_service(ctx, entry).await {
                 Ok(done) => done,
                 Err(e) => format!("the service's containers could not be checked: {e}"),
             },
-            _ => String::new(),
+            false => String::new(),
         };
         let result = ctx.journal.finish(
             &entry.id,
@@ -44,9 +58,9 @@ pub async fn recover(ctx: &AgentContext) -> usize {
     open.len()
 }
 
-async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, String> {
-    let docker = ctx.docker.get().await.map_err(|e| e.to_string())?;
-    let project = up::load_project(&ctx.config, &ctx.app).map_err(|e| e.to_string())?;
+async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, RecoverError> {
+    let docker = ctx.docker.get().await?;
+    let project = up::load_project(&ctx.config, &ctx.app)?;
     let service = ctx.config.app.service.as_str();
     let canonical = project.container_name(service);
     let kept = entry
@@ -68,16 +82,14 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
     let exists = |id: &str| {
         let docker = docker.clone();
         let id = id.to_owned();
-        async move { docker.inspect_container(&id, None).await.ok() }
+        async move { docker.inspect_container(&id).await.ok() }
     };
 
     if let Some(kept) = kept.as_deref()
         && exists(kept).await.is_some()
     {
         if new_was_ready {
-            containers::remove(&docker, kept)
-                .await
-                .map_err(|e| e.to_string())?;
+            docker.remove(kept).await?;
             ensure_running(&docker, &canonical).await?;
             return Ok("the new container had become ready; removed the previous one".into());
         }
@@ -88,18 +100,16 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
         loop {
             match exists(&canonical).await {
                 Some(current) if current.id.as_deref() == Some(kept) => break,
-                Some(_) => containers::remove(&docker, &canonical)
-                    .await
-                    .map_err(|e| e.to_string())?,
+                Some(_) => docker.remove(&canonical).await?,
                 None => {}
             }
-            match containers::rename(&docker, kept, &canonical).await {
+            match docker.rename(kept, &canonical).await {
                 Ok(()) => break,
                 Err(_) if attempt < 5 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         ensure_running(&docker, &canonical).await?;
@@ -117,32 +127,20 @@ async fn restore_service(ctx: &AgentContext, entry: &Entry) -> Result<String, St
 }
 
 /// A container of `service` renamed aside by an update (`<id12>_<canonical>`), if any.
-async fn aside(
-    docker: &bollard::Docker,
-    project: &str,
-    service: &str,
-    canonical: &str,
-) -> Option<String> {
-    crate::docker::project_containers(docker, project)
+async fn aside(docker: &Engine, project: &str, service: &str, canonical: &str) -> Option<String> {
+    docker
+        .project_containers(project)
         .await
         .ok()?
         .into_iter()
-        .find(|c| {
-            c.service == service && c.name == format!("{}_{canonical}", &c.id[..c.id.len().min(12)])
-        })
+        .find(|c| c.service == service && c.name == format!("{}_{canonical}", short_id(&c.id)))
         .map(|c| c.id)
 }
 
-async fn ensure_running(docker: &bollard::Docker, name: &str) -> Result<(), String> {
-    let info = docker
-        .inspect_container(name, None)
-        .await
-        .map_err(|e| format!("inspecting {name}: {e}"))?;
+async fn ensure_running(docker: &Engine, name: &str) -> Result<(), DockerError> {
+    let info = docker.inspect_container(name).await?;
     if info.state.and_then(|s| s.running).unwrap_or(false) {
         return Ok(());
     }
-    docker
-        .start_container(name, None)
-        .await
-        .map_err(|e| format!("starting {name}: {e}"))
+    docker.start(name).await
 }

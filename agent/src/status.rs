@@ -3,7 +3,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::{context::AgentContext, docker::project_containers, journal::Entry, lock::Operation};
+use crate::{
+    context::AgentContext,
+    docker::{self, DockerError},
+    journal::Entry,
+    lock::Operation,
+};
 
 /// How long Status waits for dockerd before reporting it as unreachable.
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -33,18 +38,10 @@ pub struct StatusSnapshot {
 }
 
 pub async fn snapshot(ctx: &AgentContext) -> StatusSnapshot {
-    let (containers, docker_error) =
-        match tokio::time::timeout(DOCKER_TIMEOUT, containers(ctx)).await {
-            Ok(Ok(list)) => (list, None),
-            Ok(Err(e)) => (Vec::new(), Some(e)),
-            Err(_) => (
-                Vec::new(),
-                Some(format!(
-                    "the Docker engine did not answer within {}s",
-                    DOCKER_TIMEOUT.as_secs()
-                )),
-            ),
-        };
+    let (containers, docker_error) = match docker::within(DOCKER_TIMEOUT, containers(ctx)).await {
+        Ok(list) => (list, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     StatusSnapshot {
         version: env!("CARGO_PKG_VERSION"),
         started_at: ctx.started_at,
@@ -58,14 +55,12 @@ pub async fn snapshot(ctx: &AgentContext) -> StatusSnapshot {
     }
 }
 
-async fn containers(ctx: &AgentContext) -> Result<Vec<ContainerStatus>, String> {
-    let docker = ctx.docker.get().await.map_err(|e| e.to_string())?;
-    let list = project_containers(&docker, &ctx.app.project)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn containers(ctx: &AgentContext) -> Result<Vec<ContainerStatus>, DockerError> {
+    let docker = ctx.docker.get().await?;
+    let list = docker.project_containers(&ctx.app.project).await?;
     let mut out = Vec::with_capacity(list.len());
     for c in list {
-        let inspect = docker.inspect_container(&c.id, None).await.ok();
+        let inspect = docker.inspect_container(&c.id).await.ok();
         let state = inspect.as_ref().and_then(|i| i.state.as_ref());
         out.push(ContainerStatus {
             started_at: state

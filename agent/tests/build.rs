@@ -36,7 +36,7 @@ async fn dockerignore_decides_what_reaches_the_image() {
         ctx.write(f, "x");
     }
     let (sink, mut rx) = events();
-    let built = build::build(&ctx.docker, &ctx.spec(None), &sink)
+    let built = build::build(&ctx.engine, &ctx.spec(None), &sink)
         .await
         .unwrap_or_else(|e| panic!("build failed: {e}"));
     assert_eq!(
@@ -93,7 +93,7 @@ async fn symlink_escaping_the_context_is_refused() {
     let ctx = Ctx::new(&format!("{BASE}COPY . /app/\n"));
     let outside = tempfile::NamedTempFile::new().unwrap();
     std::os::unix::fs::symlink(outside.path(), ctx.dir.path().join("innocent.txt")).unwrap();
-    let err = build::build(&ctx.docker, &ctx.spec(None), &build_support::discard())
+    let err = build::build(&ctx.engine, &ctx.spec(None), &build_support::discard())
         .await
         .unwrap_err();
     assert!(
@@ -109,7 +109,7 @@ async fn symlink_escaping_the_context_is_refused() {
     );
     // Excluding it makes the context acceptable again.
     ctx.write(".dockerignore", "innocent.txt\n");
-    build::build(&ctx.docker, &ctx.spec(None), &build_support::discard())
+    build::build(&ctx.engine, &ctx.spec(None), &build_support::discard())
         .await
         .unwrap();
 }
@@ -122,7 +122,7 @@ async fn failing_run_reports_step_and_output_with_both_builders() {
     for choice in [BuilderChoice::Buildkit, BuilderChoice::Classic] {
         let mut spec = ctx.spec(None);
         spec.builder = choice;
-        let err = build::build(&ctx.docker, &spec, &build_support::discard())
+        let err = build::build(&ctx.engine, &spec, &build_support::discard())
             .await
             .unwrap_err();
         let f = err
@@ -160,7 +160,7 @@ async fn failing_run_reports_step_and_output_with_both_builders() {
     ctx.write("Dockerfile", BASE);
     let mut spec = ctx.spec(None);
     spec.builder = BuilderChoice::Classic;
-    build::build(&ctx.docker, &spec, &build_support::discard())
+    build::build(&ctx.engine, &spec, &build_support::discard())
         .await
         .unwrap();
 }
@@ -173,7 +173,7 @@ async fn sha_tags_are_kept_n_deep_and_images_in_use_are_spared() {
     let build_sha = |i: usize| {
         let mut spec = ctx.spec(Some(&shas[i]));
         spec.keep = 2;
-        let docker = ctx.docker.clone();
+        let docker = ctx.engine.clone();
         async move { build::build(&docker, &spec, &build_support::discard()).await }
     };
     let first = build_sha(0).await.unwrap();
@@ -222,7 +222,7 @@ async fn progress_arrives_while_the_build_runs() {
         "{BASE}RUN echo early-line && sleep 3 && echo late-line\n"
     ));
     let (sink, mut rx) = events();
-    let docker = ctx.docker.clone();
+    let docker = ctx.engine.clone();
     let mut spec = ctx.spec(None);
     // A cached RUN prints nothing; this test is about output that takes time to appear.
     spec.no_cache = true;
@@ -256,7 +256,7 @@ async fn progress_arrives_while_the_build_runs() {
 async fn classic_fallback_on_an_engine_without_buildkit_warns_and_builds() {
     // API 1.30 predates BuildKit (1.39): the real engine then only offers the classic builder.
     let ctx = Ctx::new(&format!("{BASE}RUN echo classic > /built-by\n"));
-    let docker = old_api_docker();
+    let docker = clawops_agent::docker::Engine::new(old_api_docker());
     let (sink, mut rx) = events();
     let built = build::build(&docker, &ctx.spec(None), &sink).await.unwrap();
     assert_eq!(built.builder, Builder::Classic);
@@ -298,7 +298,7 @@ async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory()
     let ctx = Ctx::new(BASE);
     for sha in ["a".repeat(40), "b".repeat(40)] {
         build::build(
-            &ctx.docker,
+            &ctx.engine,
             &ctx.spec(Some(&sha)),
             &build_support::discard(),
         )
@@ -307,7 +307,7 @@ async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory()
     }
     let mut spec = ctx.spec(Some(&"c".repeat(40)));
     spec.preflight.min_free_disk_mb = u64::MAX / (1024 * 1024);
-    let err = build::build(&ctx.docker, &spec, &build_support::discard())
+    let err = build::build(&ctx.engine, &spec, &build_support::discard())
         .await
         .unwrap_err();
     let BuildError::Preflight(PreflightError::LowDisk { prunable, .. }) = &err else {
@@ -336,7 +336,7 @@ async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory()
     let mut spec = ctx.spec(None);
     spec.preflight.min_available_memory_mb = u64::MAX / (1024 * 1024);
     let (sink, mut rx) = events();
-    build::build(&ctx.docker, &spec, &sink).await.unwrap();
+    build::build(&ctx.engine, &spec, &sink).await.unwrap();
     assert!(
         rx.drain().iter().any(
             |e| matches!(e, Event::Warning(w) if w.contains("e2-micro") && w.contains("e2-small"))
@@ -352,7 +352,7 @@ async fn a_hung_build_is_cancelled_at_the_timeout_naming_its_step() {
     spec.no_cache = true;
     spec.timeout = Duration::from_secs(3);
     let started = Instant::now();
-    let err = build::build(&ctx.docker, &spec, &build_support::discard())
+    let err = build::build(&ctx.engine, &spec, &build_support::discard())
         .await
         .unwrap_err();
     assert!(

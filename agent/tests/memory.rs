@@ -271,7 +271,8 @@ async fn running_container_usage_from_cgroup_matches_docker_stats() {
     assert_eq!(c.effective_limit, 64 * MIB);
     let usage = c.usage.expect("usage of a running container");
     assert!(usage > 0 && usage < 64 * MIB, "{usage}");
-    let api = memory::containers::docker_stats(&docker, &id)
+    let engine = clawops_agent::docker::Engine::new(docker.clone());
+    let api = memory::containers::docker_stats(&engine, &id)
         .await
         .expect("docker stats");
     let diff = usage.abs_diff(api.usage);

@@ -113,7 +113,11 @@ fn members(tar_path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn engine<'a>(docker: &'a Docker, project: &'a str, image: Option<&'a str>) -> Engine<'a> {
+fn engine<'a>(
+    docker: &'a clawops_agent::docker::Engine,
+    project: &'a str,
+    image: Option<&'a str>,
+) -> Engine<'a> {
     Engine {
         docker,
         project,
@@ -169,7 +173,8 @@ async fn snapshot_and_restore_go_through_the_mounting_container() {
         .bind(&dir, MOUNT)
         .start()
         .await;
-    let engine = engine(&docker, &project, Some(&image.tag));
+    let adapter = clawops_agent::docker::Engine::new(docker.clone());
+    let engine = engine(&adapter, &project, Some(&image.tag));
 
     let snap = snapshot::take(
         &engine,
@@ -291,7 +296,8 @@ async fn first_deploy_uses_a_helper_container_and_restore_recreates_a_deleted_di
     let missing = home.path().join("not-there");
     populate(&dir);
     let original = fingerprint(&dir);
-    let engine = engine(&docker, &project, Some(&image.tag));
+    let adapter = clawops_agent::docker::Engine::new(docker.clone());
+    let engine = engine(&adapter, &project, Some(&image.tag));
 
     let snap = snapshot::take(&engine, state.path(), "op1", &[dir.clone(), missing], 3)
         .await
@@ -351,7 +357,8 @@ async fn mounts_above_and_inside_the_dir_are_honoured() {
         .bind(elsewhere.path(), "/home/node/.openclaw/workspace")
         .start()
         .await;
-    let engine = engine(&docker, &project, Some(&image.tag));
+    let adapter = clawops_agent::docker::Engine::new(docker.clone());
+    let engine = engine(&adapter, &project, Some(&image.tag));
 
     let snap = snapshot::take(
         &engine,
@@ -388,7 +395,8 @@ async fn without_container_or_image_the_agent_reads_the_dir_itself() {
     let dir = home.path().join(".openclaw");
     populate(&dir);
     let gone = unique("clawops-snaptest-gone");
-    let engine = engine(&docker, &project, Some(&gone));
+    let adapter = clawops_agent::docker::Engine::new(docker.clone());
+    let engine = engine(&adapter, &project, Some(&gone));
 
     let snap = snapshot::take(&engine, state.path(), "op1", std::slice::from_ref(&dir), 3)
         .await
@@ -433,7 +441,8 @@ async fn keeps_the_newest_n_counting_the_state_a_restore_replaced() {
         .bind(&dir, MOUNT)
         .start()
         .await;
-    let engine = engine(&docker, &project, None);
+    let adapter = clawops_agent::docker::Engine::new(docker.clone());
+    let engine = engine(&adapter, &project, None);
 
     let mut taken = Vec::new();
     for i in 0..4 {
@@ -504,7 +513,8 @@ async fn snapshots_check_the_cap_and_free_space_first() {
     let dir = home.path().join(".openclaw");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("big.bin"), vec![7u8; 3 * 1024 * 1024]).unwrap();
-    let engine = engine(&docker, &project, None);
+    let adapter = clawops_agent::docker::Engine::new(docker.clone());
+    let engine = engine(&adapter, &project, None);
 
     let state = tempfile::tempdir().unwrap();
     let dirs = std::slice::from_ref(&dir);

@@ -6,7 +6,6 @@ mod up_support;
 use std::os::unix::fs::PermissionsExt;
 
 use clawops_agent::{
-    docker::project_containers,
     journal::Outcome,
     readiness::ReadinessError,
     up::{UpError, UpOptions},
@@ -44,9 +43,10 @@ async fn unwritable_bind_dir_is_refused_with_the_chown_command() {
         "{msg}"
     );
     assert!(msg.contains("node"), "{msg}");
-    let docker = app.docker().await;
+    let engine = app.ctx.docker.get().await.unwrap();
     assert!(
-        project_containers(&docker, &app.project)
+        engine
+            .project_containers(&app.project)
             .await
             .unwrap()
             .is_empty(),

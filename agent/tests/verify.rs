@@ -8,6 +8,7 @@ use bollard::query_parameters::{
 };
 use clawops_agent::{
     config::{Config, ResolvedApp, VerifyConfig},
+    docker::Engine,
     verify::{self, BinaryReport, BinaryStatus, Report, VerifyCache, VerifyError, VerifyOptions},
 };
 use testkit::{
@@ -191,7 +192,7 @@ async fn running_then_stopped_container() {
     let app = app(&project, &repo, &home);
     let cache = VerifyCache::default();
     let report = verify::verify(
-        &docker,
+        &Engine::new(docker.clone()),
         &app,
         &agent_config(),
         &cache,
@@ -300,7 +301,7 @@ async fn running_then_stopped_container() {
     // Again, with the image's lookups remembered: the same answers.
     assert!(cache.image_sides() > 0);
     let warm = verify::verify(
-        &docker,
+        &Engine::new(docker.clone()),
         &app,
         &agent_config(),
         &cache,
@@ -325,9 +326,15 @@ async fn running_then_stopped_container() {
     // Look only: nothing runs, the runtime copy is still flagged.
     let mut look = options(&["gog"]);
     look.run_probes = false;
-    let report = verify::verify(&docker, &app, &agent_config(), &cache, look)
-        .await
-        .unwrap();
+    let report = verify::verify(
+        &Engine::new(docker.clone()),
+        &app,
+        &agent_config(),
+        &cache,
+        look,
+    )
+    .await
+    .unwrap();
     let gog = get(&report, "gog");
     assert_eq!(gog.status, BinaryStatus::NotRun, "{gog:?}");
     assert!(gog.detail.contains("--no-run"), "{gog:?}");
@@ -341,9 +348,15 @@ async fn running_then_stopped_container() {
         )
         .await
         .unwrap();
-    let report = verify::verify(&docker, &app, &agent_config(), &cache, options(&["gog"]))
-        .await
-        .unwrap();
+    let report = verify::verify(
+        &Engine::new(docker.clone()),
+        &app,
+        &agent_config(),
+        &cache,
+        options(&["gog"]),
+    )
+    .await
+    .unwrap();
     assert!(!report.container.as_ref().unwrap().running);
     assert!(
         report.notes.iter().any(|n| n.contains("image checks only")),
@@ -368,7 +381,7 @@ async fn image_alone_and_no_container() {
     let app = app(&project, &tmp.path().join("repo"), &tmp.path().join("home"));
 
     let err = verify::verify(
-        &docker,
+        &Engine::new(docker.clone()),
         &app,
         &Config::default(),
         &VerifyCache::default(),
@@ -388,7 +401,7 @@ async fn image_alone_and_no_container() {
         ),
     );
     let report = verify::verify(
-        &docker,
+        &Engine::new(docker.clone()),
         &app,
         &Config::default(),
         &VerifyCache::default(),
@@ -413,7 +426,7 @@ async fn image_alone_and_no_container() {
     let mut opts = options(&["gog", "sh", "armtool"]);
     opts.image = Some(img.tag.clone());
     let report = verify::verify(
-        &docker,
+        &Engine::new(docker.clone()),
         &app,
         &Config::default(),
         &VerifyCache::default(),
@@ -432,7 +445,7 @@ async fn image_alone_and_no_container() {
     let mut opts = options(&["gog"]);
     opts.image = Some(format!("{project}-absent:latest"));
     let err = verify::verify(
-        &docker,
+        &Engine::new(docker.clone()),
         &app,
         &Config::default(),
         &VerifyCache::default(),
@@ -443,7 +456,7 @@ async fn image_alone_and_no_container() {
     assert!(matches!(err, VerifyError::ImageNotFound { .. }), "{err}");
 
     let err = verify::verify(
-        &docker,
+        &Engine::new(docker.clone()),
         &app,
         &Config::default(),
         &VerifyCache::default(),
@@ -470,6 +483,7 @@ async fn probe_results_are_reused_only_for_the_same_file_in_the_same_run() {
     let app = app(&project, &tmp.path().join("repo"), &tmp.path().join("home"));
     let cache = VerifyCache::default();
     let config = Config::default();
+    let engine = Engine::new(docker.clone());
     let gog = |r: &Report| {
         let b = get(r, "gog");
         assert_eq!(b.status, BinaryStatus::Ok, "{b:?}");
@@ -478,7 +492,7 @@ async fn probe_results_are_reused_only_for_the_same_file_in_the_same_run() {
     let check = |fresh: bool| {
         let mut opts = options(&["gog"]);
         opts.fresh = fresh;
-        verify::verify(&docker, &app, &config, &cache, opts)
+        verify::verify(&engine, &app, &config, &cache, opts)
     };
 
     let (version, reused) = gog(&check(false).await.unwrap());
@@ -562,7 +576,7 @@ fn skill_files_that_never_end_are_refused() {
             opts.image = Some(img.tag.clone());
             let started = std::time::Instant::now();
             let report = verify::verify(
-                &docker,
+                &Engine::new(docker.clone()),
                 &app,
                 &Config::default(),
                 &VerifyCache::default(),

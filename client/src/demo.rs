@@ -8,7 +8,10 @@ use std::{
     process::Command,
 };
 
-use clawops_agent::config::Config;
+use clawops_agent::{
+    config::Config,
+    docker::{DockerError, Engine},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -298,67 +301,24 @@ impl DemoApp {
 }
 
 /// Removes the demo project's containers and network and the images of `image_repo`.
-pub async fn remove(project: &str, image_repo: &str) -> Result<(), String> {
-    use bollard::query_parameters::{ListImagesOptions, RemoveImageOptionsBuilder};
-    let docker = clawops_agent::docker::DockerHandle::new(None)
-        .get()
-        .await
-        .map_err(|e| e.to_string())?;
-    let containers = clawops_agent::docker::project_containers(&docker, project)
-        .await
-        .map_err(|e| e.to_string())?;
-    for c in containers {
-        clawops_agent::up::containers::remove(&docker, &c.id)
-            .await
-            .map_err(|e| e.to_string())?;
+pub async fn remove(project: &str, image_repo: &str) -> Result<(), DockerError> {
+    let docker = Engine::connect().await?;
+    for c in docker.project_containers(project).await? {
+        docker.remove(&c.id).await?;
     }
-    match docker.remove_network(&format!("{project}_default")).await {
-        Ok(())
-        | Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {}
-        Err(e) => return Err(e.to_string()),
-    }
+    docker.remove_network(&format!("{project}_default")).await?;
     // Builds leave untagged images behind (replaced tags); they carry the project label.
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("clawops.project={project}")],
-    )]);
-    let labelled = docker
-        .list_images(Some(
-            bollard::query_parameters::ListImagesOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
+    let label = format!("clawops.project={project}");
+    let labelled = docker.list_images(Some(&label), true).await?;
     let prefix = format!("{image_repo}:");
-    for image in docker
-        .list_images(None::<ListImagesOptions>)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    for image in docker.list_images(None, false).await? {
         for tag in image.repo_tags.iter().filter(|t| t.starts_with(&prefix)) {
-            docker
-                .remove_image(
-                    tag,
-                    Some(RemoveImageOptionsBuilder::default().force(true).build()),
-                    None,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            docker.force_remove_image(tag).await?;
         }
     }
     for image in labelled {
         // Already gone with its tags, or shared with a layer still in use: not an error.
-        let _ = docker
-            .remove_image(
-                &image.id,
-                Some(RemoveImageOptionsBuilder::default().force(true).build()),
-                None,
-            )
-            .await;
+        let _ = docker.force_remove_image(&image.id).await;
     }
     Ok(())
 }

@@ -240,7 +240,8 @@ async fn a_crash_between_the_rename_and_its_journal_line_is_recovered_by_name() 
         if stopped {
             docker.stop_container(&id, None).await.unwrap();
         }
-        clawops_agent::up::containers::rename(&docker, &id, &aside)
+        clawops_agent::docker::Engine::new(docker.clone())
+            .rename(&id, &aside)
             .await
             .unwrap();
 

@@ -3,17 +3,16 @@
 //! (fall back) apart from "the build failed" (report the step).
 use std::{collections::HashMap, sync::Arc};
 
-use bollard::{
-    Docker,
-    query_parameters::{BuildImageOptionsBuilder, BuilderVersion},
-};
 use futures::StreamExt;
 
 use super::{
     BuildError, BuildSpec, Builder, BuilderChoice, ContextPlan, Failure, LABEL_GIT_SHA,
     LABEL_PROJECT, archive, progress,
 };
-use crate::events::EventSink;
+use crate::{
+    docker::{BuildRequest, Engine, models::SystemInfo},
+    events::EventSink,
+};
 
 pub(super) enum Attempt {
     /// BuildKit could not start on this engine (nothing was built).
@@ -29,7 +28,7 @@ impl From<BuildError> for Attempt {
 
 /// One build request; returns the image id.
 pub(super) async fn run_once(
-    docker: &Docker,
+    docker: &Engine,
     spec: &BuildSpec,
     plan: &Arc<ContextPlan>,
     tag: &str,
@@ -50,30 +49,21 @@ pub(super) async fn run_once(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let session = format!("clawops-{}", uuid::Uuid::new_v4().simple());
-    let mut options = BuildImageOptionsBuilder::default()
-        .dockerfile(&plan.dockerfile)
-        .t(tag)
-        .rm(true)
-        .forcerm(true)
-        .nocache(spec.no_cache)
-        .labels(&labels)
-        .buildargs(&args);
-    if let Some(target) = spec.target.as_deref().filter(|t| !t.is_empty()) {
-        options = options.target(target);
-    }
-    if builder == Builder::BuildKit {
-        options = options
-            .version(BuilderVersion::BuilderBuildKit)
-            .session(&session);
-    }
+    let request = BuildRequest {
+        dockerfile: &plan.dockerfile,
+        tag,
+        no_cache: spec.no_cache,
+        labels: &labels,
+        args: &args,
+        target: spec.target.as_deref(),
+        buildkit: builder == Builder::BuildKit,
+    };
     let (body, writer) = archive::spawn_stream(plan.clone());
     let mut progress = progress::Progress::new(sink);
     let mut error = None;
     let mut timed_out = false;
     {
-        let mut stream =
-            docker.build_image(options.build(), None, Some(bollard::body_try_stream(body)));
+        let mut stream = std::pin::pin!(docker.build_image(&request, body));
         let deadline = tokio::time::Instant::now() + spec.timeout;
         loop {
             match tokio::time::timeout_at(deadline, stream.next()).await {
@@ -108,17 +98,13 @@ pub(super) async fn run_once(
         if let Err(context_error) = sent {
             return Err(BuildError::Context(context_error).into());
         }
-        if builder == Builder::BuildKit && !progress.saw_progress && buildkit_unavailable(&e) {
+        if builder == Builder::BuildKit && !progress.saw_progress && e.buildkit_unavailable() {
             return Err(Attempt::Unavailable(e.to_string()));
         }
-        return Err(match e {
-            bollard::errors::Error::DockerStreamError { error } => {
-                BuildError::Failed(progress.failure(&error))
-            }
-            bollard::errors::Error::DockerResponseServerError { message, .. } => {
-                BuildError::Failed(progress.failure(&message))
-            }
-            other => BuildError::Docker(other),
+        // The engine's own words are the build's failure; anything else is the engine's.
+        return Err(match e.engine_message() {
+            Some(message) => BuildError::Failed(progress.failure(message)),
+            None => BuildError::Docker(e),
         }
         .into());
     }
@@ -145,57 +131,32 @@ pub(super) async fn run_once(
 
 /// BuildKit unless the choice or the engine says otherwise; the reason when falling back.
 pub(super) fn choose_builder(
-    docker: &Docker,
-    info: &bollard::models::SystemInfo,
+    docker: &Engine,
+    info: &SystemInfo,
     choice: BuilderChoice,
 ) -> (Builder, Option<String>) {
     match choice {
         BuilderChoice::Classic => (Builder::Classic, None),
         BuilderChoice::Buildkit => (Builder::BuildKit, None),
         BuilderChoice::Auto => {
-            let v = docker.client_version();
+            let (major, minor) = docker.api_version();
             if info.os_type.as_deref() == Some("windows") {
                 (
                     Builder::Classic,
                     Some("the engine runs Windows containers".into()),
                 )
-            } else if (v.major_version, v.minor_version) < (1, 39) {
+            } else if (major, minor) < (1, 39) {
                 (
                     Builder::Classic,
                     Some(format!(
                         "the engine speaks Docker API {}.{}; BuildKit needs 1.39 (Docker 18.09) or newer",
-                        v.major_version, v.minor_version
+                        major, minor
                     )),
                 )
             } else {
                 (Builder::BuildKit, None)
             }
         }
-    }
-}
-
-/// Did the engine refuse BuildKit itself (rather than the build failing)?
-pub fn buildkit_unavailable(e: &bollard::errors::Error) -> bool {
-    use bollard::errors::Error as E;
-    let mentions = |m: &str| {
-        let m = m.to_ascii_lowercase();
-        [
-            "buildkit",
-            "session",
-            "builder version",
-            "unsupported builder",
-        ]
-        .iter()
-        .any(|k| m.contains(k))
-    };
-    match e {
-        E::DockerResponseServerError {
-            status_code,
-            message,
-        } => matches!(status_code, 404 | 501) || mentions(message),
-        E::DockerStreamError { error } => mentions(error),
-        E::MissingSessionBuildkitError {} | E::MissingVersionBuildkitError {} => true,
-        _ => false,
     }
 }
 
@@ -236,29 +197,6 @@ pub(super) fn fallback_warning(reason: &str, dockerfile: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buildkit_refusals_are_told_apart_from_build_failures() {
-        use bollard::errors::Error as E;
-        assert!(buildkit_unavailable(&E::DockerResponseServerError {
-            status_code: 400,
-            message: "buildkit not supported by daemon".into(),
-        }));
-        assert!(buildkit_unavailable(&E::DockerResponseServerError {
-            status_code: 404,
-            message: "page not found".into(),
-        }));
-        assert!(buildkit_unavailable(&E::DockerStreamError {
-            error: "no active session for abc: context deadline exceeded".into(),
-        }));
-        assert!(!buildkit_unavailable(&E::DockerStreamError {
-            error: "executor failed running [/bin/sh -c exit 3]: exit code: 3".into(),
-        }));
-        assert!(!buildkit_unavailable(&E::DockerResponseServerError {
-            status_code: 500,
-            message: "no space left on device".into(),
-        }));
-    }
 
     #[test]
     fn classic_incompatible_features_are_named() {

@@ -1,4 +1,4 @@
-//! Building the service's image through bollard, with BuildKit (OpenClaw's Dockerfile uses
+//! Building the service's image through the engine, with BuildKit (OpenClaw's Dockerfile uses
 //! `RUN --mount=type=cache`, which the classic builder rejects) and the classic builder only as
 //! a fallback when the engine cannot do BuildKit. Progress is streamed as it happens; the result
 //! is tagged `<repo>:<sha12>` and with the compose `image:` name, and older sha tags beyond the
@@ -14,7 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bollard::{Docker, query_parameters::TagImageOptionsBuilder};
 use serde::{Deserialize, Serialize};
 
 pub mod archive;
@@ -27,12 +26,15 @@ pub mod service;
 pub mod tags;
 
 pub use context::{ContextError, ContextOptions, ContextPlan};
-pub use engine::{buildkit_features, buildkit_unavailable};
+pub use engine::buildkit_features;
 pub use preflight::{PreflightError, PreflightLimits};
 pub use progress::Failure;
 pub use tags::{ImageRef, LABEL_GIT_SHA, LABEL_PROJECT};
 
-use crate::events::{BuildLine, Event, EventSink, Phase, PhaseStatus};
+use crate::{
+    docker::{DockerError, Engine, models::SystemInfo},
+    events::{BuildLine, Event, EventSink, Phase, PhaseStatus},
+};
 
 /// Which builder to use (`[build] builder` in agent.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -139,8 +141,8 @@ pub enum BuildError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Preflight(#[from] PreflightError),
-    #[error("Docker engine: {0}")]
-    Docker(#[from] bollard::errors::Error),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
     /// A build step failed: the step, the builder's message and the step's last output lines.
     #[error("{}", failure_message(.0))]
     Failed(Failure),
@@ -166,7 +168,7 @@ impl BuildError {
 
 /// Builds `spec`, streaming progress to `sink`. See the module docs.
 pub async fn build(
-    docker: &Docker,
+    docker: &Engine,
     spec: &BuildSpec,
     sink: &EventSink,
 ) -> Result<BuiltImage, BuildError> {
@@ -259,10 +261,10 @@ pub async fn build(
 }
 
 async fn build_and_tag(
-    docker: &Docker,
+    docker: &Engine,
     spec: &BuildSpec,
     image: &ImageRef,
-    info: &bollard::models::SystemInfo,
+    info: &SystemInfo,
     sink: &EventSink,
     started: Instant,
 ) -> Result<BuiltImage, BuildError> {
@@ -343,18 +345,7 @@ async fn build_and_tag(
     };
 
     for t in all_tags.iter().skip(1) {
-        let (repo, tag) = t.rsplit_once(':').unwrap_or((t.as_str(), "latest"));
-        docker
-            .tag_image(
-                &image_id,
-                Some(
-                    TagImageOptionsBuilder::default()
-                        .repo(repo)
-                        .tag(tag)
-                        .build(),
-                ),
-            )
-            .await?;
+        docker.tag(&image_id, t).await?;
     }
     let inspected = docker.inspect_image(&image_id).await?;
     let size_bytes = inspected.size.unwrap_or(0).max(0) as u64;

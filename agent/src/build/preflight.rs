@@ -3,8 +3,6 @@
 //! memory (image builds on an e2-micro are known to be OOM-killed — a warning, not a refusal).
 use std::path::{Path, PathBuf};
 
-use bollard::Docker;
-
 use super::tags::{self, ShaTag};
 use crate::events::EventSink;
 
@@ -52,7 +50,7 @@ pub struct PreflightReport {
 
 /// Runs both checks; warnings go to `sink` as they are found.
 pub async fn run(
-    docker: &Docker,
+    docker: &crate::docker::Engine,
     data_root: Option<&str>,
     limits: &PreflightLimits,
     image_repo: &str,

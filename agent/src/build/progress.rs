@@ -8,8 +8,7 @@ use std::{
     sync::LazyLock,
 };
 
-use bollard::moby::buildkit::v1::{StatusResponse, Vertex};
-use bollard::models::{BuildInfo, BuildInfoAux};
+use crate::docker::models::{BuildInfo, BuildInfoAux, StatusResponse, Vertex};
 use regex::Regex;
 
 use crate::events::{BuildLine, Event, EventSink};
@@ -330,7 +329,7 @@ fn elapsed(v: &Vertex) -> String {
 
 #[cfg(test)]
 mod tests {
-    use bollard::moby::buildkit::v1::VertexLog;
+    use crate::docker::models::VertexLog;
 
     use super::*;
 
@@ -343,7 +342,7 @@ mod tests {
     }
 
     fn with_times(mut v: Vertex, started: Option<i64>, completed: Option<i64>) -> Vertex {
-        // The Timestamp type is not exported by bollard; fill it through a decoded vertex.
+        // The Timestamp type is not exported; fill it through a decoded vertex.
         let mut t = Vertex::default();
         if let Some(s) = started {
             t.started = Some(Default::default());

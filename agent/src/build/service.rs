@@ -1,7 +1,5 @@
 //! The configured app's service → a [`BuildSpec`], and a journaled build of it under the
 //! single-flight lock (what the Build RPC and `clawops local build` run).
-use std::time::Instant;
-
 use super::{BuildError, BuildSpec, BuiltImage, ImageRef, PreflightLimits};
 use crate::{
     compose::{ComposeError, Project},
@@ -12,6 +10,7 @@ use crate::{
     git::{GitError, Repo},
     journal::{Finish, JournalError, Outcome},
     lock::LockGuard,
+    operation::{self, Reporter},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +35,7 @@ pub fn service_spec(
     project: &Project,
     service: &str,
 ) -> Result<BuildSpec, PrepareError> {
-    let svc = project
-        .service(service)
-        .ok_or_else(|| ComposeError::UnknownService {
-            name: service.to_owned(),
-            available: project.services.keys().cloned().collect(),
-        })?;
+    let svc = project.require_service(service)?;
     let b = svc.build.clone().ok_or_else(|| PrepareError::NoBuild {
         service: service.to_owned(),
     })?;
@@ -125,17 +119,26 @@ pub async fn run(
     prepared: Prepared,
     sink: EventSink,
 ) -> Result<BuiltImage, RunError> {
-    let op = guard.operation().clone();
-    ctx.journal.begin(&op, None)?;
-    for w in &prepared.warnings {
-        sink.warning(w.clone());
-    }
-    let started = Instant::now();
     let spec = &prepared.spec;
-    // Tee the events: to the caller, and phase ends into the journal.
+    let work = async |report: Reporter<'_>| {
+        for w in &prepared.warnings {
+            sink.warning(w.clone());
+        }
+        build_journaled(ctx, spec, &report).await
+    };
+    let ended = |result: &Result<BuiltImage, RunError>| ended(spec, result);
+    let service = spec.service.as_str();
+    operation::journaled(&ctx.journal, guard, None, &sink, service, work, ended).await?
+}
+
+/// The build, its phase ends journaled as they reach the caller (build() reports its own).
+async fn build_journaled(
+    ctx: &AgentContext,
+    spec: &BuildSpec,
+    report: &Reporter<'_>,
+) -> Result<BuiltImage, RunError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let inner = EventSink::new(tx);
-    let journal_ctx = (&ctx.journal, op.id.clone());
     let tee = async {
         while let Some(event) = rx.recv().await {
             if let Event::Phase {
@@ -146,17 +149,10 @@ pub async fn run(
                 ..
             } = &event
                 && *status != PhaseStatus::Started
-                && let Err(e) = journal_ctx.0.phase(
-                    &journal_ctx.1,
-                    phase.as_str(),
-                    status.as_str(),
-                    elapsed.as_millis() as u64,
-                    message,
-                )
             {
-                tracing::warn!(error = %e, "cannot journal a build phase");
+                report.record(phase.as_str(), status.as_str(), *elapsed, message);
             }
-            sink.emit(event);
+            report.sink.emit(event);
         }
     };
     let work = async {
@@ -169,9 +165,12 @@ pub async fn run(
         drop(inner);
         result
     };
-    let (result, ()) = tokio::join!(work, tee);
+    tokio::join!(work, tee).0
+}
 
-    let (outcome, finish) = match &result {
+/// How the journal records a build's end.
+fn ended(spec: &BuildSpec, result: &Result<BuiltImage, RunError>) -> (Outcome, Finish) {
+    match result {
         Ok(b) => (
             Outcome::Succeeded,
             Finish {
@@ -182,7 +181,7 @@ pub async fn run(
                     b.tags.join(", "),
                     b.image_id,
                     b.builder.as_str(),
-                    started.elapsed().as_secs_f64()
+                    b.duration.as_secs_f64()
                 ),
                 ..Default::default()
             },
@@ -202,11 +201,5 @@ pub async fn run(
                 ..Default::default()
             },
         ),
-    };
-    if let Err(e) = ctx.journal.finish(&op.id, outcome, finish) {
-        tracing::error!(operation = %op.id, error = %e, "cannot journal the end of a build");
     }
-    tracing::info!(operation = %op.id, outcome = outcome.as_str(), "build finished");
-    drop(guard);
-    result
 }

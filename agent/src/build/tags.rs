@@ -6,10 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use bollard::{
-    Docker,
-    query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder},
-};
+use crate::docker::{DockerError, Engine};
 
 pub const LABEL_GIT_SHA: &str = "clawops.git-sha";
 pub const LABEL_PROJECT: &str = "clawops.project";
@@ -145,19 +142,12 @@ pub struct ShaTag {
 
 /// Our sha tags in `repo` for `project`, newest image first.
 pub async fn sha_tags(
-    docker: &Docker,
+    docker: &Engine,
     repo: &str,
     project: &str,
-) -> Result<Vec<ShaTag>, bollard::errors::Error> {
-    let filters = HashMap::from([("label".to_string(), vec![LABEL_GIT_SHA.to_string()])]);
-    let images = docker
-        .list_images(Some(
-            ListImagesOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await?;
-    let users = image_users(docker).await?;
+) -> Result<Vec<ShaTag>, DockerError> {
+    let images = docker.list_images(Some(LABEL_GIT_SHA), false).await?;
+    let users = docker.image_users().await?;
     let prefix = format!("{repo}:");
     let mut out = Vec::new();
     let mut created_at: HashMap<String, DateTime<Utc>> = HashMap::new();
@@ -199,31 +189,6 @@ pub async fn sha_tags(
     Ok(out)
 }
 
-/// Image id → names of the containers created from it.
-pub async fn image_users(
-    docker: &Docker,
-) -> Result<HashMap<String, Vec<String>>, bollard::errors::Error> {
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default().all(true).build(),
-        ))
-        .await?;
-    let mut users: HashMap<String, Vec<String>> = HashMap::new();
-    for c in containers {
-        let name = c
-            .names
-            .as_ref()
-            .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .or(c.id.clone())
-            .unwrap_or_default();
-        if let Some(id) = c.image_id {
-            users.entry(id).or_default().push(name);
-        }
-    }
-    Ok(users)
-}
-
 /// The outcome of pruning old sha tags.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Retention {
@@ -258,12 +223,12 @@ pub fn choose_removals<'a>(
 /// Keeps the newest `keep` sha tags (the just-built image's always among them) and untags the
 /// older ones; Docker deletes an image when its last tag goes and nothing uses it.
 pub async fn retain(
-    docker: &Docker,
+    docker: &Engine,
     repo: &str,
     project: &str,
     keep: u32,
     current_image: &str,
-) -> Result<Retention, bollard::errors::Error> {
+) -> Result<Retention, DockerError> {
     let tags = sha_tags(docker, repo, project).await?;
     let (remove, in_use) = choose_removals(&tags, keep, current_image);
     let mut out = Retention {
@@ -271,14 +236,7 @@ pub async fn retain(
         ..Default::default()
     };
     for t in remove {
-        match docker
-            .remove_image(
-                &t.tag,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await
-        {
+        match docker.remove_image(&t.tag).await {
             Ok(_) => out.removed.push(t.tag.clone()),
             Err(e) => out.failed.push((t.tag.clone(), e.to_string())),
         }
@@ -289,12 +247,12 @@ pub async fn retain(
 /// Removes images that a rebuild left without any tag (they had one of our tags before), when
 /// nothing uses them: otherwise every rebuild of the same sha would leak an image.
 pub async fn remove_if_dangling(
-    docker: &Docker,
+    docker: &Engine,
     previous_ids: &HashSet<String>,
     current_image: &str,
 ) -> Vec<String> {
     let mut removed = Vec::new();
-    let Ok(users) = image_users(docker).await else {
+    let Ok(users) = docker.image_users().await else {
         return removed;
     };
     for id in previous_ids {
@@ -307,15 +265,7 @@ pub async fn remove_if_dangling(
         if image.repo_tags.as_ref().is_some_and(|t| !t.is_empty()) {
             continue;
         }
-        if docker
-            .remove_image(
-                id,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await
-            .is_ok()
-        {
+        if docker.remove_image(id).await.is_ok() {
             removed.push(id.clone());
         }
     }

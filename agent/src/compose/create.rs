@@ -2,17 +2,19 @@
 //! that changes exactly when the container would differ (effective config or image id).
 use std::collections::HashMap;
 
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
 use sha2::{Digest, Sha256};
 
 use super::{
     ComposeError,
     model::{Condition, MountKind, NetworkMode, Project, Restart, Service},
 };
-use crate::docker::{LABEL_CONFIG_HASH, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE};
+use crate::docker::{
+    LABEL_CONFIG_HASH, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
+    models::{
+        ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig,
+        NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    },
+};
 
 pub const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 pub const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
@@ -55,12 +57,7 @@ pub fn container_spec(
     service: &str,
     input: &SpecInput<'_>,
 ) -> Result<ContainerSpec, ComposeError> {
-    let svc = project
-        .service(service)
-        .ok_or_else(|| ComposeError::UnknownService {
-            name: service.to_owned(),
-            available: project.services.keys().cloned().collect(),
-        })?;
+    let svc = project.require_service(service)?;
     let image = input
         .image
         .map(str::to_owned)

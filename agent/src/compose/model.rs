@@ -29,6 +29,16 @@ impl Project {
         self.services.get(name)
     }
 
+    /// The service, or the error that names the ones there are.
+    pub fn require_service(&self, name: &str) -> Result<&Service, super::ComposeError> {
+        self.services
+            .get(name)
+            .ok_or_else(|| super::ComposeError::UnknownService {
+                name: name.to_owned(),
+                available: self.services.keys().cloned().collect(),
+            })
+    }
+
     /// Name of the project's default network: `<project>_default`.
     pub fn default_network(&self) -> String {
         format!("{}_default", self.name)

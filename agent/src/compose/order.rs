@@ -269,12 +269,7 @@ impl Project {
             self.services.keys().cloned().collect()
         } else {
             for s in selected {
-                if !self.services.contains_key(s) {
-                    return Err(ComposeError::UnknownService {
-                        name: s.clone(),
-                        available: self.services.keys().cloned().collect(),
-                    });
-                }
+                self.require_service(s)?;
             }
             selected.to_vec()
         };

@@ -3,7 +3,6 @@
 //! buffering, so the agent's memory stays flat however chatty the container is.
 use std::time::{Duration, Instant};
 
-use bollard::{Docker, container::LogOutput, query_parameters::LogsOptionsBuilder};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -11,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{LogQuery, LogsError};
 use crate::{
-    docker::{ProjectContainer, project_containers},
+    docker::{DockerError, Engine, LogChunk, LogsRequest, ProjectContainer},
     events::LogStream,
     lock::OperationLock,
 };
@@ -49,11 +48,12 @@ pub enum LogItem {
 
 /// The container to read: the running one of the service, else the newest.
 pub async fn find_container(
-    docker: &Docker,
+    docker: &Engine,
     project: &str,
     service: &str,
 ) -> Result<ProjectContainer, LogsError> {
-    let mut list: Vec<_> = project_containers(docker, project)
+    let mut list: Vec<_> = docker
+        .project_containers(project)
         .await?
         .into_iter()
         .filter(|c| c.service == service)
@@ -70,7 +70,7 @@ pub async fn find_container(
 /// Streams the logs of `first` (a container of `query.service`) into `tx` until done, the
 /// client goes away (`tx` closed), or — when following — the service has no container left.
 pub async fn stream_logs(
-    docker: Docker,
+    docker: Engine,
     project: String,
     first: ProjectContainer,
     query: LogQuery,
@@ -147,7 +147,7 @@ pub async fn stream_logs(
 /// timestamp of the last line read (if any).
 #[allow(clippy::too_many_arguments)]
 async fn pump(
-    docker: &Docker,
+    docker: &Engine,
     container: &ProjectContainer,
     query: &LogQuery,
     tail: Option<u64>,
@@ -155,17 +155,15 @@ async fn pump(
     inclusive: bool,
     tx: &mpsc::Sender<LogItem>,
 ) -> Result<Option<Option<DateTime<Utc>>>, LogsError> {
-    let options = LogsOptionsBuilder::default()
-        .follow(query.follow)
-        .stdout(true)
-        .stderr(true)
-        .timestamps(query.needs_timestamps())
+    let req = LogsRequest {
+        follow: query.follow,
+        timestamps: query.needs_timestamps(),
         // Docker takes whole seconds; the exact bound is applied per line below.
-        .since(after.map_or(0, |t| t.timestamp() as i32))
-        .until(query.until.map_or(0, |t| t.timestamp() as i32 + 1))
-        .tail(&tail.map_or_else(|| "all".to_string(), |n| n.to_string()))
-        .build();
-    let mut logs = docker.logs(&container.id, Some(options));
+        since: after.map_or(0, |t| t.timestamp() as i32),
+        until: query.until.map_or(0, |t| t.timestamp() as i32 + 1),
+        tail,
+    };
+    let mut logs = std::pin::pin!(docker.logs(&container.id, &req));
     let mut last_ts = None;
     loop {
         let first = tokio::select! {
@@ -194,20 +192,14 @@ async fn pump(
         }
         let mut lines = Vec::with_capacity(chunk.len());
         for item in chunk {
-            let output = match item {
-                Ok(o) => o,
+            let LogChunk {
+                stream,
+                data: message,
+            } = match item {
+                Ok(c) => c,
                 // The container went away mid-stream (removed by a recreate): that is an end.
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => return Ok(Some(last_ts)),
-                Err(e) => return Err(crate::docker::DockerError::Api(e).into()),
-            };
-            let (stream, message) = match output {
-                LogOutput::StdErr { message } => (LogStream::Stderr, message),
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    (LogStream::Stdout, message)
-                }
-                LogOutput::StdIn { .. } => continue,
+                Err(e) if e.is_not_found() => return Ok(Some(last_ts)),
+                Err(e) => return Err(e.into()),
             };
             let (timestamp, data) = if query.needs_timestamps() {
                 split_timestamp(message)
@@ -249,7 +241,7 @@ async fn pump(
 
 /// Waits for a running container of `service` after the followed one stopped.
 async fn wait_for_successor(
-    docker: &Docker,
+    docker: &Engine,
     project: &str,
     service: &str,
     deploys: &OperationLock,
@@ -258,7 +250,8 @@ async fn wait_for_successor(
 ) -> Result<Option<ProjectContainer>, LogsError> {
     let started = Instant::now();
     loop {
-        let running = project_containers(docker, project)
+        let running = docker
+            .project_containers(project)
             .await?
             .into_iter()
             .find(|c| c.service == service && c.state == "running");
@@ -283,8 +276,8 @@ async fn wait_for_successor(
     }
 }
 
-fn item_len(item: &Result<LogOutput, bollard::errors::Error>) -> usize {
-    item.as_ref().map_or(0, |o| o.as_ref().len())
+fn item_len(item: &Result<LogChunk, DockerError>) -> usize {
+    item.as_ref().map_or(0, |c| c.data.len())
 }
 
 /// Splits docker's `2026-11-26T01:02:03.123456789Z ` prefix off a log message.

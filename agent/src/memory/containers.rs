@@ -2,12 +2,10 @@
 //! container's cgroup (fast) or docker's one-shot stats (fallback).
 use std::time::Duration;
 
-use bollard::{Docker, query_parameters::StatsOptionsBuilder};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 
 use super::cgroup::{self, CgroupMounts};
-use crate::docker::{DockerError, ProjectContainer, project_containers};
+use crate::docker::{DockerError, Engine, ProjectContainer};
 
 /// dockerd 20.10 answers a one-shot stats request at its next collection tick (≤ 1 s).
 const STATS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -60,12 +58,12 @@ impl ContainerMemory {
 
 /// All containers of `project`, concurrently.
 pub async fn snapshot(
-    docker: &Docker,
+    docker: &Engine,
     project: &str,
     mounts: &CgroupMounts,
     host_total: u64,
 ) -> Result<Vec<ContainerMemory>, DockerError> {
-    let list = project_containers(docker, project).await?;
+    let list = docker.project_containers(project).await?;
     Ok(
         futures::future::join_all(list.into_iter().map(|c| one(docker, c, mounts, host_total)))
             .await,
@@ -73,13 +71,13 @@ pub async fn snapshot(
 }
 
 async fn one(
-    docker: &Docker,
+    docker: &Engine,
     c: ProjectContainer,
     mounts: &CgroupMounts,
     host_total: u64,
 ) -> ContainerMemory {
     // A container removed between list and inspect is reported with what the list said.
-    let inspect = docker.inspect_container(&c.id, None).await.ok();
+    let inspect = docker.inspect_container(&c.id).await.ok();
     let state = inspect.as_ref().and_then(|i| i.state.as_ref());
     let running = state
         .and_then(|s| s.running)
@@ -145,19 +143,13 @@ async fn one(
 }
 
 /// One-shot stats through the API: works whatever the cgroup layout or namespace.
-pub async fn docker_stats(docker: &Docker, id: &str) -> Option<cgroup::CgroupMemory> {
-    let options = StatsOptionsBuilder::default()
-        .stream(false)
-        .one_shot(true)
-        .build();
-    let mut stream = docker.stats(id, Some(options));
-    let stats = match tokio::time::timeout(STATS_TIMEOUT, stream.next()).await {
-        Ok(Some(Ok(s))) => s,
-        Ok(Some(Err(e))) => {
+pub async fn docker_stats(docker: &Engine, id: &str) -> Option<cgroup::CgroupMemory> {
+    let stats = match docker.stats_once(id, STATS_TIMEOUT).await {
+        Ok(s) => s?,
+        Err(e) => {
             tracing::debug!(container = id, error = %e, "docker stats failed");
             return None;
         }
-        Ok(None) | Err(_) => return None,
     };
     let m = stats.memory_stats?;
     cgroup::from_docker_stats(m.usage, m.limit, m.stats.as_ref())

@@ -335,25 +335,16 @@ pub async fn report(ctx: &AgentContext, opts: ReportOptions) -> Result<MemoryRep
     let shared = ctx.memory.shared();
     let host = shared.host()?;
     let docker = async {
-        let docker = ctx.docker.get().await.map_err(|e| e.to_string())?;
-        containers::snapshot(&docker, &ctx.app.project, &shared.cgroups, host.total)
-            .await
-            .map_err(|e| e.to_string())
+        let docker = ctx.docker.get().await?;
+        containers::snapshot(&docker, &ctx.app.project, &shared.cgroups, host.total).await
     };
     let (machine, containers) = tokio::join!(
         shared.machine(),
-        tokio::time::timeout(DOCKER_TIMEOUT, docker)
+        crate::docker::within(DOCKER_TIMEOUT, docker)
     );
     let (containers, docker_error) = match containers {
-        Ok(Ok(list)) => (list, None),
-        Ok(Err(e)) => (Vec::new(), Some(e)),
-        Err(_) => (
-            Vec::new(),
-            Some(format!(
-                "the Docker engine did not answer within {}s",
-                DOCKER_TIMEOUT.as_secs()
-            )),
-        ),
+        Ok(list) => (list, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let now = Utc::now();
     let week = lock(&shared.headroom).week(now.timestamp(), host.total);

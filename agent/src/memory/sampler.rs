@@ -123,15 +123,12 @@ async fn usage_from_engine(
 ) -> Option<u64> {
     // Read before asking: an event that lands meanwhile makes the next sample look again.
     let generation = shared.watcher.generation();
-    let list = tokio::time::timeout(docker_wait, async {
-        let docker = ctx.docker.get().await.ok()?;
-        containers::snapshot(&docker, &ctx.app.project, &shared.cgroups, host_total)
-            .await
-            .ok()
+    let list = crate::docker::within(docker_wait, async {
+        let docker = ctx.docker.get().await?;
+        containers::snapshot(&docker, &ctx.app.project, &shared.cgroups, host_total).await
     })
     .await
-    .ok()
-    .flatten();
+    .ok();
     let Some(list) = list else {
         *lock(&shared.usage_targets) = None;
         return None;

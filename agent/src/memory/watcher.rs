@@ -7,7 +7,6 @@ use std::{
     time::Duration,
 };
 
-use bollard::{models::EventMessage, query_parameters::EventsOptionsBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -15,7 +14,7 @@ use tokio::sync::watch;
 use super::Shared;
 use crate::{
     context::AgentContext,
-    docker::{LABEL_PROJECT, LABEL_SERVICE},
+    docker::{EventsRequest, LABEL_PROJECT, LABEL_SERVICE, models::EventMessage},
 };
 
 /// Bounded so a crash-looping container cannot grow the agent.
@@ -154,30 +153,29 @@ pub(crate) async fn run(
         let connected_at = tokio::time::Instant::now();
         // A ping tells "engine down" apart from "stream ended" and marks when we are connected.
         let docker = match docker {
-            Ok(d) => d.ping().await.map(|_| d).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(d) => d.ping().await.map(|()| d),
+            Err(e) => Err(e),
         };
         match docker {
             Ok(docker) => {
                 let filters = HashMap::from([
-                    ("type", vec!["container".to_string()]),
+                    ("type".to_string(), vec!["container".to_string()]),
                     // `start` too: a new or restarted container is the sampler's cue.
                     (
-                        "event",
+                        "event".to_string(),
                         vec!["oom".to_string(), "die".to_string(), "start".to_string()],
                     ),
-                    ("label", vec![format!("{LABEL_PROJECT}={project}")]),
+                    (
+                        "label".to_string(),
+                        vec![format!("{LABEL_PROJECT}={project}")],
+                    ),
                 ]);
                 let since = shared
                     .events
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .since();
-                let options = EventsOptionsBuilder::default()
-                    .since(&since)
-                    .filters(&filters)
-                    .build();
-                let mut stream = docker.events(Some(options));
+                let mut stream = std::pin::pin!(docker.events(&EventsRequest { since, filters }));
                 shared.watcher.set_connected(true);
                 let ended = loop {
                     tokio::select! {

@@ -1,17 +1,16 @@
 //! Build: take the lock, resolve the service's build from the compose file and HEAD (errors
-//! here are statuses: nothing started), then build in a task of its own — a client that
-//! disconnects does not stop it — streaming progress and ending with one `result` event.
+//! here are statuses: nothing started), then build through the operation runner, streaming
+//! progress and ending with one `result` event.
 use std::{sync::Arc, time::Instant};
 
 use clawops_proto::v1 as pb;
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::{
     EventStream,
     convert::now,
-    counted_stream,
     deploy::{build_progress, phase_event},
+    operation::{self, Messages},
 };
 use crate::{
     build::{
@@ -19,8 +18,8 @@ use crate::{
         service::{self, RunError},
     },
     context::AgentContext,
-    events::{Event, EventSink},
-    lock::Operation,
+    events::Event,
+    operation::OperationKind,
 };
 
 pub async fn build(
@@ -28,44 +27,37 @@ pub async fn build(
     req: Request<pb::BuildRequest>,
 ) -> Result<Response<EventStream<pb::BuildEvent>>, Status> {
     let r = req.into_inner();
-    let guard = ctx
-        .lock
-        .try_acquire(Operation::new("build", &r.requested_by))?;
+    let guard = operation::lock(ctx, OperationKind::Build, &r.requested_by)?;
     let op_id = guard.operation().id.clone();
     let prepared = service::prepare(ctx, Some(&r.service), r.no_cache).await?;
     let git_sha = prepared.spec.git_sha.clone().unwrap_or_default();
-
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let (tx, rx) = mpsc::channel(256);
     let started = Instant::now();
-    let work_ctx = ctx.clone();
-    let work = tokio::spawn(async move {
-        service::run(&work_ctx, guard, prepared, EventSink::new(events_tx)).await
-    });
-    tokio::spawn(async move {
-        // Ends when the build drops its sink, i.e. when it has finished. A send error only
-        // means the client left; keep draining so the build never waits on it.
-        while let Some(e) = events_rx.recv().await {
-            let _ = tx.send(Ok(build_event(e))).await;
-        }
-        let mut result = match work.await {
-            Ok(r) => result(r),
-            Err(join) => pb::BuildResult {
-                error: format!("the build stopped unexpectedly: {join}"),
-                ..Default::default()
-            },
-        };
-        result.operation_id = op_id;
-        result.git_sha = git_sha;
-        result.duration_ms = started.elapsed().as_millis() as u64;
-        let _ = tx
-            .send(Ok(pb::BuildEvent {
+    let messages = Messages {
+        capacity: 256,
+        event: build_event,
+        result: Box::new(move |r| {
+            let mut result = match r {
+                Ok(r) => result(r),
+                Err(join) => pb::BuildResult {
+                    error: format!("the build stopped unexpectedly: {join}"),
+                    ..Default::default()
+                },
+            };
+            result.operation_id = op_id;
+            result.git_sha = git_sha;
+            result.duration_ms = started.elapsed().as_millis() as u64;
+            Ok(pb::BuildEvent {
                 at: now(),
                 event: Some(pb::build_event::Event::Result(result)),
-            }))
-            .await;
-    });
-    Ok(Response::new(counted_stream(ctx, rx)))
+            })
+        }),
+    };
+    Ok(operation::stream(
+        ctx,
+        guard,
+        messages,
+        async move |ctx, guard, sink| service::run(&ctx, guard, prepared, sink).await,
+    ))
 }
 
 fn result(r: Result<BuiltImage, RunError>) -> pb::BuildResult {

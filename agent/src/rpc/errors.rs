@@ -29,12 +29,25 @@ impl From<JournalError> for Status {
     }
 }
 
+/// An engine failure's code: what is missing is NOT_FOUND, what is in the way (a name taken,
+/// an image in use) FAILED_PRECONDITION, an engine that is down or hung UNAVAILABLE.
+fn docker_code(e: &DockerError) -> Code {
+    match e {
+        DockerError::Unreachable { .. } | DockerError::NoAnswer(_) => Code::Unavailable,
+        DockerError::NotFound { .. } => Code::NotFound,
+        DockerError::Conflict { .. } => Code::FailedPrecondition,
+        DockerError::Other { .. } => Code::Internal,
+    }
+}
+
+/// `e`'s message under the code of the engine failure behind it.
+fn engine_status(source: &DockerError, e: &impl std::fmt::Display) -> Status {
+    Status::new(docker_code(source), e.to_string())
+}
+
 impl From<DockerError> for Status {
     fn from(e: DockerError) -> Self {
-        match e {
-            DockerError::Unreachable { .. } => Status::new(Code::Unavailable, e.to_string()),
-            DockerError::Api(_) => Status::new(Code::Internal, e.to_string()),
-        }
+        engine_status(&e, &e)
     }
 }
 
@@ -60,17 +73,17 @@ impl From<crate::memory::MemoryError> for Status {
 impl From<crate::verify::VerifyError> for Status {
     fn from(e: crate::verify::VerifyError) -> Self {
         use crate::verify::VerifyError as V;
-        match e {
+        match &e {
             V::InvalidName { .. } => Status::invalid_argument(e.to_string()),
             V::NoContainer { .. } => Status::failed_precondition(e.to_string()),
             V::ImageNotFound { .. } => Status::not_found(e.to_string()),
-            V::Docker(d) => d.into(),
-            V::Inspect { .. }
-            | V::Scratch { .. }
-            | V::Archive { .. }
-            | V::Exec { .. }
-            | V::Diff { .. }
-            | V::Task(_) => Status::internal(e.to_string()),
+            V::Docker(d) => engine_status(d, &e),
+            V::Inspect { source, .. }
+            | V::Scratch { source, .. }
+            | V::Archive { source, .. }
+            | V::Exec { source, .. }
+            | V::Diff { source, .. } => engine_status(source, &e),
+            V::Task(_) => Status::internal(e.to_string()),
         }
     }
 }
@@ -82,7 +95,15 @@ impl From<crate::compose::ComposeError> for Status {
             C::Read { .. } | C::NoComposeFile { .. } => Status::failed_precondition(e.to_string()),
             C::UnknownService { .. } => Status::not_found(e.to_string()),
             // The compose file or .env is wrong: the operator has to edit it.
-            _ => Status::failed_precondition(e.to_string()),
+            C::Yaml { .. }
+            | C::UnsupportedKey { .. }
+            | C::Invalid { .. }
+            | C::Interpolation { .. }
+            | C::EnvFile { .. }
+            | C::MissingEnvFile { .. }
+            | C::EnvFileOutside { .. }
+            | C::Untrusted(_)
+            | C::Project(_) => Status::failed_precondition(e.to_string()),
         }
     }
 }
@@ -90,10 +111,10 @@ impl From<crate::compose::ComposeError> for Status {
 impl From<crate::readiness::ReadinessError> for Status {
     fn from(e: crate::readiness::ReadinessError) -> Self {
         use crate::readiness::ReadinessError as R;
-        match e {
+        match &e {
             R::Timeout { .. } => Status::deadline_exceeded(e.to_string()),
             R::Config(_) => Status::invalid_argument(e.to_string()),
-            R::Docker { .. } => Status::internal(e.to_string()),
+            R::Docker { source, .. } => engine_status(source, &e),
             R::Exited { .. }
             | R::CrashLoop { .. }
             | R::Unhealthy { .. }
@@ -111,7 +132,6 @@ impl From<crate::up::UpError> for Status {
             U::Docker(d) => d.into(),
             U::Readiness(r) => r.into(),
             U::Journal(j) => j.into(),
-            U::Api { .. } => Status::internal(e.to_string()),
             U::ImageMissing { .. }
             | U::Preflight(_)
             | U::BindMissing { .. }
@@ -140,7 +160,7 @@ impl From<crate::build::BuildError> for Status {
         match &e {
             B::InvalidSpec(_) | B::Context(_) => Status::failed_precondition(e.to_string()),
             B::Preflight(_) => Status::resource_exhausted(e.to_string()),
-            B::Docker(_) => Status::internal(e.to_string()),
+            B::Docker(d) => engine_status(d, &e),
             // A failing step is the Dockerfile's or the repository's doing, not the agent's.
             B::Failed(_) => Status::failed_precondition(e.to_string()),
         }

@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod errors;
 mod logs;
 pub mod memory;
+mod operation;
 mod status;
 mod up;
 mod update;

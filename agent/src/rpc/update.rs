@@ -1,20 +1,19 @@
-//! Update and Rollback: take the lock, run the deploy in its own task (a client that disconnects
-//! does not interrupt it), stream its progress, end with one `result` event.
-use std::{future::Future, sync::Arc};
+//! Update and Rollback through the operation runner: progress streamed, one `result` event at
+//! the end.
+use std::sync::Arc;
 
 use clawops_proto::v1 as pb;
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::{
-    EventStream, counted_stream,
+    EventStream,
     deploy::{deploy_event, result_event},
+    operation::{self, Messages},
 };
 use crate::{
     context::AgentContext,
-    events::EventSink,
     journal::Outcome,
-    lock::{LockGuard, Operation},
+    operation::OperationKind,
     update::{self, DeployReport, UpdateOptions, rollback::RollbackOptions},
 };
 
@@ -23,19 +22,19 @@ pub async fn update(
     req: Request<pb::UpdateRequest>,
 ) -> Result<Response<EventStream<pb::DeployEvent>>, Status> {
     let r = req.into_inner();
-    let guard = ctx
-        .lock
-        .try_acquire(Operation::new("update", &r.requested_by))?;
+    let guard = operation::lock(ctx, OperationKind::Update, &r.requested_by)?;
     let opts = UpdateOptions {
         git_ref: (!r.git_ref.is_empty()).then_some(r.git_ref),
         allow_non_ff: r.allow_non_ff,
         force: r.force,
         accept_changes: r.accept_changes,
     };
-    let work_ctx = ctx.clone();
-    Ok(stream_deploy(ctx, guard, move |guard, sink| {
-        update::run(work_ctx, guard, opts, sink)
-    }))
+    Ok(operation::stream(
+        ctx,
+        guard,
+        messages(),
+        async move |ctx, guard, sink| update::run(ctx, guard, opts, sink).await,
+    ))
 }
 
 pub async fn rollback(
@@ -43,43 +42,28 @@ pub async fn rollback(
     req: Request<pb::RollbackRequest>,
 ) -> Result<Response<EventStream<pb::DeployEvent>>, Status> {
     let r = req.into_inner();
-    let guard = ctx
-        .lock
-        .try_acquire(Operation::new("rollback", &r.requested_by))?;
+    let guard = operation::lock(ctx, OperationKind::Rollback, &r.requested_by)?;
     let opts = RollbackOptions {
         to_sha: (!r.to_sha.is_empty()).then_some(r.to_sha),
         restore_state: r.restore_state,
     };
-    let work_ctx = ctx.clone();
-    Ok(stream_deploy(ctx, guard, move |guard, sink| {
-        update::rollback::run(work_ctx, guard, opts, sink)
-    }))
+    Ok(operation::stream(
+        ctx,
+        guard,
+        messages(),
+        async move |ctx, guard, sink| update::rollback::run(ctx, guard, opts, sink).await,
+    ))
 }
 
-fn stream_deploy<F, Fut>(
-    ctx: &AgentContext,
-    guard: LockGuard,
-    work: F,
-) -> Response<EventStream<pb::DeployEvent>>
-where
-    F: FnOnce(LockGuard, EventSink) -> Fut,
-    Fut: Future<Output = DeployReport> + Send + 'static,
-{
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(work(guard, EventSink::new(events_tx)));
-    tokio::spawn(async move {
-        // Ends when the deploy drops its sink, i.e. when it has finished.
-        while let Some(e) = events_rx.recv().await {
-            let _ = tx.send(Ok(deploy_event(e))).await;
-        }
-        let item = match task.await {
+fn messages() -> Messages<pb::DeployEvent, DeployReport> {
+    Messages {
+        capacity: 64,
+        event: deploy_event,
+        result: Box::new(|r| match r {
             Ok(report) => Ok(result_event(result(report))),
             Err(e) => Err(Status::internal(format!("the deploy task failed: {e}"))),
-        };
-        let _ = tx.send(item).await;
-    });
-    Response::new(counted_stream(ctx, rx))
+        }),
+    }
 }
 
 fn result(r: DeployReport) -> pb::DeployResult {

@@ -6,43 +6,22 @@ use std::{
     collections::HashMap,
     io,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
-use bollard::{
-    Docker,
-    models::{ContainerCreateBody, HealthConfig, HostConfig, Mount, MountType},
-    query_parameters::{
-        ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
-        DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
-        RemoveContainerOptionsBuilder, StartContainerOptions, UploadToContainerOptionsBuilder,
-        WaitContainerOptions,
-    },
-};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 use super::SnapshotError;
-use crate::docker::{LABEL_PROJECT, LABEL_SERVICE};
+use crate::docker::{
+    Engine, LABEL_PROJECT, LABEL_SERVICE, ListFilter, TempContainer,
+    models::{ContainerCreateBody, HealthConfig, HostConfig, Mount, MountType},
+};
 
 /// Marks the short-lived containers snapshots create, so leftovers can be found.
 pub(super) const LABEL_HELPER: &str = "clawops.snapshot-helper";
 /// Where a helper container mounts the directory it serves.
 pub(super) const HELPER_PATH: &str = "/clawops-state";
-
-fn engine(doing: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> SnapshotError {
-    let doing = doing.into();
-    move |source| SnapshotError::Engine { doing, source }
-}
-
-fn status(e: &bollard::errors::Error) -> Option<(u16, &str)> {
-    match e {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        } => Some((*status_code, message.as_str())),
-        _ => None,
-    }
-}
 
 /// A container with its bind mounts, as the engine lists it.
 #[derive(Debug, Clone)]
@@ -71,31 +50,20 @@ impl Mounted {
 
 /// Containers (running or not), all of them or those of one compose project.
 pub(super) async fn containers(
-    docker: &Docker,
+    docker: &Engine,
     project: Option<&str>,
 ) -> Result<Vec<Mounted>, SnapshotError> {
-    let mut filters = HashMap::new();
-    if let Some(p) = project {
-        filters.insert("label".to_string(), vec![format!("{LABEL_PROJECT}={p}")]);
-    }
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let list = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(engine("listing containers"))?;
+    let label = project.map(|p| format!("{LABEL_PROJECT}={p}"));
+    let filter = match &label {
+        Some(l) => ListFilter::Label(l),
+        None => ListFilter::All,
+    };
+    let list = docker.list_containers(filter).await?;
     Ok(list
         .into_iter()
         .map(|c| Mounted {
             id: c.id.unwrap_or_default(),
-            name: c
-                .names
-                .unwrap_or_default()
-                .first()
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .unwrap_or_default(),
+            name: crate::docker::container_name(c.names),
             service: c.labels.and_then(|mut l| l.remove(LABEL_SERVICE)),
             state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             image_id: c.image_id.unwrap_or_default(),
@@ -183,63 +151,39 @@ fn host_forms(dir: &Path) -> Vec<PathBuf> {
 
 /// Whether `path` exists in the container and is a directory; `None` when it does not exist.
 pub(super) async fn stat_dir(
-    docker: &Docker,
+    docker: &Engine,
     container: &str,
     path: &Path,
 ) -> Result<Option<bool>, SnapshotError> {
-    let options = ContainerArchiveInfoOptionsBuilder::default()
-        .path(&path.to_string_lossy())
-        .build();
-    match docker
-        .get_container_archive_info(container, Some(options))
-        .await
-    {
-        // Go's os.ModeDir.
-        Ok(stat) => Ok(Some(stat.file_mode & (1 << 31) != 0)),
-        Err(e) if status(&e).is_some_and(|(code, _)| code == 404) => Ok(None),
-        Err(e) => Err(engine(format!(
-            "looking at {} in {container}",
-            path.display()
-        ))(e)),
-    }
+    let stat = docker.stat_path(container, &path.to_string_lossy()).await?;
+    // Go's os.ModeDir.
+    Ok(stat.map(|s| s.mode & (1 << 31) != 0))
 }
 
 /// The engine's tar of `path` in the container, members named `<basename>/…`.
 pub(super) fn download(
-    docker: &Docker,
+    docker: &Engine,
     container: &str,
     path: &Path,
-) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    let options = DownloadFromContainerOptionsBuilder::default()
-        .path(&path.to_string_lossy())
-        .build();
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static + use<> {
     docker
-        .download_from_container(container, Some(options))
+        .download(container, &path.to_string_lossy())
         .map(|chunk| chunk.map_err(io::Error::other))
 }
 
-/// Extracts a tar into the container at `/`. The engine applies the members' owners and modes
-/// and replaces a file by a directory (and the reverse) where the tar says so.
+/// Extracts a tar into the container at `/`.
 pub(super) async fn upload(
-    docker: &Docker,
+    docker: &Engine,
     container: &str,
     body: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
 ) -> Result<(), SnapshotError> {
-    let options = UploadToContainerOptionsBuilder::default().path("/").build();
-    docker
-        .upload_to_container(container, Some(options), bollard::body_try_stream(body))
-        .await
-        .map_err(engine(format!("writing into {container}")))
+    Ok(docker.upload(container, body).await?)
 }
 
 /// A container created from the service's image with one host directory bind-mounted at
 /// [`HELPER_PATH`], only to reach that directory through the engine. Removed on drop.
 #[derive(Debug)]
-pub(super) struct Helper {
-    docker: Docker,
-    pub id: String,
-    removed: bool,
-}
+pub(super) struct Helper(TempContainer);
 
 /// Why a helper could not be made.
 #[derive(Debug)]
@@ -248,7 +192,7 @@ pub(super) enum HelperError {
     NoSource,
     /// The image is not on this machine.
     NoImage,
-    Engine(SnapshotError),
+    Engine(crate::docker::DockerError),
 }
 
 impl Helper {
@@ -256,16 +200,12 @@ impl Helper {
     /// container that is never started (the engine still wants a command, and an image may
     /// define none).
     pub async fn create(
-        docker: &Docker,
+        docker: &Engine,
         image: &str,
         source: &Path,
         writable: bool,
         argv: Option<Vec<String>>,
     ) -> Result<Self, HelperError> {
-        let name = format!(
-            "clawops-snapshot-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
         let entrypoint = argv.unwrap_or_else(|| vec!["clawops-snapshot-never-started".into()]);
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
@@ -294,88 +234,60 @@ impl Helper {
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        match docker.create_container(Some(options), body).await {
-            Ok(created) => Ok(Self {
-                docker: docker.clone(),
-                id: created.id,
-                removed: false,
-            }),
-            Err(e) => match status(&e) {
-                Some((404, _)) => Err(HelperError::NoImage),
-                Some((400, m)) if m.contains("does not exist") => Err(HelperError::NoSource),
-                _ => Err(HelperError::Engine(engine(format!(
-                    "creating a helper container from {image}"
-                ))(e))),
-            },
+        match TempContainer::create(docker, "clawops-snapshot", "snapshot helper", body).await {
+            Ok(c) => Ok(Self(c)),
+            Err(e) if e.is_not_found() => Err(HelperError::NoImage),
+            Err(e)
+                if e.status_code() == Some(400)
+                    && e.engine_message()
+                        .is_some_and(|m| m.contains("does not exist")) =>
+            {
+                Err(HelperError::NoSource)
+            }
+            Err(e) => Err(HelperError::Engine(e)),
         }
+    }
+
+    pub fn id(&self) -> &str {
+        self.0.id()
     }
 
     /// Starts it and waits for it to exit; `Err` says why it did not run or did not succeed.
-    pub async fn run(&self) -> Result<(), String> {
-        self.docker
-            .start_container(&self.id, None::<StartContainerOptions>)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut wait = self
-            .docker
-            .wait_container(&self.id, None::<WaitContainerOptions>);
-        match wait.next().await {
-            Some(Ok(r)) if r.status_code == 0 => Ok(()),
-            Some(Ok(r)) => Err(format!("exited with {}", r.status_code)),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err("the engine did not report how it exited".into()),
+    pub async fn run(&self) -> Result<(), HelperFailed> {
+        let engine = self.0.engine();
+        engine.start(self.id()).await?;
+        match engine.wait(self.id()).await? {
+            Some(0) => Ok(()),
+            Some(code) => Err(HelperFailed::Exited(code)),
+            None => Err(HelperFailed::NoExitCode),
         }
     }
 
-    pub async fn remove(mut self) {
-        self.removed = true;
-        remove(&self.docker, &self.id).await;
+    pub async fn remove(self) {
+        self.0.remove().await
     }
 }
 
-impl Drop for Helper {
-    fn drop(&mut self) {
-        // Cancelled or failed half-way: remove it in the background.
-        if !self.removed
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            let (docker, id) = (self.docker.clone(), self.id.clone());
-            handle.spawn(async move { remove(&docker, &id).await });
-        }
-    }
-}
-
-async fn remove(docker: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        // Anonymous volumes the image declares were created with it.
-        .v(true)
-        .build();
-    if let Err(e) = docker.remove_container(id, Some(options)).await {
-        tracing::warn!(container = %id, error = %e, "cannot remove a snapshot helper container");
-    }
+/// Why a helper that was meant to run did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum HelperFailed {
+    #[error(transparent)]
+    Engine(#[from] crate::docker::DockerError),
+    #[error("exited with {0}")]
+    Exited(i64),
+    #[error("the engine did not report how it exited")]
+    NoExitCode,
+    #[error("the helper container could not be created")]
+    NotCreated,
 }
 
 /// Removes helpers an interrupted agent left behind (older than an hour, so never one that
 /// another operation is using).
-pub(super) async fn remove_stale_helpers(docker: &Docker) {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_HELPER}=1")])]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let Ok(list) = docker.list_containers(Some(options)).await else {
-        return;
-    };
-    let hour_ago = chrono::Utc::now().timestamp() - 3600;
-    for c in list {
-        if let (Some(id), Some(created)) = (c.id, c.created)
-            && created < hour_ago
-        {
-            remove(docker, &id).await;
-        }
-    }
+pub(super) async fn remove_stale_helpers(docker: &Engine) {
+    let label = format!("{LABEL_HELPER}=1");
+    docker
+        .remove_stale(&label, Duration::from_secs(3600), "snapshot helper")
+        .await;
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use bollard::Docker;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -52,11 +51,8 @@ pub enum SnapshotError {
     NotAbsolute(PathBuf),
     #[error("[snapshots] dirs: {0} is not a directory; list the directories to snapshot")]
     NotADirectory(PathBuf),
-    #[error("Docker engine, {doing}: {source}")]
-    Engine {
-        doing: String,
-        source: bollard::errors::Error,
-    },
+    #[error(transparent)]
+    Engine(#[from] crate::docker::DockerError),
     #[error("copying {dir} through {via}: {source}")]
     Copy {
         dir: PathBuf,
@@ -98,7 +94,7 @@ pub enum SnapshotError {
 /// Where to reach the state directories through the engine.
 #[derive(Debug, Clone, Copy)]
 pub struct Engine<'a> {
-    pub docker: &'a Docker,
+    pub docker: &'a crate::docker::Engine,
     /// The compose project whose containers may bind-mount the directories.
     pub project: &'a str,
     /// Its service, whose container is tried first.
@@ -396,14 +392,14 @@ async fn read_dir(
             Ok(h) => h,
             Err(HelperError::NoSource) => return Ok(None),
             Err(HelperError::NoImage) => continue,
-            Err(HelperError::Engine(e)) => return Err(e),
+            Err(HelperError::Engine(e)) => return Err(e.into()),
         };
         let via = format!("a helper container from {image}");
-        let copied = match engine::stat_dir(docker, &helper.id, Path::new(HELPER_PATH)).await {
+        let copied = match engine::stat_dir(docker, helper.id(), Path::new(HELPER_PATH)).await {
             Ok(Some(true)) => {
                 copy_from(
                     docker,
-                    &helper.id,
+                    helper.id(),
                     Path::new(HELPER_PATH),
                     dir,
                     &[],
@@ -440,7 +436,7 @@ async fn read_dir(
 
 /// Streams the engine's archive of `path` in `container` into the snapshot as `dir`.
 async fn copy_from(
-    docker: &Docker,
+    docker: &crate::docker::Engine,
     container: &str,
     path: &Path,
     dir: &Path,

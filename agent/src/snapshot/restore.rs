@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     Engine, Snapshot, SnapshotDir, SnapshotError, archive, engine, engine::HELPER_PATH,
-    engine::Helper, engine::HelperError, helper_images, prune, write,
+    engine::Helper, engine::HelperError, engine::HelperFailed, helper_images, prune, write,
 };
 
 /// What a restore did.
@@ -191,7 +191,7 @@ async fn restore_dir(
                     source.display()
                 )));
             }
-            Err(HelperError::Engine(e)) => return Err(e),
+            Err(HelperError::Engine(e)) => return Err(e.into()),
         }
     }
     let Some((helper, image)) = created else {
@@ -200,7 +200,7 @@ async fn restore_dir(
         });
     };
 
-    upload(docker, &helper.id, snapshot, dir, &target).await?;
+    upload(docker, helper.id(), snapshot, dir, &target).await?;
 
     let mut ran = Ok(());
     if first_rm.is_some() {
@@ -214,15 +214,19 @@ async fn restore_dir(
                     ran = h.run().await;
                     h.remove().await;
                 }
-                Err(HelperError::Engine(e)) => ran = Err(e.to_string()),
-                Err(_) => ran = Err("the helper container could not be created".into()),
+                Err(HelperError::Engine(e)) => ran = Err(e.into()),
+                Err(_) => ran = Err(HelperFailed::NotCreated),
             }
         }
     }
     // Whatever `rm` did, the engine says what is still there.
     for rel in &extras {
         let path = Path::new(HELPER_PATH).join(rel);
-        if rel.to_str().is_some() && engine::stat_dir(docker, &helper.id, &path).await?.is_some() {
+        if rel.to_str().is_some()
+            && engine::stat_dir(docker, helper.id(), &path)
+                .await?
+                .is_some()
+        {
             left.push(rel.clone());
         }
     }
@@ -230,7 +234,9 @@ async fn restore_dir(
     // Last resort, the agent's own permissions.
     left.retain(|rel| remove_path(&dir.path.join(rel)).is_err());
     if !left.is_empty() {
-        let why = ran.err().unwrap_or_else(|| "rm left them".into());
+        let why = ran
+            .err()
+            .map_or_else(|| "rm left them".into(), |e| e.to_string());
         tracing::warn!(
             dir = %dir.path.display(),
             count = left.len(),
@@ -251,7 +257,7 @@ fn remove_path(path: &Path) -> io::Result<()> {
 
 /// Streams the members of `dir` from the snapshot into the helper, renamed to `target`.
 async fn upload(
-    docker: &bollard::Docker,
+    docker: &crate::docker::Engine,
     container: &str,
     snapshot: &Path,
     dir: &SnapshotDir,

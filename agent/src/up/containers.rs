@@ -3,68 +3,42 @@
 //! when the new one cannot be created.
 use std::{collections::HashMap, time::Duration};
 
-use bollard::{
-    Docker,
-    models::{ContainerSummaryStateEnum, NetworkCreateRequest, VolumeCreateRequest},
-    query_parameters::{
-        CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-        RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
-    },
-};
-
 use super::UpError;
 use crate::{
     compose::{self, ContainerSpec, NetworkMode, Project, SpecInput},
-    docker::{LABEL_PROJECT, ProjectContainer},
+    docker::{
+        DockerError, Engine, LABEL_PROJECT, ProjectContainer,
+        models::{NetworkCreateRequest, VolumeCreateRequest},
+        short_id,
+    },
 };
 
 /// docker's default stop timeout, which compose uses when `stop_grace_period` is unset.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> UpError {
-    let action = action.into();
-    move |source| UpError::Api { action, source }
-}
-
-pub(super) fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
 /// The image a service runs (`image_override` or its `image:`): its id and its configured
 /// `USER`. A missing image is an error that says how to get it — clawops never pulls.
 pub async fn image_info(
-    docker: &Docker,
+    docker: &Engine,
     project: &Project,
     service: &str,
     image_override: Option<&str>,
 ) -> Result<ImageInfo, UpError> {
-    let svc = project
-        .service(service)
-        .ok_or_else(|| compose::ComposeError::UnknownService {
-            name: service.to_owned(),
-            available: project.services.keys().cloned().collect(),
-        })?;
+    let svc = project.require_service(service)?;
     let reference = image_override
         .map(str::to_owned)
         .unwrap_or_else(|| svc.image_ref(&project.name));
-    match docker.inspect_image(&reference).await {
-        Ok(img) => Ok(ImageInfo {
+    match docker.find_image(&reference).await? {
+        Some(img) => Ok(ImageInfo {
             id: img.id.unwrap_or_default(),
             user: img.config.and_then(|c| c.user).unwrap_or_default(),
             reference,
         }),
-        Err(e) if is_not_found(&e) => Err(UpError::ImageMissing {
+        None => Err(UpError::ImageMissing {
             service: service.to_owned(),
             image: reference,
             has_build: svc.build.is_some(),
         }),
-        Err(e) => Err(api(format!("inspecting image {reference}"))(e)),
     }
 }
 
@@ -80,7 +54,7 @@ pub struct ImageInfo {
 /// or the service's image. Looks up the image id and, for `network_mode: service:X`, X's
 /// container.
 pub async fn service_spec(
-    docker: &Docker,
+    docker: &Engine,
     project: &Project,
     service: &str,
     image_override: Option<&str>,
@@ -92,11 +66,7 @@ pub async fn service_spec(
         .and_then(|s| s.network_mode.as_ref())
     {
         let name = project.container_name(target);
-        network_container = match docker.inspect_container(&name, None).await {
-            Ok(c) => c.id,
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(api(format!("inspecting {name}"))(e)),
-        };
+        network_container = docker.find_container(&name).await?.and_then(|c| c.id);
     }
     Ok(compose::container_spec(
         project,
@@ -112,7 +82,7 @@ pub async fn service_spec(
 /// Creates the `<project>_default` network when a service uses it, and the project's named
 /// volumes, labelled as compose does. External volumes must exist.
 pub async fn ensure_resources(
-    docker: &Docker,
+    docker: &Engine,
     project: &Project,
     services: &[String],
 ) -> Result<Vec<String>, UpError> {
@@ -124,9 +94,9 @@ pub async fn ensure_resources(
     });
     if uses_default {
         let name = project.default_network();
-        match docker.inspect_network(&name, None).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {
+        match docker.inspect_network(&name).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {
                 let labels = HashMap::from([
                     (LABEL_PROJECT.to_owned(), project.name.clone()),
                     (
@@ -145,11 +115,10 @@ pub async fn ensure_resources(
                         labels: Some(labels),
                         ..Default::default()
                     })
-                    .await
-                    .map_err(api(format!("creating network {name}")))?;
+                    .await?;
                 created.push(format!("network {name}"));
             }
-            Err(e) => return Err(api(format!("inspecting network {name}"))(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     let used: Vec<&String> = services
@@ -165,13 +134,13 @@ pub async fn ensure_resources(
         let def = &project.volumes[key];
         let name = project.volume_name(key);
         match docker.inspect_volume(&name).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) && def.external => {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() && def.external => {
                 return Err(UpError::Preflight(format!(
                     "external volume {name} does not exist: create it with `docker volume create {name}`"
                 )));
             }
-            Err(e) if is_not_found(&e) => {
+            Err(e) if e.is_not_found() => {
                 let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
                 labels.insert(LABEL_PROJECT.into(), project.name.clone());
                 labels.insert(compose::create::LABEL_VOLUME.into(), key.clone());
@@ -187,11 +156,10 @@ pub async fn ensure_resources(
                         labels: Some(labels),
                         ..Default::default()
                     })
-                    .await
-                    .map_err(api(format!("creating volume {name}")))?;
+                    .await?;
                 created.push(format!("volume {name}"));
             }
-            Err(e) => return Err(api(format!("inspecting volume {name}"))(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(created)
@@ -200,60 +168,25 @@ pub async fn ensure_resources(
 /// Creates the container of `spec` named `name` (normally `spec.name`) and starts it.
 /// Returns its id. A container that cannot start is removed again.
 pub async fn create_and_start(
-    docker: &Docker,
+    docker: &Engine,
     spec: &ContainerSpec,
     name: &str,
-) -> Result<String, UpError> {
+) -> Result<String, DockerError> {
     let id = create(docker, spec, name).await?;
-    if let Err(e) = docker.start_container(&id, None).await {
-        let _ = remove(docker, &id).await;
-        return Err(api(format!("starting {name}"))(e));
+    if let Err(e) = docker.start(&id).await {
+        let _ = docker.remove(&id).await;
+        return Err(e);
     }
     Ok(id)
 }
 
 /// Creates (does not start) the container of `spec` named `name`.
-pub async fn create(docker: &Docker, spec: &ContainerSpec, name: &str) -> Result<String, UpError> {
-    let options = CreateContainerOptionsBuilder::default().name(name).build();
-    let created = docker
-        .create_container(Some(options), spec.body.clone())
-        .await
-        .map_err(api(format!("creating {name}")))?;
-    Ok(created.id)
-}
-
-/// Stops a container, giving it `timeout` to exit after SIGTERM (or its stop signal).
-pub async fn stop(docker: &Docker, id: &str, timeout: Duration) -> Result<(), UpError> {
-    let opts = StopContainerOptionsBuilder::default()
-        .t(timeout.as_secs().min(i32::MAX as u64) as i32)
-        .build();
-    match docker.stop_container(id, Some(opts)).await {
-        Ok(()) => Ok(()),
-        // 304: already stopped.
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 304, ..
-        }) => Ok(()),
-        Err(e) => Err(api(format!("stopping {id}"))(e)),
-    }
-}
-
-pub async fn remove(docker: &Docker, id: &str) -> Result<(), UpError> {
-    let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-    match docker.remove_container(id, Some(opts)).await {
-        Ok(()) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(api(format!("removing {id}"))(e)),
-    }
-}
-
-pub async fn rename(docker: &Docker, id: &str, new_name: &str) -> Result<(), UpError> {
-    let opts = RenameContainerOptionsBuilder::default()
-        .name(new_name)
-        .build();
-    docker
-        .rename_container(id, opts)
-        .await
-        .map_err(api(format!("renaming {id} to {new_name}")))
+pub async fn create(
+    docker: &Engine,
+    spec: &ContainerSpec,
+    name: &str,
+) -> Result<String, DockerError> {
+    docker.create_container(Some(name), spec.body.clone()).await
 }
 
 /// Replaces `old` by a new container of `spec`, as compose does: stop the old one, move it aside
@@ -261,24 +194,24 @@ pub async fn rename(docker: &Docker, id: &str, new_name: &str) -> Result<(), UpE
 /// old one. If the new one cannot be created or started, the old one gets its name back and is
 /// started again, so a failed recreate does not leave the service down.
 pub async fn replace(
-    docker: &Docker,
+    docker: &Engine,
     spec: &ContainerSpec,
     old: &ProjectContainer,
     stop_timeout: Duration,
-) -> Result<String, UpError> {
-    let was_running = old.state == ContainerSummaryStateEnum::RUNNING.to_string();
-    stop(docker, &old.id, stop_timeout).await?;
-    let aside = format!("{}_{}", &old.id[..old.id.len().min(12)], spec.name);
-    rename(docker, &old.id, &aside).await?;
+) -> Result<String, DockerError> {
+    let was_running = old.is_running();
+    docker.stop(&old.id, stop_timeout).await?;
+    let aside = format!("{}_{}", short_id(&old.id), spec.name);
+    docker.rename(&old.id, &aside).await?;
     match create_and_start(docker, spec, &spec.name).await {
         Ok(id) => {
-            remove(docker, &old.id).await?;
+            docker.remove(&old.id).await?;
             Ok(id)
         }
         Err(e) => {
-            let _ = rename(docker, &old.id, &old.name).await;
+            let _ = docker.rename(&old.id, &old.name).await;
             if was_running {
-                let _ = docker.start_container(&old.id, None).await;
+                let _ = docker.start(&old.id).await;
             }
             Err(e)
         }

@@ -1,33 +1,36 @@
-//! Up: run the app's compose project natively through bollard, as `docker compose up -d` would,
-//! then wait for readiness. Idempotent: a container whose config hash matches is left alone.
+//! Up: run the app's compose project natively through the engine, as `docker compose up -d`
+//! would, then wait for readiness. Idempotent: a container whose config hash matches is left
+//! alone.
 //!
 //! Building blocks, public for Update (which recreates one service with a new image):
 //! - [`load_project`]: the compose project of the configured app;
 //! - [`containers::image_info`], [`containers::service_spec`]: image lookup (never pulls) and
 //!   create options + config hash for a service, optionally with another image;
 //! - [`preflight::preflight`]: bind mounts and ports of one service;
-//! - [`containers::ensure_resources`], [`containers::create_and_start`], [`containers::stop`],
-//!   [`containers::rename`], [`containers::remove`], [`containers::replace`];
+//! - [`containers::ensure_resources`], [`containers::create`],
+//!   [`containers::create_and_start`], [`containers::replace`];
 //! - [`crate::readiness::wait`].
 use std::{
     collections::{HashMap, HashSet},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
     compose::{self, ComposeError, LoadOptions, Project},
     config::{Config, ResolvedApp},
     context::AgentContext,
-    docker::{DockerError, LABEL_CONFIG_HASH},
+    docker::DockerError,
     events::{EventSink, Phase, PhaseStatus},
     journal::{Finish, JournalError, Outcome},
     lock::LockGuard,
-    readiness::{self, Readiness, ReadinessError},
+    operation::{self, Reporter},
+    readiness::ReadinessError,
 };
 
 pub mod containers;
 pub mod preflight;
 mod services;
+mod steps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -37,11 +40,6 @@ pub enum UpError {
     Policy(#[from] crate::policy::PolicyError),
     #[error(transparent)]
     Docker(#[from] DockerError),
-    #[error("Docker engine, {action}: {source}")]
-    Api {
-        action: String,
-        source: bollard::errors::Error,
-    },
     #[error("{}", image_missing(service, image, *has_build))]
     ImageMissing {
         service: String,
@@ -235,20 +233,7 @@ pub async fn run(
     opts: UpOptions,
     sink: EventSink,
 ) -> Result<UpReport, UpError> {
-    let op = guard.operation().clone();
-    ctx.journal.begin(&op, None)?;
-    let progress = Progress {
-        sink: &sink,
-        ctx,
-        op_id: &op.id,
-        start: Instant::now(),
-    };
-    let result = execute(ctx, &opts, &progress).await;
-    let deployed_sha = match &result {
-        Ok(r) => deployed_sha(ctx, r).await,
-        Err(_) => None,
-    };
-    let (outcome, finish) = match &result {
+    let ended = |(result, deployed): &(Result<UpReport, UpError>, Option<String>)| match result {
         Ok(r) => (
             if r.changed() {
                 Outcome::Succeeded
@@ -256,7 +241,7 @@ pub async fn run(
                 Outcome::UpToDate
             },
             Finish {
-                to_sha: deployed_sha,
+                to_sha: deployed.clone(),
                 image: r
                     .services
                     .iter()
@@ -275,11 +260,17 @@ pub async fn run(
             },
         ),
     };
-    if let Err(e) = ctx.journal.finish(&op.id, outcome, finish) {
-        tracing::error!(operation = %op.id, error = %e, "cannot record the end of up");
-    }
-    drop(guard);
-    result
+    let work = async |progress: Reporter<'_>| {
+        let result = execute(ctx, &opts, &progress).await;
+        let deployed = match &result {
+            Ok(r) => deployed_sha(ctx, r).await,
+            Err(_) => None,
+        };
+        (result, deployed)
+    };
+    operation::journaled(&ctx.journal, guard, None, &sink, "", work, ended)
+        .await?
+        .0
 }
 
 /// The commit the app's service now runs, from the `clawops.git-sha` label that clawops builds
@@ -330,51 +321,14 @@ pub fn summary(r: &UpReport) -> String {
     s
 }
 
-/// Emits phase events and records the important ones in the journal.
-struct Progress<'a> {
-    sink: &'a EventSink,
-    ctx: &'a AgentContext,
-    op_id: &'a str,
-    start: Instant,
-}
-
-impl Progress<'_> {
-    fn phase(&self, phase: Phase, status: PhaseStatus, service: &str, message: impl Into<String>) {
-        let message = message.into();
-        if status != PhaseStatus::Started {
-            self.journal(phase, status, &message);
-        }
-        self.sink
-            .phase(phase, status, service, message, self.start.elapsed());
-    }
-
-    /// Records a phase in the journal only (its event was already sent).
-    fn journal(&self, phase: Phase, status: PhaseStatus, message: &str) {
-        let elapsed = self.start.elapsed().as_millis() as u64;
-        if let Err(e) = self.ctx.journal.phase(
-            self.op_id,
-            phase.as_str(),
-            status.as_str(),
-            elapsed,
-            message,
-        ) {
-            tracing::warn!(error = %e, "cannot journal a phase");
-        }
-    }
-}
-
 async fn execute(
     ctx: &AgentContext,
     opts: &UpOptions,
-    progress: &Progress<'_>,
+    progress: &Reporter<'_>,
 ) -> Result<UpReport, UpError> {
     let sink = progress.sink;
-    progress.phase(
-        Phase::Preflight,
-        PhaseStatus::Started,
-        "",
-        "loading the compose project",
-    );
+    let loading = "loading the compose project";
+    progress.service_phase(Phase::Preflight, PhaseStatus::Started, "", loading);
     let project = load_deployable(&ctx.config, &ctx.app, sink)?;
     for w in &project.warnings {
         sink.warning(w.clone());
@@ -388,125 +342,33 @@ async fn execute(
     let docker = ctx.docker.get().await?;
     let order = project.start_order(&opts.services)?;
     let (existing, orphans) = services::current_containers(&docker, &project, sink).await?;
-    let mut images = HashMap::new();
-    for s in &order {
-        images.insert(
-            s.clone(),
-            containers::image_info(&docker, &project, s, None).await?,
-        );
-    }
-    for s in &order {
-        let notes =
-            preflight::preflight(&docker, &ctx.app, &project, s, &images[s], existing.get(s))
-                .await?;
-        for n in notes {
-            progress.phase(Phase::Preflight, PhaseStatus::Started, s, n);
-        }
-    }
-    progress.phase(
-        Phase::Preflight,
-        PhaseStatus::Done,
-        "",
-        format!("{} service(s) checked", order.len()),
-    );
+    steps::preflight_all(&docker, &ctx.app, &project, &order, &existing, progress).await?;
     for r in containers::ensure_resources(&docker, &project, &order).await? {
-        progress.phase(Phase::Create, PhaseStatus::Done, "", format!("created {r}"));
+        progress.service_phase(Phase::Create, PhaseStatus::Done, "", format!("created {r}"));
     }
     let orphan_names: Vec<String> = orphans.iter().map(|c| c.name.clone()).collect();
-    if !orphans.is_empty() {
-        if opts.remove_orphans {
-            for c in &orphans {
-                containers::stop(&docker, &c.id, containers::DEFAULT_STOP_TIMEOUT).await?;
-                containers::remove(&docker, &c.id).await?;
-                progress.phase(
-                    Phase::Cleanup,
-                    PhaseStatus::Done,
-                    &c.service,
-                    format!("removed orphan {}", c.name),
-                );
-            }
-        } else {
-            sink.warning(format!(
-                "orphan containers (their service is not in the compose file): {}; run up with --remove-orphans to remove them",
-                orphan_names.join(", ")
-            ));
-        }
-    }
+    steps::orphans(&docker, &orphans, opts.remove_orphans, progress).await?;
     let mut results = Vec::new();
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut recreated: HashSet<String> = HashSet::new();
     for s in &order {
         services::wait_dependencies(&docker, &project, s, &ids, ctx, sink).await?;
         let spec = containers::service_spec(&docker, &project, s, None).await?;
-        let svc = &project.services[s];
-        let deps_recreated = svc
+        let deps_recreated = project.services[s]
             .depends_on
             .iter()
             .any(|(d, dep)| dep.restart && recreated.contains(d));
-        let current = existing.get(s);
-        let same =
-            current.is_some_and(|c| c.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash));
-        let (id, action) = match current {
-            Some(c) if same && !opts.force_recreate => {
-                if c.state != "running" {
-                    docker
-                        .start_container(&c.id, None)
-                        .await
-                        .map_err(containers::api(format!("starting {}", c.name)))?;
-                    (c.id.clone(), Action::Started)
-                } else if deps_recreated {
-                    docker
-                        .restart_container(&c.id, None)
-                        .await
-                        .map_err(containers::api(format!("restarting {}", c.name)))?;
-                    (c.id.clone(), Action::Restarted)
-                } else {
-                    progress.phase(
-                        Phase::Create,
-                        PhaseStatus::Skipped,
-                        s,
-                        format!("{} is up to date", c.name),
-                    );
-                    (c.id.clone(), Action::Unchanged)
-                }
-            }
-            Some(c) => {
-                let why = if same {
-                    "--force-recreate"
-                } else {
-                    "its configuration changed"
-                };
-                progress.phase(
-                    Phase::Create,
-                    PhaseStatus::Started,
-                    s,
-                    format!("recreating {} ({why})", spec.name),
-                );
-                let id =
-                    containers::replace(&docker, &spec, c, containers::stop_timeout(&project, s))
-                        .await?;
-                recreated.insert(s.clone());
-                (id, Action::Recreated)
-            }
-            None => {
-                progress.phase(
-                    Phase::Create,
-                    PhaseStatus::Started,
-                    s,
-                    format!("creating {}", spec.name),
-                );
-                let id = containers::create_and_start(&docker, &spec, &spec.name).await?;
-                recreated.insert(s.clone());
-                (id, Action::Created)
-            }
+        let bring = steps::Bring {
+            docker: &docker,
+            project: &project,
+            spec: &spec,
+            current: existing.get(s),
+            force_recreate: opts.force_recreate,
+            deps_recreated,
         };
-        if action != Action::Unchanged {
-            progress.phase(
-                Phase::Start,
-                PhaseStatus::Done,
-                s,
-                format!("{} {} ({})", spec.name, action.as_str(), short(&id)),
-            );
+        let (id, action) = bring.up(progress).await?;
+        if matches!(action, Action::Created | Action::Recreated) {
+            recreated.insert(s.clone());
         }
         ids.insert(s.clone(), id.clone());
         results.push(ServiceResult {
@@ -517,47 +379,14 @@ async fn execute(
             action,
         });
     }
-    let mut ready_after = None;
-    let app_service = &ctx.config.app.service;
-    if opts.no_wait {
-        progress.phase(
-            Phase::Readiness,
-            PhaseStatus::Skipped,
-            app_service,
-            "--no-wait",
-        );
-    } else if let Some(id) = ids.get(app_service) {
-        let check = Readiness::from_config(&ctx.config.readiness)?;
-        match readiness::wait(&docker, id, app_service, &check, sink).await {
-            Ok(ready) => {
-                progress.journal(
-                    Phase::Readiness,
-                    PhaseStatus::Done,
-                    &format!("ready after {:.1}s", ready.waited.as_secs_f64()),
-                );
-                ready_after = Some(ready.waited);
-            }
-            Err(e) => {
-                progress.journal(Phase::Readiness, PhaseStatus::Failed, &e.to_string());
-                return Err(e.into());
-            }
-        }
-    } else if !project.services.contains_key(app_service) {
-        sink.warning(format!(
-            "[app] service {app_service:?} is not in the compose project (services: {}): no readiness check was done; set [app] service in agent.toml",
-            project.services.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
+    let ready_after =
+        steps::wait_ready(ctx, &docker, &project, &ids, opts.no_wait, progress).await?;
     Ok(UpReport {
         project: project.name.clone(),
         services: results,
         orphans: orphan_names,
         orphans_removed: opts.remove_orphans && !orphans.is_empty(),
         ready_after,
-        duration: progress.start.elapsed(),
+        duration: progress.elapsed(),
     })
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }

@@ -8,21 +8,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use bollard::{
-    Docker,
-    models::ContainerCreateBody,
-    query_parameters::{DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder},
-};
 use futures::StreamExt;
 
-use super::{
-    UpError,
-    containers::{ImageInfo, api, is_not_found},
-};
+use super::{UpError, containers::ImageInfo};
 use crate::{
     compose::{MountKind, Project},
     config::ResolvedApp,
-    docker::ProjectContainer,
+    docker::{Engine, ProjectContainer, TempContainer, models::ContainerCreateBody},
 };
 
 /// Entries of a bind directory checked for writability besides the directory itself.
@@ -41,7 +33,7 @@ pub struct ContainerUser {
 
 /// Runs the preflight for one service; returns notes about what it did (directories created).
 pub async fn preflight(
-    docker: &Docker,
+    docker: &Engine,
     app: &ResolvedApp,
     project: &Project,
     service: &str,
@@ -185,7 +177,7 @@ fn writable(meta: &std::fs::Metadata, user: &ContainerUser) -> bool {
 /// Resolves `user` (service `user:` or the image's `USER`) to uid/gid; names go through the
 /// image's /etc/passwd and /etc/group, read with the archive API (no container is started).
 pub async fn container_user(
-    docker: &Docker,
+    docker: &Engine,
     image: &ImageInfo,
     service_user: Option<&str>,
     group_add: &[String],
@@ -255,7 +247,7 @@ pub async fn container_user(
 
 /// Reads one file from an image through a created (never started) container.
 async fn read_image_file(
-    docker: &Docker,
+    docker: &Engine,
     image: &str,
     path: &str,
 ) -> Result<Option<String>, UpError> {
@@ -267,14 +259,8 @@ async fn read_image_file(
         labels: Some([("clawops.preflight".to_owned(), "1".to_owned())].into()),
         ..Default::default()
     };
-    let created = docker
-        .create_container(None, body)
-        .await
-        .map_err(api(format!("reading {path} of image {image}")))?;
-    let opts = DownloadFromContainerOptionsBuilder::default()
-        .path(path)
-        .build();
-    let mut stream = docker.download_from_container(&created.id, Some(opts));
+    let helper = TempContainer::create(docker, "clawops-preflight", "preflight", body).await?;
+    let mut stream = docker.download(helper.id(), path);
     let mut tar_bytes = Vec::new();
     let mut result = Ok(());
     while let Some(chunk) = stream.next().await {
@@ -286,12 +272,11 @@ async fn read_image_file(
             }
         }
     }
-    let rm = RemoveContainerOptionsBuilder::default().force(true).build();
-    let _ = docker.remove_container(&created.id, Some(rm)).await;
+    helper.remove().await;
     match result {
         Ok(()) => {}
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(api(format!("reading {path} of image {image}"))(e)),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
     }
     let mut archive = tar::Archive::new(tar_bytes.as_slice());
     let Ok(mut entries) = archive.entries() else {
@@ -309,7 +294,7 @@ async fn read_image_file(
 /// Published host ports must be free, unless the service's own current container holds them
 /// (it is about to be replaced or kept).
 async fn check_ports(
-    docker: &Docker,
+    docker: &Engine,
     project: &Project,
     service: &str,
     existing: Option<&ProjectContainer>,
@@ -319,7 +304,7 @@ async fn check_ports(
     };
     let mut own = Vec::new();
     if let Some(c) = existing
-        && let Ok(info) = docker.inspect_container(&c.id, None).await
+        && let Ok(info) = docker.inspect_container(&c.id).await
         && let Some(map) = info.host_config.and_then(|h| h.port_bindings)
     {
         for bindings in map.values().flatten() {
@@ -351,7 +336,10 @@ async fn check_ports(
         match probe {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                let holder = port_holder(docker, port).await;
+                let holder = docker
+                    .port_holder(port)
+                    .await
+                    .map(|name| format!("container {name}"));
                 return Err(UpError::PortInUse {
                     service: service.to_owned(),
                     port,
@@ -364,23 +352,4 @@ async fn check_ports(
         }
     }
     Ok(())
-}
-
-/// The container publishing `port`, if a container does.
-async fn port_holder(docker: &Docker, port: u16) -> Option<String> {
-    let list = docker.list_containers(None).await.ok()?;
-    list.into_iter().find_map(|c| {
-        let publishes = c
-            .ports
-            .unwrap_or_default()
-            .iter()
-            .any(|p| p.public_port == Some(port));
-        publishes.then(|| {
-            c.names
-                .unwrap_or_default()
-                .first()
-                .map(|n| format!("container {}", n.trim_start_matches('/')))
-                .unwrap_or_else(|| "a container".into())
-        })
-    })
 }

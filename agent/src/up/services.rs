@@ -5,26 +5,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bollard::Docker;
-
-use super::{UpError, containers};
+use super::UpError;
 use crate::{
     compose::{Condition, Project},
     context::AgentContext,
-    docker::{ProjectContainer, project_containers},
+    docker::{Engine, ProjectContainer},
     events::EventSink,
     readiness::{self, Readiness},
 };
 
 /// The project's containers by service (the canonical `-1` one preferred) and the orphans.
 pub(super) async fn current_containers(
-    docker: &Docker,
+    docker: &Engine,
     project: &Project,
     sink: &EventSink,
 ) -> Result<(HashMap<String, ProjectContainer>, Vec<ProjectContainer>), UpError> {
     let mut by_service: HashMap<String, ProjectContainer> = HashMap::new();
     let mut orphans = Vec::new();
-    for c in project_containers(docker, &project.name).await? {
+    for c in docker.project_containers(&project.name).await? {
         if !project.services.contains_key(&c.service) {
             orphans.push(c);
             continue;
@@ -55,7 +53,7 @@ pub(super) async fn current_containers(
 /// Waits for `depends_on` conditions: `service_healthy` (the dependency's healthcheck) and
 /// `service_completed_successfully` (it exited 0), within the readiness timeout.
 pub(super) async fn wait_dependencies(
-    docker: &Docker,
+    docker: &Engine,
     project: &Project,
     service: &str,
     ids: &HashMap<String, String>,
@@ -86,10 +84,7 @@ pub(super) async fn wait_dependencies(
             Condition::CompletedSuccessfully => {
                 let deadline = Instant::now() + timeout;
                 loop {
-                    let info = docker
-                        .inspect_container(id, None)
-                        .await
-                        .map_err(containers::api(format!("inspecting {dep}")))?;
+                    let info = docker.inspect_container(id).await?;
                     let st = info.state.unwrap_or_default();
                     if st.running != Some(true) {
                         match st.exit_code.unwrap_or(0) {

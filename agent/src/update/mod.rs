@@ -1,20 +1,18 @@
 //! Update: git fetch → (no-op?) → fast-forward → build → preflight → snapshot → swap with
 //! automatic rollback. Everything the operator typed by hand, in one call that either moves the
 //! gateway to the new commit or leaves the previous one serving, and journals which.
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use crate::{
     build,
     compose::Project,
     context::AgentContext,
-    docker::LABEL_CONFIG_HASH,
+    docker::{Engine, LABEL_CONFIG_HASH},
     events::{EventSink, Phase, PhaseStatus},
     git::Repo,
     journal::{Finish, Outcome},
     lock::LockGuard,
+    operation::{self, Reporter},
     readiness::Readiness,
     snapshot::{self, Snapshot},
     up::{self, containers},
@@ -89,43 +87,71 @@ pub(crate) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
-/// Reports a phase to the caller and the journal.
-pub(crate) struct Progress<'a> {
-    pub ctx: &'a AgentContext,
-    pub sink: &'a EventSink,
-    pub op_id: &'a str,
-    pub service: &'a str,
-    pub started: Instant,
-}
-
-impl Progress<'_> {
-    /// Tells the caller; records finished phases in the journal.
-    pub fn phase(&self, phase: Phase, status: PhaseStatus, message: impl Into<String>) {
-        let message = message.into();
-        self.sink.phase(
-            phase,
-            status,
-            self.service,
-            message.clone(),
-            self.started.elapsed(),
-        );
-        if status != PhaseStatus::Started {
-            self.journal(phase, status, &message);
+impl DeployReport {
+    /// A deploy that has not done anything yet: failed until it says otherwise.
+    pub(crate) fn new(operation_id: &str, from_sha: Option<String>) -> Self {
+        Self {
+            operation_id: operation_id.to_owned(),
+            outcome: Outcome::Failed,
+            from_sha,
+            to_sha: None,
+            image: None,
+            message: String::new(),
+            last_logs: Vec::new(),
+            duration: Duration::ZERO,
+            downtime: Duration::ZERO,
+            snapshot: None,
         }
     }
 
-    /// Records a phase in the journal only (the caller already heard of it).
-    pub fn journal(&self, phase: Phase, status: PhaseStatus, message: &str) {
-        let elapsed = self.started.elapsed().as_millis() as u64;
-        if let Err(e) = self.ctx.journal.phase(
-            self.op_id,
-            phase.as_str(),
-            status.as_str(),
-            elapsed,
-            message,
-        ) {
-            tracing::error!(operation = %self.op_id, error = %e, "cannot journal a phase");
-        }
+    /// How the journal records its end.
+    fn journaled(&self) -> (Outcome, Finish) {
+        let finish = Finish {
+            from_sha: self.from_sha.clone(),
+            to_sha: self.to_sha.clone(),
+            image: self.image.clone(),
+            message: self.message.clone(),
+            last_logs: self.last_logs.clone(),
+        };
+        (self.outcome, finish)
+    }
+}
+
+/// Runs a deploy (update or rollback) holding `guard`: journaled from the sha deployed now;
+/// `work` fills in the report. Always returns a report, failures included.
+pub(crate) async fn deploy<'a, W, Fut>(
+    ctx: &'a AgentContext,
+    guard: LockGuard,
+    sink: &'a EventSink,
+    work: W,
+) -> DeployReport
+where
+    W: FnOnce(Reporter<'a>, DeployReport) -> Fut,
+    Fut: Future<Output = DeployReport>,
+{
+    let op_id = guard.operation().id.clone();
+    let from = ctx.journal.deployed().and_then(|e| e.to_sha);
+    let service = ctx.config.app.service.as_str();
+    let run = async |p: Reporter<'a>| {
+        let mut report = work(p.clone(), DeployReport::new(p.op_id(), from.clone())).await;
+        report.duration = p.elapsed();
+        report
+    };
+    let journaled = operation::journaled(
+        &ctx.journal,
+        guard,
+        from.clone(),
+        sink,
+        service,
+        run,
+        DeployReport::journaled,
+    );
+    match journaled.await {
+        Ok(report) => report,
+        Err(e) => DeployReport {
+            message: e.to_string(),
+            ..DeployReport::new(&op_id, from)
+        },
     }
 }
 
@@ -136,81 +162,23 @@ pub async fn run(
     opts: UpdateOptions,
     sink: EventSink,
 ) -> DeployReport {
-    let op = guard.operation().clone();
-    let from = ctx.journal.deployed().and_then(|e| e.to_sha);
-    if let Err(e) = ctx.journal.begin(&op, from.clone()) {
-        return DeployReport {
-            operation_id: op.id,
-            outcome: Outcome::Failed,
-            from_sha: from,
-            to_sha: None,
-            image: None,
-            message: e.to_string(),
-            last_logs: Vec::new(),
-            duration: Duration::ZERO,
-            downtime: Duration::ZERO,
-            snapshot: None,
-        };
-    }
-    let progress = Progress {
-        ctx: &ctx,
-        sink: &sink,
-        op_id: &op.id,
-        service: &ctx.config.app.service,
-        started: Instant::now(),
-    };
-    let mut report = DeployReport {
-        operation_id: op.id.clone(),
-        outcome: Outcome::Failed,
-        from_sha: from,
-        to_sha: None,
-        image: None,
-        message: String::new(),
-        last_logs: Vec::new(),
-        duration: Duration::ZERO,
-        downtime: Duration::ZERO,
-        snapshot: None,
-    };
-    if let Err(e) = execute(&ctx, &opts, &progress, &mut report).await {
-        report.outcome = Outcome::Failed;
-        report.message = match &report.from_sha {
-            Some(sha) => format!("{e} (nothing was stopped: {} still serves)", short(sha)),
-            None => format!("{e} (nothing was stopped)"),
-        };
-    }
-    finish(&ctx, &mut report, progress.started);
-    drop(guard);
-    report
-}
-
-pub(crate) fn finish(ctx: &AgentContext, report: &mut DeployReport, started: Instant) {
-    report.duration = started.elapsed();
-    let result = ctx.journal.finish(
-        &report.operation_id,
-        report.outcome,
-        Finish {
-            from_sha: report.from_sha.clone(),
-            to_sha: report.to_sha.clone(),
-            image: report.image.clone(),
-            message: report.message.clone(),
-            last_logs: report.last_logs.clone(),
-        },
-    );
-    if let Err(e) = result {
-        tracing::error!(operation = %report.operation_id, error = %e, "cannot journal the end of a deploy");
-    }
-    tracing::info!(
-        operation = %report.operation_id,
-        outcome = report.outcome.as_str(),
-        message = %report.message,
-        "deploy finished"
-    );
+    deploy(&ctx, guard, &sink, async |p, mut report| {
+        if let Err(e) = execute(&ctx, &opts, &p, &mut report).await {
+            report.outcome = Outcome::Failed;
+            report.message = match &report.from_sha {
+                Some(sha) => format!("{e} (nothing was stopped: {} still serves)", short(sha)),
+                None => format!("{e} (nothing was stopped)"),
+            };
+        }
+        report
+    })
+    .await
 }
 
 async fn execute(
     ctx: &AgentContext,
     opts: &UpdateOptions,
-    p: &Progress<'_>,
+    p: &Reporter<'_>,
     report: &mut DeployReport,
 ) -> Result<(), UpdateError> {
     let app = &ctx.app;
@@ -220,48 +188,26 @@ async fn execute(
     repo.check().await?;
     let docker = ctx.docker.get().await?;
 
-    p.phase(
-        Phase::Fetch,
-        PhaseStatus::Started,
-        format!("{}/{}", cfg.remote, cfg.branch),
-    );
-    let remote_head = repo.fetch(&cfg.remote, &cfg.branch).await?;
     let upstream = format!("{}/{}", cfg.remote, cfg.branch);
-    let target = match &opts.git_ref {
-        Some(r) => repo.resolve(r, &upstream).await?,
-        None => remote_head,
-    };
+    let target = fetch(&repo, cfg, &upstream, opts.git_ref.as_deref(), p).await?;
     report.to_sha = Some(target.clone());
-    p.phase(
-        Phase::Fetch,
-        PhaseStatus::Done,
-        format!("{upstream} is {}", short(&target)),
-    );
 
-    if !opts.force && report.from_sha.as_deref() == Some(target.as_str()) {
-        let project = up::load_project(&ctx.config, app)?;
-        if let Some(image) = already_running(&docker, &project, service, &target).await {
-            report.outcome = Outcome::UpToDate;
-            report.image = Some(image);
-            report.message = format!(
-                "already up to date: {} is deployed and running",
-                short(&target)
-            );
-            return Ok(());
-        }
+    let deployed = !opts.force && report.from_sha.as_deref() == Some(target.as_str());
+    if deployed && let Some(image) = already_running(ctx, &docker, &target).await? {
+        report.outcome = Outcome::UpToDate;
+        report.image = Some(image);
+        report.message = format!(
+            "already up to date: {} is deployed and running",
+            short(&target)
+        );
+        return Ok(());
     }
 
     let plan = source::plan(&repo, &target, &upstream, opts.allow_non_ff).await?;
     if report.from_sha.is_none() {
         report.from_sha = Some(plan.head.clone());
     }
-    // What the deployed tree asks of the VM, to compare the target's with.
-    let deployed_profile = report
-        .from_sha
-        .is_some()
-        .then(|| up::load_project(&ctx.config, app).ok())
-        .flatten()
-        .map(|p| changes::Profile::of(&p));
+    let deployed_profile = deployed_profile(ctx, report.from_sha.is_some());
     source::apply(&repo, &plan).await?;
     p.phase(
         Phase::Merge,
@@ -276,18 +222,8 @@ async fn execute(
     // The compose file may have changed with the commit: load it from the new tree, and check
     // it before anything is built or stopped.
     let project = target_project(ctx, app, &repo, &plan, deployed_profile, opts, p.sink).await?;
-    let mut spec = build::service::service_spec(&ctx.config, app, &project, service)?;
-    spec.git_sha = Some(target.clone());
-    let image_name = spec.image.clone();
-    // build() reports its own phases to the caller; the journal gets one record of it.
-    let built = build::build(&docker, &spec, p.sink).await?;
-    let image = sha_tag(&image_name, &target);
+    let (image_name, image) = build_image(ctx, p, &docker, &project, &target).await?;
     report.image = Some(image.clone());
-    p.journal(
-        Phase::Build,
-        PhaseStatus::Done,
-        &format!("{image} ({})", built.image_id),
-    );
 
     // The container runs the compose `image:` name (which the build pointed at the new image),
     // exactly as `docker compose up` would; the sha tag is what rollback returns to.
@@ -296,20 +232,92 @@ async fn execute(
     up::preflight::preflight(&docker, app, &project, service, &info, existing.as_ref()).await?;
     p.phase(Phase::Preflight, PhaseStatus::Done, String::new());
 
-    let from_label = report.from_sha.as_deref().map(short).unwrap_or("none");
-    // Read through the engine: the service's container mounts the state, or (first deploy)
-    // a helper container from the image just built does.
-    let engine = snapshot::Engine {
+    let snap = take_snapshot(ctx, p, &docker, &project, &image_name, report).await?;
+    report.snapshot = Some(snap);
+
+    let readiness = Readiness::from_config(&ctx.config.readiness)?;
+    let live = swap::Live {
         docker: &docker,
-        project: &project.name,
+        project: &project,
         service,
-        image: Some(&image_name),
+        readiness: &readiness,
+    };
+    let outcome = swap::swap(&live, &image_name, p).await;
+    // `image:` (e.g. openclaw:latest) must not point at the broken build, or a manual
+    // `docker compose up` would start it.
+    if settle(report, outcome, &target, &image)
+        && let Some(prev) = report.from_sha.clone()
+        && let Err(e) = docker.tag(&sha_tag(&image_name, &prev), &image_name).await
+    {
+        p.sink.warning(format!(
+            "could not point {image_name} back at {}: {e}",
+            short(&prev)
+        ));
+    }
+    Ok(())
+}
+
+/// Builds the service at `target`; the compose `image:` name and the sha tag it got.
+async fn build_image(
+    ctx: &AgentContext,
+    p: &Reporter<'_>,
+    docker: &Engine,
+    project: &Project,
+    target: &str,
+) -> Result<(String, String), UpdateError> {
+    let service = &ctx.config.app.service;
+    let mut spec = build::service::service_spec(&ctx.config, &ctx.app, project, service)?;
+    spec.git_sha = Some(target.to_owned());
+    // build() reports its own phases to the caller; the journal gets one record of it.
+    let built = build::build(docker, &spec, p.sink).await?;
+    let image = sha_tag(&spec.image, target);
+    let done = format!("{image} ({})", built.image_id);
+    p.journal(Phase::Build, PhaseStatus::Done, &done);
+    Ok((spec.image, image))
+}
+
+/// Fetches the branch; the sha to deploy (`git_ref`, else the branch head).
+async fn fetch(
+    repo: &Repo,
+    cfg: &crate::config::AppConfig,
+    upstream: &str,
+    git_ref: Option<&str>,
+    p: &Reporter<'_>,
+) -> Result<String, UpdateError> {
+    p.phase(Phase::Fetch, PhaseStatus::Started, upstream);
+    let remote_head = repo.fetch(&cfg.remote, &cfg.branch).await?;
+    let target = match git_ref {
+        Some(r) => repo.resolve(r, upstream).await?,
+        None => remote_head,
+    };
+    let fetched = format!("{upstream} is {}", short(&target));
+    p.phase(Phase::Fetch, PhaseStatus::Done, fetched);
+    Ok(target)
+}
+
+/// Snapshots the state before anything is stopped, labelled with the sha it belongs to. Read
+/// through the engine: the service's container mounts the state, or (first deploy) a helper
+/// container from the image just built does.
+async fn take_snapshot(
+    ctx: &AgentContext,
+    p: &Reporter<'_>,
+    docker: &Engine,
+    project: &Project,
+    image_name: &str,
+    report: &DeployReport,
+) -> Result<Snapshot, UpdateError> {
+    let from_label = report.from_sha.as_deref().map(short).unwrap_or("none");
+    let engine = snapshot::Engine {
+        docker,
+        project: &project.name,
+        service: &ctx.config.app.service,
+        image: Some(image_name),
     };
     let snap = snapshot::take_capped(
         &engine,
         &ctx.config.state_dir,
-        &format!("{}-{from_label}", p.op_id),
-        &app.state_dirs,
+        &format!("{}-{from_label}", p.op_id()),
+        &ctx.app.state_dirs,
         ctx.config.snapshots.keep,
         ctx.config.snapshots.max_mb,
     )
@@ -319,80 +327,67 @@ async fn execute(
         PhaseStatus::Done,
         format!("{} ({} bytes)", snap.path.display(), snap.size_bytes),
     );
-    report.snapshot = Some(snap);
+    Ok(snap)
+}
 
-    let readiness = Readiness::from_config(&ctx.config.readiness)?;
-    match swap::swap(
-        &docker,
-        &project,
-        service,
-        &image_name,
-        &readiness,
-        &ctx.journal,
-        p.op_id,
-        p.sink,
-    )
-    .await
-    {
+/// Fills in the report from how the swap went; whether the previous version serves again.
+fn settle(
+    report: &mut DeployReport,
+    outcome: Result<swap::Swapped, swap::SwapFailed>,
+    target: &str,
+    image: &str,
+) -> bool {
+    let failed = match outcome {
         Ok(done) => {
             report.outcome = Outcome::Succeeded;
             report.downtime = done.downtime;
             report.message = format!(
                 "deployed {} ({image}); the gateway was down for {:.1}s",
-                short(&target),
+                short(target),
                 done.downtime.as_secs_f64()
             );
+            return false;
         }
-        Err(failed) => {
-            report.downtime = failed.downtime;
-            report.last_logs = failed.last_logs;
-            let previous = report
-                .from_sha
-                .as_deref()
-                .map(short)
-                .unwrap_or("the previous container");
-            match (failed.stopped_old, failed.restored) {
-                (true, Ok(())) => {
-                    report.outcome = Outcome::RolledBack;
-                    report.message = format!(
-                        "{} failed: {}; rolled back to {previous}",
-                        short(&target),
-                        failed.reason
-                    );
-                    // `image:` (e.g. openclaw:latest) must not point at the broken build, or
-                    // a manual `docker compose up` would start it.
-                    if let Some(prev) = report.from_sha.clone()
-                        && let Err(e) =
-                            retag(&docker, &sha_tag(&image_name, &prev), &image_name).await
-                    {
-                        p.sink.warning(format!(
-                            "could not point {image_name} back at {previous}: {e}"
-                        ));
-                    }
-                }
-                (false, Ok(())) => {
-                    report.outcome = Outcome::Failed;
-                    report.message = format!("{} failed: {}", short(&target), failed.reason);
-                }
-                (_, Err(why)) => {
-                    report.outcome = Outcome::Failed;
-                    report.message = format!(
-                        "{} failed: {}; rolling back to {previous} ALSO failed: {why}. The gateway is down: \
-                         check `clawops logs` and `clawops status`",
-                        short(&target),
-                        failed.reason
-                    );
-                }
-            }
-            report.to_sha = Some(target);
-        }
-    }
-    Ok(())
+        Err(failed) => failed,
+    };
+    report.downtime = failed.downtime;
+    report.last_logs = failed.last_logs;
+    report.to_sha = Some(target.to_owned());
+    let previous = report
+        .from_sha
+        .as_deref()
+        .map(short)
+        .unwrap_or("the previous container");
+    let (target, reason) = (short(target), failed.reason);
+    let (outcome, message) = match (failed.stopped_old, failed.restored) {
+        (true, Ok(())) => (
+            Outcome::RolledBack,
+            format!("{target} failed: {reason}; rolled back to {previous}"),
+        ),
+        (false, Ok(())) => (Outcome::Failed, format!("{target} failed: {reason}")),
+        (_, Err(why)) => (
+            Outcome::Failed,
+            format!(
+                "{target} failed: {reason}; rolling back to {previous} ALSO failed: {why}. The gateway is down: \
+                 check `clawops logs` and `clawops status`"
+            ),
+        ),
+    };
+    report.outcome = outcome;
+    report.message = message;
+    outcome == Outcome::RolledBack
 }
 
 /// The no-op check: the sha's image exists, the compose `image:` points at it, and the
 /// service's container runs with the config hash it would be created with now. Returns the sha
 /// tag when all hold.
+/// What the deployed tree asks of the VM, to compare the target's with (none before a first
+/// deploy, or when the deployed tree's compose file does not load).
+fn deployed_profile(ctx: &AgentContext, deployed: bool) -> Option<changes::Profile> {
+    let project = up::load_project(&ctx.config, &ctx.app).ok()?;
+    deployed.then(|| changes::Profile::of(&project))
+}
+
 /// The target tree's compose project, checked against the deploy policy and, when a deployed
 /// tree is known, for changes that widen access (deployed only with `accept_changes`). On a
 /// refusal the checkout goes back to where it was: nothing of the refused commit stays.
@@ -430,7 +425,16 @@ async fn target_project(
 }
 
 async fn already_running(
-    docker: &bollard::Docker,
+    ctx: &AgentContext,
+    docker: &Engine,
+    sha: &str,
+) -> Result<Option<String>, UpdateError> {
+    let project = up::load_project(&ctx.config, &ctx.app)?;
+    Ok(running_image(docker, &project, &ctx.config.app.service, sha).await)
+}
+
+async fn running_image(
+    docker: &Engine,
     project: &Project,
     service: &str,
     sha: &str,
@@ -446,29 +450,6 @@ async fn already_running(
         return None;
     }
     let running = swap::current(docker, project, service).await.ok()??;
-    (running.state == "running" && running.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash))
+    (running.is_running() && running.labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash))
         .then_some(image)
-}
-
-/// Points `target` (e.g. `openclaw:latest`) at the image `source` names.
-pub(crate) async fn retag(
-    docker: &bollard::Docker,
-    source: &str,
-    target: &str,
-) -> Result<(), bollard::errors::Error> {
-    let (repo, tag) = match target.rfind(':') {
-        Some(i) if !target[i..].contains('/') => (&target[..i], &target[i + 1..]),
-        _ => (target, "latest"),
-    };
-    docker
-        .tag_image(
-            source,
-            Some(
-                bollard::query_parameters::TagImageOptionsBuilder::default()
-                    .repo(repo)
-                    .tag(tag)
-                    .build(),
-            ),
-        )
-        .await
 }

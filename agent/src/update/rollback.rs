@@ -1,20 +1,67 @@
 //! Rollback: redeploy a previous healthy sha from the image kept for it (no build, no git), and
 //! optionally restore the state snapshot taken when the gateway last moved away from that sha.
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
-use super::{DeployReport, Progress, finish, retag, sha_tag, short, swap};
+use super::{DeployReport, deploy, sha_tag, short, swap};
 use crate::{
+    compose::{ComposeError, Project},
     context::AgentContext,
+    docker::{DockerError, Engine},
     events::{EventSink, Phase, PhaseStatus},
     journal::Outcome,
     lock::LockGuard,
-    readiness::Readiness,
-    snapshot,
+    operation::Reporter,
+    readiness::{Readiness, ReadinessError},
+    snapshot::{self, SnapshotError},
     up::{self, containers},
 };
+
+/// Why a rollback did not start (nothing was stopped, except for a state restore).
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error(
+        "{prefix} is not a healthy deploy in the journal (see `clawops history`); \
+         to deploy an arbitrary commit use `clawops update --ref {prefix} --allow-non-ff`"
+    )]
+    UnknownSha { prefix: String },
+    #[error("there is no earlier healthy deploy to roll back to (see `clawops history`)")]
+    NoEarlierDeploy,
+    #[error("{} is already the deployed sha", short(sha))]
+    AlreadyDeployed { sha: String },
+    #[error(
+        "the image {image} kept for {} is gone (only the last build.keep_images = {keep} are kept); \
+         rebuild it with `clawops update --ref {} --allow-non-ff`",
+        short(sha),
+        short(sha)
+    )]
+    ImageGone {
+        image: String,
+        sha: String,
+        keep: u32,
+    },
+    #[error(
+        "no state snapshot was taken while {} was deployed (kept: the last {keep}); \
+         roll back without --restore-state",
+        short(sha)
+    )]
+    NoSnapshot { sha: String, keep: u32 },
+    #[error("could not point {target} at {image}: {source}")]
+    Retag {
+        image: String,
+        target: String,
+        source: DockerError,
+    },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct RollbackOptions {
@@ -24,185 +71,109 @@ pub struct RollbackOptions {
     pub restore_state: bool,
 }
 
+impl From<up::LoadError> for RollbackError {
+    fn from(e: up::LoadError) -> Self {
+        match e {
+            up::LoadError::Compose(c) => RollbackError::Compose(c),
+            up::LoadError::Policy(p) => RollbackError::Policy(p),
+        }
+    }
+}
+
 pub async fn run(
     ctx: Arc<AgentContext>,
     guard: LockGuard,
     opts: RollbackOptions,
     sink: EventSink,
 ) -> DeployReport {
-    let op = guard.operation().clone();
-    let from = ctx.journal.deployed().and_then(|e| e.to_sha);
-    let mut report = DeployReport {
-        operation_id: op.id.clone(),
-        outcome: Outcome::Failed,
-        from_sha: from.clone(),
-        to_sha: None,
-        image: None,
-        message: String::new(),
-        last_logs: Vec::new(),
-        duration: Duration::ZERO,
-        downtime: Duration::ZERO,
-        snapshot: None,
-    };
-    let started = Instant::now();
-    if let Err(e) = ctx.journal.begin(&op, from) {
-        report.message = e.to_string();
-        return report;
-    }
-    let progress = Progress {
-        ctx: &ctx,
-        sink: &sink,
-        op_id: &op.id,
-        service: &ctx.config.app.service,
-        started,
-    };
-    if let Err(message) = execute(&ctx, &opts, &progress, &mut report).await {
-        report.outcome = Outcome::Failed;
-        report.message = message;
-    }
-    finish(&ctx, &mut report, started);
-    drop(guard);
-    report
+    deploy(&ctx, guard, &sink, async |p, mut report| {
+        if let Err(e) = execute(&ctx, &opts, &p, &mut report).await {
+            report.outcome = Outcome::Failed;
+            report.message = e.to_string();
+        }
+        report
+    })
+    .await
 }
 
 async fn execute(
     ctx: &AgentContext,
     opts: &RollbackOptions,
-    p: &Progress<'_>,
+    p: &Reporter<'_>,
     report: &mut DeployReport,
-) -> Result<(), String> {
-    let deploys = ctx.journal.healthy_deploys();
+) -> Result<(), RollbackError> {
     let current = report.from_sha.clone();
-    let target = match &opts.to_sha {
-        Some(prefix) => deploys
-            .iter()
-            .filter_map(|e| e.to_sha.clone())
-            .find(|sha| sha.starts_with(prefix.as_str()))
-            .ok_or_else(|| {
-                format!(
-                    "{prefix} is not a healthy deploy in the journal (see `clawops history`); \
-                     to deploy an arbitrary commit use `clawops update --ref {prefix} --allow-non-ff`"
-                )
-            })?,
-        None => deploys
-            .iter()
-            .filter_map(|e| e.to_sha.clone())
-            .find(|sha| Some(sha) != current.as_ref())
-            .ok_or("there is no earlier healthy deploy to roll back to (see `clawops history`)")?,
-    };
-    if Some(&target) == current.as_ref() {
-        return Err(format!("{} is already the deployed sha", short(&target)));
-    }
+    let target = target(ctx, opts, current.as_deref())?;
     report.to_sha = Some(target.clone());
 
     let service = ctx.config.app.service.as_str();
-    let docker = ctx.docker.get().await.map_err(|e| e.to_string())?;
-    let project = up::load_deployable(&ctx.config, &ctx.app, p.sink).map_err(|e| e.to_string())?;
-    let svc = project
-        .service(service)
-        .ok_or_else(|| format!("service {service} is not in the compose file"))?;
-    let image_name = svc.image_ref(&project.name);
+    let docker = ctx.docker.get().await?;
+    let project = up::load_deployable(&ctx.config, &ctx.app, p.sink)?;
+    let image_name = project.require_service(service)?.image_ref(&project.name);
     let image = sha_tag(&image_name, &target);
     containers::image_info(&docker, &project, service, Some(&image))
         .await
-        .map_err(|_| {
-            format!(
-                "the image {image} kept for {} is gone (only the last build.keep_images = {} are kept); \
-                 rebuild it with `clawops update --ref {} --allow-non-ff`",
-                short(&target),
-                ctx.config.build.keep_images,
-                short(&target)
-            )
+        .map_err(|_| RollbackError::ImageGone {
+            image: image.clone(),
+            sha: target.clone(),
+            keep: ctx.config.build.keep_images,
         })?;
     report.image = Some(image.clone());
 
     if opts.restore_state {
-        let label = format!("-{}.tar", short(&target));
-        let snap = snapshot::list(&ctx.config.state_dir)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|s| s.to_string_lossy().ends_with(&label))
-            .ok_or_else(|| {
-                format!(
-                    "no state snapshot was taken while {} was deployed (kept: the last {}); \
-                     roll back without --restore-state",
-                    short(&target),
-                    ctx.config.snapshots.keep
-                )
-            })?;
-        // The state must not change under a running gateway: stop it first.
-        if let Ok(Some(c)) = swap::current(&docker, &project, service).await {
-            containers::stop(&docker, &c.id, containers::stop_timeout(&project, service))
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let engine = snapshot::Engine {
-            docker: &docker,
-            project: &project.name,
-            service,
-            image: Some(&image),
-        };
-        // Labelled with the sha it was deployed with, so a later rollback to that sha with
-        // --restore-state finds it.
-        let before_label = format!(
-            "{}-before-restore-{}",
-            p.op_id,
-            current.as_deref().map(short).unwrap_or("none")
+        let restored = restore_state(
+            ctx,
+            p,
+            &docker,
+            &project,
+            &image,
+            &target,
+            current.as_deref(),
         );
-        let restored = snapshot::restore(
-            &engine,
-            &ctx.config.state_dir,
-            &snap,
-            &before_label,
-            ctx.config.snapshots.keep,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut message = format!(
-            "restored {}; the state it replaced is kept in {}",
-            snap.display(),
-            restored.before.path.display()
-        );
-        if !restored.left_over.is_empty() {
-            let left: Vec<String> = restored
-                .left_over
-                .iter()
-                .map(|m| m.display().to_string())
-                .collect();
-            message.push_str(&format!(
-                "; these paths are not in the snapshot and could not be removed: {}",
-                left.join(", ")
-            ));
-        }
-        p.phase(Phase::Snapshot, PhaseStatus::Done, message);
+        p.phase(Phase::Snapshot, PhaseStatus::Done, restored.await?);
     }
 
-    let readiness = Readiness::from_config(&ctx.config.readiness).map_err(|e| e.to_string())?;
+    let readiness = Readiness::from_config(&ctx.config.readiness)?;
     // The container runs the compose `image:` name, as with `docker compose up`: point it at
     // the kept image first (and back if the rollback fails).
-    retag(&docker, &image, &image_name)
+    docker
+        .tag(&image, &image_name)
         .await
-        .map_err(|e| format!("could not point {image_name} at {image}: {e}"))?;
-    let outcome = swap::swap(
-        &docker,
-        &project,
+        .map_err(|source| RollbackError::Retag {
+            image: image.clone(),
+            target: image_name.clone(),
+            source,
+        })?;
+    let live = swap::Live {
+        docker: &docker,
+        project: &project,
         service,
-        &image_name,
-        &readiness,
-        &ctx.journal,
-        p.op_id,
-        p.sink,
-    )
-    .await;
+        readiness: &readiness,
+    };
+    let outcome = swap::swap(&live, &image_name, p).await;
     if outcome.is_err()
         && let Some(current) = &current
-        && let Err(e) = retag(&docker, &sha_tag(&image_name, current), &image_name).await
+        && let Err(e) = docker
+            .tag(&sha_tag(&image_name, current), &image_name)
+            .await
     {
         p.sink.warning(format!(
             "could not point {image_name} back at {}: {e}",
             short(current)
         ));
     }
+    settle(report, outcome, &target, &image, &ctx.app.repo);
+    Ok(())
+}
+
+/// Fills in the report from how the swap went.
+fn settle(
+    report: &mut DeployReport,
+    outcome: Result<swap::Swapped, swap::SwapFailed>,
+    target: &str,
+    image: &str,
+    repo: &std::path::Path,
+) {
     match outcome {
         Ok(done) => {
             report.outcome = Outcome::Succeeded;
@@ -210,10 +181,9 @@ async fn execute(
             report.message = format!(
                 "rolled back to {} ({image}); the checkout in {} was left as it is, so the next \
                  `clawops update` deploys the branch head again",
-                short(&target),
-                ctx.app.repo.display()
+                short(target),
+                repo.display()
             );
-            Ok(())
         }
         Err(failed) => {
             report.downtime = failed.downtime;
@@ -226,16 +196,101 @@ async fn execute(
             report.message = match failed.restored {
                 Ok(()) => format!(
                     "{} did not start: {}; the current version serves again",
-                    short(&target),
+                    short(target),
                     failed.reason
                 ),
                 Err(why) => format!(
                     "{} did not start: {}; restarting the current version also failed: {why}",
-                    short(&target),
+                    short(target),
                     failed.reason
                 ),
             };
-            Ok(())
         }
     }
+}
+
+/// Stops the gateway and puts back the state snapshot taken while `target` was deployed,
+/// keeping the state it replaces; says what it did.
+async fn restore_state(
+    ctx: &AgentContext,
+    p: &Reporter<'_>,
+    docker: &Engine,
+    project: &Project,
+    image: &str,
+    target: &str,
+    current: Option<&str>,
+) -> Result<String, RollbackError> {
+    let service = ctx.config.app.service.as_str();
+    let label = format!("-{}.tar", short(target));
+    let snap = snapshot::list(&ctx.config.state_dir)?
+        .into_iter()
+        .find(|s| s.to_string_lossy().ends_with(&label))
+        .ok_or_else(|| RollbackError::NoSnapshot {
+            sha: target.to_owned(),
+            keep: ctx.config.snapshots.keep,
+        })?;
+    // The state must not change under a running gateway: stop it first.
+    if let Ok(Some(c)) = swap::current(docker, project, service).await {
+        docker
+            .stop(&c.id, containers::stop_timeout(project, service))
+            .await?;
+    }
+    let engine = snapshot::Engine {
+        docker,
+        project: &project.name,
+        service,
+        image: Some(image),
+    };
+    // Labelled with the sha it was deployed with, so a later rollback to that sha with
+    // --restore-state finds it.
+    let before_label = format!(
+        "{}-before-restore-{}",
+        p.op_id(),
+        current.map(short).unwrap_or("none")
+    );
+    let keep = ctx.config.snapshots.keep;
+    let restored =
+        snapshot::restore(&engine, &ctx.config.state_dir, &snap, &before_label, keep).await?;
+    let mut message = format!(
+        "restored {}; the state it replaced is kept in {}",
+        snap.display(),
+        restored.before.path.display()
+    );
+    if !restored.left_over.is_empty() {
+        let left: Vec<String> = restored
+            .left_over
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect();
+        message.push_str(&format!(
+            "; these paths are not in the snapshot and could not be removed: {}",
+            left.join(", ")
+        ));
+    }
+    Ok(message)
+}
+
+/// The sha to return to: the one asked for (a prefix of a healthy deploy), else the newest
+/// healthy deploy that is not the current one.
+fn target(
+    ctx: &AgentContext,
+    opts: &RollbackOptions,
+    current: Option<&str>,
+) -> Result<String, RollbackError> {
+    let deploys = ctx.journal.healthy_deploys();
+    let mut shas = deploys.iter().filter_map(|e| e.to_sha.clone());
+    let target = match &opts.to_sha {
+        Some(prefix) => shas
+            .find(|sha| sha.starts_with(prefix.as_str()))
+            .ok_or_else(|| RollbackError::UnknownSha {
+                prefix: prefix.clone(),
+            })?,
+        None => shas
+            .find(|sha| Some(sha.as_str()) != current)
+            .ok_or(RollbackError::NoEarlierDeploy)?,
+    };
+    if Some(target.as_str()) == current {
+        return Err(RollbackError::AlreadyDeployed { sha: target });
+    }
+    Ok(target)
 }

@@ -13,12 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bollard::Docker;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::{
     config::{Config, ResolvedApp, VerifyConfig},
-    docker::DockerError,
+    docker::{DockerError, Engine},
 };
 
 pub mod cache;
@@ -67,33 +66,27 @@ pub enum VerifyError {
     )]
     ImageNotFound { image: String },
     #[error("cannot inspect {what}: {source}")]
-    Inspect {
-        what: String,
-        source: bollard::errors::Error,
-    },
+    Inspect { what: String, source: DockerError },
     #[error(
         "cannot create a temporary (never started) container from image {image} to read its \
          files: {source}"
     )]
-    Scratch {
-        image: String,
-        source: bollard::errors::Error,
-    },
+    Scratch { image: String, source: DockerError },
     #[error("cannot read {path} in container {container}: {source}")]
     Archive {
         path: String,
         container: String,
-        source: bollard::errors::Error,
+        source: DockerError,
     },
     #[error("cannot run a probe in container {container}: {source}")]
     Exec {
         container: String,
-        source: bollard::errors::Error,
+        source: DockerError,
     },
     #[error("cannot read the filesystem changes of container {container}: {source}")]
     Diff {
         container: String,
-        source: bollard::errors::Error,
+        source: DockerError,
     },
     #[error("the verification task stopped unexpectedly: {0}")]
     Task(String),
@@ -134,7 +127,7 @@ impl ContainerSide {
 }
 
 pub async fn verify(
-    docker: &Docker,
+    docker: &Engine,
     app: &ResolvedApp,
     agent_config: &Config,
     cache: &VerifyCache,
@@ -338,7 +331,7 @@ pub async fn verify(
 
 /// Looks names up in the image, through a throwaway container that is never started.
 async fn image_side_all(
-    docker: &Docker,
+    docker: &Engine,
     cache: &VerifyCache,
     image: &str,
     names: &[String],
@@ -486,7 +479,7 @@ struct ProbePlan<'a> {
 }
 
 async fn container_side_all(
-    docker: &Docker,
+    docker: &Engine,
     ctr: &ContainerInfo,
     names: &[String],
     depths: &[usize],

@@ -4,14 +4,8 @@
 //! `error while loading shared libraries` a missing library.
 use std::time::{Duration, Instant};
 
-use bollard::{
-    Docker,
-    exec::{CreateExecOptions, StartExecOptions, StartExecResults},
-};
-use futures::StreamExt;
-
 use super::{VerifyError, resolve::short};
-use crate::config::VerifyConfig;
+use crate::{config::VerifyConfig, docker::Engine};
 
 /// Output kept per stream; a version line is at the start.
 const MAX_OUTPUT: usize = 64 * 1024;
@@ -36,7 +30,7 @@ pub struct ProbeOutcome {
 /// comes from `[verify.probes]`, so a non-zero exit is a failure rather than an unsupported
 /// `--version`.
 pub async fn probe(
-    docker: &Docker,
+    docker: &Engine,
     container: &str,
     argv: &[String],
     configured: bool,
@@ -46,57 +40,9 @@ pub async fn probe(
         container: short(container).to_owned(),
         source,
     };
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions::<String> {
-                cmd: Some(argv.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(exec_err)?;
-    let run = async {
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let start = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: None,
-        };
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, Some(start)).await?
-        {
-            while let Some(item) = output.next().await {
-                use bollard::container::LogOutput;
-                let (buf, bytes) = match item? {
-                    LogOutput::StdErr { message } => (&mut stderr, message),
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        (&mut stdout, message)
-                    }
-                    LogOutput::StdIn { .. } => continue,
-                };
-                let room = MAX_OUTPUT.saturating_sub(buf.len());
-                buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
-            }
-        }
-        // The stream ends when the process exits; the exit code can lag a moment behind.
-        let mut exit_code = None;
-        for _ in 0..50 {
-            let inspect = docker.inspect_exec(&exec.id).await?;
-            if inspect.running != Some(true) {
-                exit_code = inspect.exit_code;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok::<_, bollard::errors::Error>((exit_code, stdout, stderr))
-    };
     let display = argv.join(" ");
-    match tokio::time::timeout(timeout, run).await {
-        Err(_) => Ok(ProbeOutcome {
+    match docker.exec(container, argv, MAX_OUTPUT, timeout).await {
+        Ok(None) => Ok(ProbeOutcome {
             verdict: ProbeVerdict::Broken,
             version: None,
             detail: Some(format!(
@@ -106,11 +52,11 @@ pub async fn probe(
                 timeout.as_millis()
             )),
         }),
-        Ok(Err(source)) => Err(exec_err(source)),
-        Ok(Ok((exit, stdout, stderr))) => Ok(classify(
-            exit,
-            &String::from_utf8_lossy(&stdout),
-            &String::from_utf8_lossy(&stderr),
+        Err(source) => Err(exec_err(source)),
+        Ok(Some(out)) => Ok(classify(
+            out.exit_code,
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
             configured,
             &display,
         )),
@@ -133,7 +79,7 @@ pub fn argv_for(name: &str, command: &str, config: &VerifyConfig) -> (Vec<String
 }
 
 pub async fn run(
-    docker: &Docker,
+    docker: &Engine,
     container: &str,
     name: &str,
     (argv, configured): &(Vec<String>, bool),

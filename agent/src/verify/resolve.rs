@@ -2,13 +2,10 @@
 //! stats paths (`HEAD /containers/{id}/archive`, the `X-Docker-Container-Path-Stat` header) and
 //! hands out the first bytes of a file (`GET` gives a tar). This works on created and stopped
 //! containers too, so a throwaway container that is never started shows what the image holds.
-use bollard::{
-    Docker,
-    query_parameters::{ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder},
-};
 use futures::StreamExt;
 
 use super::VerifyError;
+use crate::docker::Engine;
 
 /// Bytes of a file needed to tell an ELF's machine or a script's interpreter.
 pub const HEAD_BYTES: usize = 256;
@@ -81,30 +78,20 @@ impl FileStat {
 /// The filesystem of one container, read through the engine.
 #[derive(Clone, Copy)]
 pub struct ContainerFs<'a> {
-    pub docker: &'a Docker,
+    pub docker: &'a Engine,
     pub container: &'a str,
 }
 
 impl ContainerFs<'_> {
     /// `None` when nothing is at `path`.
     pub async fn stat(&self, path: &str) -> Result<Option<FileStat>, VerifyError> {
-        let options = ContainerArchiveInfoOptionsBuilder::default()
-            .path(path)
-            .build();
-        match self
-            .docker
-            .get_container_archive_info(self.container, Some(options))
-            .await
-        {
-            Ok(s) => Ok(Some(FileStat {
-                size: s.size.max(0) as u64,
-                go_mode: s.file_mode,
-                mtime: s.modification_time,
+        match self.docker.stat_path(self.container, path).await {
+            Ok(s) => Ok(s.map(|s| FileStat {
+                size: s.size,
+                go_mode: s.mode,
+                mtime: s.mtime,
                 link_target: s.link_target,
             })),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
             Err(source) => Err(VerifyError::Archive {
                 path: path.to_owned(),
                 container: short(self.container).to_owned(),
@@ -116,12 +103,8 @@ impl ContainerFs<'_> {
     /// The first `n` bytes of the regular file at `path` (fewer if it is shorter). Only the
     /// start of the archive is read; the rest of a large binary is never transferred whole.
     pub async fn head(&self, path: &str, n: usize) -> Result<Vec<u8>, VerifyError> {
-        let options = DownloadFromContainerOptionsBuilder::default()
-            .path(path)
-            .build();
-        let mut stream = self
-            .docker
-            .download_from_container(self.container, Some(options));
+        // Boxed so that it can be dropped early: that ends the transfer.
+        let mut stream = Box::pin(self.docker.download(self.container, path));
         let mut buf = Vec::new();
         while buf.len() < MAX_ARCHIVE_PREFIX {
             match stream.next().await {
@@ -251,19 +234,17 @@ pub(super) fn about_path(
     notes: &mut Vec<String>,
 ) -> Result<Option<FileStat>, VerifyError> {
     match stat {
-        Err(VerifyError::Archive {
-            path,
-            source:
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code,
-                    message,
-                },
-            ..
-        }) if status_code >= 500 || status_code == 400 => {
-            let why = if message.trim().is_empty() {
-                format!("the engine answered {status_code}; a symlink loop?")
-            } else {
-                message
+        Err(VerifyError::Archive { path, source, .. })
+            if source
+                .status_code()
+                .is_some_and(|code| code >= 500 || code == 400) =>
+        {
+            let why = match source.engine_message().map(str::trim) {
+                Some(m) if !m.is_empty() => m.to_owned(),
+                _ => format!(
+                    "the engine answered {}; a symlink loop?",
+                    source.status_code().unwrap_or_default()
+                ),
             };
             notes.push(format!("cannot inspect {path}: {why}"));
             Ok(None)
@@ -354,10 +335,7 @@ pub fn machine_name(machine: u16) -> String {
     }
 }
 
-/// The first 12 characters of a container id, as docker prints it.
-pub fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
+pub use crate::docker::short_id as short;
 
 #[cfg(test)]
 mod tests {

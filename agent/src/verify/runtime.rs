@@ -5,12 +5,11 @@
 //! for only when the image and the container disagree about a binary.
 use std::collections::HashMap;
 
-use bollard::{Docker, models::ChangeType};
-
 use super::{
     VerifyError,
     resolve::{Found, Lookup, short},
 };
+use crate::docker::{Engine, models::ChangeType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -51,24 +50,22 @@ impl Changes {
     }
 }
 
-pub async fn changes(docker: &Docker, container: &str) -> Result<Changes, VerifyError> {
+pub async fn changes(docker: &Engine, container: &str) -> Result<Changes, VerifyError> {
     let list = docker
-        .container_changes(container)
+        .changes(container)
         .await
         .map_err(|source| VerifyError::Diff {
             container: short(container).to_owned(),
             source,
         })?;
-    Ok(Changes::from_pairs(
-        list.unwrap_or_default().into_iter().map(|c| {
-            let kind = match c.kind {
-                ChangeType::_0 => Change::Modified,
-                ChangeType::_1 => Change::Added,
-                ChangeType::_2 => Change::Deleted,
-            };
-            (c.path, kind)
-        }),
-    ))
+    Ok(Changes::from_pairs(list.into_iter().map(|c| {
+        let kind = match c.kind {
+            ChangeType::_0 => Change::Modified,
+            ChangeType::_1 => Change::Added,
+            ChangeType::_2 => Change::Deleted,
+        };
+        (c.path, kind)
+    })))
 }
 
 /// How the running container's view of a binary differs from the image's.

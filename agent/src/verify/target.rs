@@ -2,20 +2,15 @@
 //! created from, or an image named in the request. The container's config holds the effective
 //! environment — the image's plus the service's `environment:` — so its PATH is the one the
 //! gateway runs with.
-use std::collections::HashMap;
-
-use bollard::{
-    Docker,
-    models::{ContainerCreateBody, HostConfig},
-    query_parameters::{
-        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    },
-};
+use std::{collections::HashMap, time::Duration};
 
 use super::{VerifyError, report::ContainerInfo, resolve::short};
 use crate::{
     config::{Config, ResolvedApp},
-    docker::{LABEL_SERVICE, project_containers},
+    docker::{
+        Engine, LABEL_SERVICE, TempContainer,
+        models::{ContainerCreateBody, HostConfig},
+    },
 };
 
 /// Docker's PATH for containers whose image sets none.
@@ -23,7 +18,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Marks the throwaway containers, so ones left by a killed agent can be found and removed.
 pub const SCRATCH_LABEL: &str = "clawops.verify-scratch";
 /// A throwaway container older than this belongs to no running verification.
-const STALE_AFTER_SECS: i64 = 600;
+const STALE_AFTER: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -37,7 +32,7 @@ pub struct Target {
 }
 
 pub async fn find(
-    docker: &Docker,
+    docker: &Engine,
     config: &Config,
     app: &ResolvedApp,
     service: &str,
@@ -50,7 +45,8 @@ pub async fn find(
         );
         return image_target(docker, image, None, note).await;
     }
-    let mut candidates: Vec<_> = project_containers(docker, project)
+    let mut candidates: Vec<_> = docker
+        .project_containers(project)
         .await?
         .into_iter()
         .filter(|c| c.labels.get(LABEL_SERVICE).map(String::as_str) == Some(service))
@@ -61,7 +57,7 @@ pub async fn find(
         return from_compose(docker, config, app, service).await;
     };
     let inspect = docker
-        .inspect_container(&chosen.id, None)
+        .inspect_container(&chosen.id)
         .await
         .map_err(|source| VerifyError::Inspect {
             what: format!("container {}", chosen.name),
@@ -116,7 +112,7 @@ pub async fn find(
 
 /// No container: the compose file still names the service's image and its PATH.
 async fn from_compose(
-    docker: &Docker,
+    docker: &Engine,
     config: &Config,
     app: &ResolvedApp,
     service: &str,
@@ -149,7 +145,7 @@ async fn from_compose(
 
 /// An image checked on its own. `path`: the service's `environment: PATH=…`, over the image's.
 async fn image_target(
-    docker: &Docker,
+    docker: &Engine,
     image: &str,
     path: Option<String>,
     note: String,
@@ -158,9 +154,7 @@ async fn image_target(
         .inspect_image(image)
         .await
         .map_err(|source| match source {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            } => VerifyError::ImageNotFound {
+            source if source.is_not_found() => VerifyError::ImageNotFound {
                 image: image.to_owned(),
             },
             source => VerifyError::Inspect {
@@ -181,7 +175,7 @@ async fn image_target(
 
 /// A rebuilt tag that is not deployed yet: what runs is still the old image, and that is the
 /// one checked; say so.
-pub async fn tag_note(docker: &Docker, target: &Target) -> Option<String> {
+pub async fn tag_note(docker: &Engine, target: &Target) -> Option<String> {
     target.container.as_ref()?;
     let tagged_id = docker.inspect_image(&target.image_name).await.ok()?.id?;
     (tagged_id != target.image_id).then(|| {
@@ -233,17 +227,10 @@ pub fn search_path(env: Option<&str>, notes: &mut Vec<String>) -> Vec<String> {
 
 /// A container created from an image and never started: its filesystem is the image's.
 /// Removed by `remove`, or in the background when dropped before that.
-pub struct Scratch {
-    docker: Docker,
-    id: Option<String>,
-}
+pub struct Scratch(TempContainer);
 
 impl Scratch {
-    pub async fn create(docker: &Docker, image: &str) -> Result<Self, VerifyError> {
-        let name = format!(
-            "clawops-verify-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
+    pub async fn create(docker: &Engine, image: &str) -> Result<Self, VerifyError> {
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
             // Never started; a command is only needed because scratch images may lack one.
@@ -256,68 +243,30 @@ impl Scratch {
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = docker
-            .create_container(Some(options), body)
+        TempContainer::create(docker, "clawops-verify", "verify scratch", body)
             .await
+            .map(Self)
             .map_err(|source| VerifyError::Scratch {
                 image: image.to_owned(),
                 source,
-            })?;
-        Ok(Self {
-            docker: docker.clone(),
-            id: Some(created.id),
-        })
+            })
     }
 
     pub fn id(&self) -> &str {
-        self.id.as_deref().unwrap_or_default()
+        self.0.id()
     }
 
-    pub async fn remove(mut self) {
-        if let Some(id) = self.id.take() {
-            remove(&self.docker, &id).await;
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let (Some(id), Ok(rt)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
-            let docker = self.docker.clone();
-            rt.spawn(async move { remove(&docker, &id).await });
-        }
-    }
-}
-
-async fn remove(docker: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    if let Err(e) = docker.remove_container(id, Some(options)).await {
-        tracing::warn!(container = short(id), error = %e, "cannot remove a verify scratch container");
+    pub async fn remove(self) {
+        self.0.remove().await
     }
 }
 
 /// Removes throwaway containers that a killed agent left behind, in the background.
-pub fn sweep_stale(docker: Docker) {
+pub fn sweep_stale(docker: Engine) {
     tokio::spawn(async move {
-        let filters = HashMap::from([("label".to_owned(), vec![format!("{SCRATCH_LABEL}=1")])]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let Ok(list) = docker.list_containers(Some(options)).await else {
-            return;
-        };
-        let cutoff = chrono::Utc::now().timestamp() - STALE_AFTER_SECS;
-        for c in list {
-            if let (Some(id), Some(created)) = (c.id, c.created)
-                && created < cutoff
-            {
-                remove(&docker, &id).await;
-            }
-        }
+        let label = format!("{SCRATCH_LABEL}=1");
+        docker
+            .remove_stale(&label, STALE_AFTER, "verify scratch")
+            .await;
     });
 }

@@ -29,6 +29,8 @@ pub struct Ctx {
     pub dir: TempDir,
     pub project: String,
     pub docker: Docker,
+    /// The same engine through the agent's adapter, for the code under test.
+    pub engine: clawops_agent::docker::Engine,
     _images: ProjectImages,
 }
 
@@ -38,9 +40,11 @@ impl Ctx {
         std::fs::copy(testkit::image::busybox_path(), dir.path().join("busybox")).unwrap();
         std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
         let project = testkit::unique("clawops-buildtest");
+        let docker = testkit::block_on_fresh(testkit::docker::connect());
         Self {
             dir,
-            docker: testkit::block_on_fresh(testkit::docker::connect()),
+            engine: clawops_agent::docker::Engine::new(docker.clone()),
+            docker,
             _images: ProjectImages(project.clone()),
             project,
         }

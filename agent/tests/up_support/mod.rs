@@ -94,8 +94,9 @@ impl App {
         (result, events)
     }
 
+    /// The engine as the tests' own fixtures reach it.
     pub async fn docker(&self) -> bollard::Docker {
-        self.ctx.docker.get().await.unwrap()
+        testkit::docker::connect().await
     }
 
     pub fn container_name(&self, service: &str) -> String {

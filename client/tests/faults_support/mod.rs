@@ -120,7 +120,8 @@ pub async fn wait_served(app: &DemoApp, version: &str) {
 
 /// The engine's view of the service's containers: (id, name, state), any state.
 pub async fn service_containers(project: &str, service: &str) -> Vec<(String, String, String)> {
-    clawops_agent::docker::project_containers(&testkit::docker::connect().await, project)
+    clawops_agent::docker::Engine::new(testkit::docker::connect().await)
+        .project_containers(project)
         .await
         .unwrap()
         .into_iter()
