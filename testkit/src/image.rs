@@ -86,6 +86,24 @@ pub async fn build_dir(dir: &Path, tag: &str) -> String {
     archive.follow_symlinks(false);
     archive.append_dir_all(".", dir).unwrap();
     let body = archive.into_inner().unwrap();
+    let mut attempt = 1;
+    loop {
+        match build_once(body.clone(), tag).await {
+            Ok(id) => return id,
+            // Tests that build identical contexts share cached layers, and one test's cleanup
+            // can remove a layer another build is reusing at that moment: build again.
+            Err(f) if attempt < 3 && f.message.contains("unknown parent image ID") => attempt += 1,
+            Err(f) => panic!("building {tag} failed: {}\n{}", f.message, f.output),
+        }
+    }
+}
+
+struct BuildFailure {
+    message: String,
+    output: String,
+}
+
+async fn build_once(body: Vec<u8>, tag: &str) -> Result<String, BuildFailure> {
     let docker = docker::connect().await;
     let options = BuildImageOptionsBuilder::default()
         .t(tag)
@@ -100,22 +118,21 @@ pub async fn build_dir(dir: &Path, tag: &str) -> String {
     let mut output = String::new();
     let mut id = String::new();
     while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => {
-                if let Some(s) = info.stream {
-                    output.push_str(&s);
-                }
-                if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                    panic!("building {tag} failed: {e}\n{output}");
-                }
-                if let Some(bollard::models::BuildInfoAux::Default(image)) = info.aux
-                    && let Some(image_id) = image.id
-                {
-                    id = image_id;
-                }
-            }
-            Err(e) => panic!("building {tag} failed: {e}\n{output}"),
+        let info = item.map_err(|e| BuildFailure {
+            message: e.to_string(),
+            output: output.clone(),
+        })?;
+        if let Some(s) = info.stream {
+            output.push_str(&s);
+        }
+        if let Some(message) = info.error_detail.and_then(|d| d.message) {
+            return Err(BuildFailure { message, output });
+        }
+        if let Some(bollard::models::BuildInfoAux::Default(image)) = info.aux
+            && let Some(image_id) = image.id
+        {
+            id = image_id;
         }
     }
-    id
+    Ok(id)
 }
