@@ -166,3 +166,34 @@ impl From<crate::build::BuildError> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn engine_failures_keep_their_class() {
+        let code = |e: DockerError| Status::from(e).code();
+        assert_eq!(
+            code(DockerError::fake(404, "no such container")),
+            Code::NotFound
+        );
+        assert_eq!(
+            code(DockerError::fake(409, "name in use")),
+            Code::FailedPrecondition
+        );
+        assert_eq!(code(DockerError::fake(500, "boom")), Code::Internal);
+        let silent = DockerError::NoAnswer(Duration::from_secs(3));
+        assert_eq!(code(silent), Code::Unavailable);
+        // Wrapped, the class still decides, and the wrapper's words are kept.
+        let waiting = crate::readiness::ReadinessError::Docker {
+            service: "gateway".into(),
+            source: DockerError::fake(404, "no such container"),
+        };
+        let status = Status::from(waiting);
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(status.message().starts_with("while waiting for gateway"));
+    }
+}

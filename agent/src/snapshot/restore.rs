@@ -202,23 +202,10 @@ async fn restore_dir(
 
     upload(docker, helper.id(), snapshot, dir, &target).await?;
 
-    let mut ran = Ok(());
-    if first_rm.is_some() {
-        ran = helper.run().await;
-        for argv in commands {
-            if ran.is_err() {
-                break;
-            }
-            match Helper::create(docker, &image, &source, true, Some(argv)).await {
-                Ok(h) => {
-                    ran = h.run().await;
-                    h.remove().await;
-                }
-                Err(HelperError::Engine(e)) => ran = Err(e.into()),
-                Err(_) => ran = Err(HelperFailed::NotCreated),
-            }
-        }
-    }
+    let ran = match first_rm {
+        Some(_) => remove_extras(docker, &helper, &image, &source, commands).await,
+        None => Ok(()),
+    };
     // Whatever `rm` did, the engine says what is still there.
     for rel in &extras {
         let path = Path::new(HELPER_PATH).join(rel);
@@ -245,6 +232,30 @@ async fn restore_dir(
         );
     }
     Ok(left.into_iter().map(|rel| dir.path.join(rel)).collect())
+}
+
+/// Runs the `rm` commands: the first in `helper` (created with it), each other one in a helper
+/// of its own, stopping at the first that fails.
+async fn remove_extras(
+    docker: &crate::docker::Engine,
+    helper: &Helper,
+    image: &str,
+    source: &Path,
+    commands: Vec<Vec<String>>,
+) -> Result<(), HelperFailed> {
+    helper.run().await?;
+    for argv in commands {
+        match Helper::create(docker, image, source, true, Some(argv)).await {
+            Ok(h) => {
+                let ran = h.run().await;
+                h.remove().await;
+                ran?;
+            }
+            Err(HelperError::Engine(e)) => return Err(e.into()),
+            Err(_) => return Err(HelperFailed::NotCreated),
+        }
+    }
+    Ok(())
 }
 
 fn remove_path(path: &Path) -> io::Result<()> {
