@@ -14,8 +14,13 @@ use clawops_agent::{
     events::Event,
 };
 
+/// The builds here share the engine's cached layers, and each test removes its images when it
+/// ends: one at a time, so no cleanup removes a layer another build is using.
+static ONE_BUILD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn dockerignore_decides_what_reaches_the_image() {
+    let _serial = ONE_BUILD_AT_A_TIME.lock().await;
     let ctx = Ctx::new(&format!(
         "{BASE}RUN --mount=type=cache,target=/cache echo cached > /cache/x\nCOPY . /app/\n"
     ));
@@ -90,6 +95,7 @@ async fn dockerignore_decides_what_reaches_the_image() {
 
 #[tokio::test]
 async fn symlink_escaping_the_context_is_refused() {
+    let _serial = ONE_BUILD_AT_A_TIME.lock().await;
     let ctx = Ctx::new(&format!("{BASE}COPY . /app/\n"));
     let outside = tempfile::NamedTempFile::new().unwrap();
     std::os::unix::fs::symlink(outside.path(), ctx.dir.path().join("innocent.txt")).unwrap();
@@ -116,6 +122,7 @@ async fn symlink_escaping_the_context_is_refused() {
 
 #[tokio::test]
 async fn failing_run_reports_step_and_output_with_both_builders() {
+    let _serial = ONE_BUILD_AT_A_TIME.lock().await;
     let ctx = Ctx::new(&format!(
         "{BASE}RUN echo first-line; echo to-stderr >&2; echo last-line; exit 3\n"
     ));
@@ -167,6 +174,7 @@ async fn failing_run_reports_step_and_output_with_both_builders() {
 
 #[tokio::test]
 async fn sha_tags_are_kept_n_deep_and_images_in_use_are_spared() {
+    let _serial = ONE_BUILD_AT_A_TIME.lock().await;
     let ctx = Ctx::new(BASE);
     let shas: Vec<String> = (1..=4).map(|i| format!("{i}").repeat(40)).collect();
     let tag = |i: usize| format!("{}:{}", ctx.project, &shas[i][..12]);
@@ -218,6 +226,7 @@ async fn sha_tags_are_kept_n_deep_and_images_in_use_are_spared() {
 
 #[tokio::test]
 async fn progress_arrives_while_the_build_runs() {
+    let _serial = ONE_BUILD_AT_A_TIME.lock().await;
     let ctx = Ctx::new(&format!(
         "{BASE}RUN echo early-line && sleep 3 && echo late-line\n"
     ));
@@ -254,6 +263,7 @@ async fn progress_arrives_while_the_build_runs() {
 
 #[tokio::test]
 async fn classic_fallback_on_an_engine_without_buildkit_warns_and_builds() {
+    let _serial = ONE_BUILD_AT_A_TIME.lock().await;
     // API 1.30 predates BuildKit (1.39): the real engine then only offers the classic builder.
     let ctx = Ctx::new(&format!("{BASE}RUN echo classic > /built-by\n"));
     let docker = clawops_agent::docker::Engine::new(old_api_docker());
@@ -295,6 +305,7 @@ async fn classic_fallback_on_an_engine_without_buildkit_warns_and_builds() {
 
 #[tokio::test]
 async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory() {
+    let _serial = ONE_BUILD_AT_A_TIME.lock().await;
     let ctx = Ctx::new(BASE);
     for sha in ["a".repeat(40), "b".repeat(40)] {
         build::build(
@@ -347,6 +358,7 @@ async fn preflight_refuses_low_disk_with_what_to_prune_and_warns_on_low_memory()
 
 #[tokio::test]
 async fn a_hung_build_is_cancelled_at_the_timeout_naming_its_step() {
+    let _serial = ONE_BUILD_AT_A_TIME.lock().await;
     let ctx = Ctx::new(&format!("{BASE}RUN echo waiting && sleep 60\n"));
     let mut spec = ctx.spec(None);
     spec.no_cache = true;
