@@ -2,7 +2,7 @@
 # Tests of deploy/: shellcheck, systemd-analyze, create-vm.sh's gcloud argv, the GitHub Actions
 # example, and the startup script run repeatedly in a Debian 12 container.
 #
-#   deploy/tests/run.sh [static|create-vm|workflow|startup|systemd]...   (default: all)
+#   deploy/tests/run.sh [static|create-vm|workflow|workflows|startup|systemd|vm]...   (default: all)
 #
 # Prints one line per check and, last, "N passed, M failed"; exits 1 when a check failed.
 # Needs root (debootstrap, docker) and a Docker engine; installs shellcheck, debootstrap and
@@ -17,6 +17,8 @@ ROOT=$(dirname "$DEPLOY")
 source "$HERE/lib.sh"
 source "$HERE/startup.sh"
 source "$HERE/systemd.sh"
+source "$HERE/workflows.sh"
+source "$HERE/vm.sh"
 
 TMP=$(mktemp -d /tmp/clawops-deploy-test.XXXXXX)
 CONTAINER=""
@@ -25,6 +27,7 @@ cleanup() {
   [[ -n "$CONTAINER" ]] && docker rm -f "$CONTAINER" >/dev/null 2>&1
   [[ -n "$SYSD_CONTAINER" ]] && docker rm -f "$SYSD_CONTAINER" >/dev/null 2>&1
   [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null
+  vm_cleanup
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -154,6 +157,11 @@ group_create_vm() {
   expect_contains "project defaults to gcloud's configured one" "$(cat "$TMP/default-project.txt")" \
     "gcloud compute instances create openclaw-gateway --project=my-proj --zone=us-central1-a"
 
+  # Without --agent-url: the startup script prepares the VM and `clawops install` brings the agent.
+  PATH="$TMP/gcloud-bin:$PATH" "$DEPLOY/create-vm.sh" --project my-proj --zone europe-west1-b \
+    --name gw-test --owner alice --dry-run >"$TMP/no-agent.txt" 2>&1
+  py_checks create-vm "$TMP/no-agent.txt" "$DEPLOY" my-proj europe-west1-b gw-test alice "" "" 0
+
   rc=0
   out=$("$DEPLOY/create-vm.sh" --project p --agent-url "$url" --dry-run 2>&1) || rc=$?
   expect_eq "missing --agent-sha256: exit 2" 2 "$rc"
@@ -182,7 +190,7 @@ group_workflow() {
 
 main() {
   local groups=("$@") g start
-  ((${#groups[@]} > 0)) || groups=(static create-vm workflow startup systemd)
+  ((${#groups[@]} > 0)) || groups=(static create-vm workflow workflows startup systemd vm)
   need_cmd shellcheck shellcheck || failed "shellcheck available"
   need_cmd systemd-analyze systemd || failed "systemd-analyze available"
   need_cmd docker docker.io || failed "docker available"
@@ -193,9 +201,11 @@ main() {
       static) group_static ;;
       create-vm) group_create_vm ;;
       workflow) group_workflow ;;
+      workflows) group_workflows ;;
       startup) group_startup ;;
       systemd) group_systemd ;;
-      *) failed "unknown group $g (static, create-vm, workflow, startup, systemd)" ;;
+      vm) group_vm ;;
+      *) failed "unknown group $g (static, create-vm, workflow, workflows, startup, systemd, vm)" ;;
     esac
     printf '   (%s: %ss)\n' "$g" $((SECONDS - start))
   done
