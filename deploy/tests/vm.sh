@@ -530,10 +530,11 @@ vm_healthz_version() {
 vm_flow() {
   local bin=$1 agent=$2 out rc token=$VM_DIR/token sha
   section "clawops against the VM: install, build, up, update, logs, verify, memory, reboot, install"
-  local c=(timeout 900 "$bin" "${VM_VIA[@]}")
+  local c=(timeout 900 "$bin" "${VM_VIA[@]}") t0=$SECONDS
   rc=0
   out=$("${c[@]}" install --agent-bin "$agent" --repo-url /srv/remote/openclaw.git \
     --output "$token" 2>&1) || rc=$?
+  echo "     (figure) install, first run: $((SECONDS - t0))s"
   expect_eq "install exits 0" 0 "$rc"
   [[ $rc == 0 ]] || { printf '%s\n' "$out" | tail -n 40 | sed 's/^/     | /'; return; }
   check "install saved the token (0600)" bash -c "[[ \$(stat -c %a '$token') == 600 ]]"
@@ -591,6 +592,7 @@ vm_flow() {
   out=$("${c[@]}" --token-file "$token" status --json 2>&1)
   expect_contains "status --json names the deployed commit" "$out" "$sha"
 
+  t0=$SECONDS
   if vm_reboot; then
     pass "guest reboots with the gateway deployed: ssh after ${VM_REBOOT_SECS}s, dockerd after ${VM_REBOOT_DOCKER_SECS}s"
   else
@@ -598,15 +600,67 @@ vm_flow() {
     return
   fi
   expect_eq "gateway serves v2 again after the reboot" v2 "$(vm_healthz_version 240 v2)"
+  echo "     (figure) reboot to a ready gateway: $((SECONDS - t0))s"
   check "agent answers after the reboot" "${c[@]}" --token-file "$token" status
 
+  out=$("${c[@]}" --token-file "$token" status --json 2>&1)
+  expect_contains "status after the reboot names the deployed commit" "$out" "$sha"
+
+  local pid start
+  pid=$(vm_ssh_quiet 30 systemctl show -P MainPID clawops-agent)
+  start=$SECONDS
   rc=0
   out=$("${c[@]}" install --agent-bin "$agent" --repo-url /srv/remote/openclaw.git \
     --output "$token" 2>&1) || rc=$?
   expect_eq "second install exits 0" 0 "$rc"
   [[ $rc == 0 ]] || printf '%s\n' "$out" | tail -n 30 | sed 's/^/     | /'
+  expect_contains "second install changes nothing and says so" "$out" "nothing changed on"
+  expect_eq "second install: same agent process" "$pid" \
+    "$(vm_ssh_quiet 30 systemctl show -P MainPID clawops-agent)"
+  echo "     (figure) install, no-op second run: $((SECONDS - start))s"
   check "token from the second install works" "${c[@]}" --token-file "$token" status
   expect_eq "gateway still serves v2 after the second install" v2 "$(vm_healthz_version 60 v2)"
+  vm_install_refusals "$bin" "$agent" "$token"
+  echo "     systemd-analyze security clawops-agent.service (in the guest):"
+  vm_ssh_quiet 120 'systemd-analyze security clawops-agent.service 2>&1 | tail -n 1' | sed 's/^/     | /'
+}
+
+# vm_install_refusals BIN AGENT TOKEN: bad input refused with nothing touched: an agent for
+# another architecture, a user without sudo, and a full disk during the upload.
+vm_install_refusals() {
+  local bin=$1 agent=$2 token=$3 out rc sha
+  local c=(timeout 600 "$bin" "${VM_VIA[@]}")
+  sha=$(vm_ssh_quiet 30 sha256sum /usr/local/bin/clawops-agent | cut -d' ' -f1)
+  # The same binary marked as aarch64 (e_machine 183 at offset 18).
+  cp "$agent" "$VM_DIR/agent-arm"
+  printf '\xb7\x00' | dd of="$VM_DIR/agent-arm" bs=1 seek=18 conv=notrunc status=none
+  rc=0
+  out=$("${c[@]}" install --agent-bin "$VM_DIR/agent-arm" --output "$token" 2>&1) || rc=$?
+  expect_eq "an aarch64 agent is refused (exit 1)" 1 "$rc"
+  expect_contains "an aarch64 agent: says why, nothing sent" "$out" "is built for aarch64"
+  expect_eq "an aarch64 agent: no upload left in the guest" "" \
+    "$(vm_ssh_quiet 30 'ls -d /tmp/clawops-install.* 2>/dev/null')"
+
+  vm_ssh_quiet 60 'id bob >/dev/null 2>&1 || { sudo useradd -m -s /bin/bash bob &&
+    sudo install -d -o bob -m 700 ~bob/.ssh && sudo install -o bob -m 600 ~/.ssh/authorized_keys ~bob/.ssh/; }'
+  rc=0
+  out=$(timeout 300 "$bin" "${VM_VIA[@]/$VM_USER@/bob@}" install --agent-bin "$agent" \
+    --output "$VM_DIR/bob.token" 2>&1) || rc=$?
+  expect_eq "a user without sudo is refused (exit 1)" 1 "$rc"
+  expect_contains "a user without sudo: says so" "$out" "bob has no passwordless sudo"
+
+  # A full disk: the upload of a new agent fails, the installed one is untouched and runs on.
+  cp "$agent" "$VM_DIR/agent-v2" && printf '\nclawops-test-v2\n' >>"$VM_DIR/agent-v2"
+  # shellcheck disable=SC2016 # expanded in the guest
+  vm_ssh_quiet 60 'sudo fallocate -l $(( $(df --output=avail -B1 /tmp | tail -n 1) - 4096 )) /var/tmp/filler'
+  rc=0
+  out=$("${c[@]}" install --agent-bin "$VM_DIR/agent-v2" --output "$token" 2>&1) || rc=$?
+  vm_ssh_quiet 60 'sudo rm -f /var/tmp/filler'
+  expect_eq "a full disk during the upload: exit 1" 1 "$rc"
+  expect_contains "a full disk: the installed agent is untouched" "$out" "the installed agent is untouched"
+  # shellcheck disable=SC2016 # expanded in the guest
+  expect_eq "a full disk: same agent, still active" "$sha active" \
+    "$(vm_ssh_quiet 30 'echo "$(sha256sum /usr/local/bin/clawops-agent | cut -d" " -f1) $(systemctl is-active clawops-agent)"')"
 }
 
 group_vm() {
