@@ -66,8 +66,9 @@ changed() {
   changes+=("$*")
 }
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# Scratch space, made once a run is going to change something (a probe needs none, so it still
+# answers on a full disk).
+work=""
 
 # --- metadata ---------------------------------------------------------------------------------
 
@@ -692,6 +693,8 @@ main() {
     *) usage >&2 && fail "unknown mode '$1'" ;;
   esac
   [[ $EUID == 0 ]] || fail "run this as root (sudo)"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
   exec 9>/run/clawops-startup.lock
   flock -w 900 9 || fail "another run of this script holds /run/clawops-startup.lock"
   if [[ $mode == install ]]; then

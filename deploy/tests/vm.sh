@@ -16,23 +16,32 @@
 # For the end-to-end flow (vm_flow), after vm_start:
 #   VM_PORT, VM_KEY          host port forwarded to the guest's sshd; the private key of alice
 #   VM_SSH                   array: the whole ssh command up to the destination, so that
-#                            `"${VM_SSH[@]}" CMD` runs CMD in the guest as alice
+#                            `"${VM_SSH[@]}" CMD` runs CMD in the guest as alice (these calls
+#                            share one ControlMaster connection)
 #   VM_SSH_OPTS              array: the ssh options alone (-i, -p, -o ...), no destination
 #   VM_GIT_SSH               a GIT_SSH_COMMAND string for the guest (push to
 #                            ssh://alice@127.0.0.1/srv/remote/openclaw.git)
 #   VM_VIA                   array: clawops's --via ssh://alice@127.0.0.1:PORT and --ssh-option's
+#                            (no connection sharing: clawops opens its own)
 #   VM_DIR                   this run's VM directory ($TMP/vm): overlay, serial.log, qemu.log
 #   VM_ACCEL                 kvm or tcg (decided once per run)
+#   VM_BOOT_SSH_SECS, VM_BOOT_DOCKER_SECS   from QEMU's start until ssh answers / dockerd is active
 #   vm_ssh CMD...            runs CMD in the guest (stdin passes through)
+#   vm_ssh_quiet SECS CMD... the same without stdin and stderr, killed after SECS
 #   vm_wait_docker SECS      waits until dockerd is active
 #   vm_reboot                reboots the guest; sets VM_REBOOT_SECS (until ssh answers with a
 #                            new boot id) and VM_REBOOT_DOCKER_SECS (until dockerd is active)
-#   vm_stop                  powers the guest off (kills QEMU if it lingers)
+#   vm_stop                  powers the guest off (kills QEMU if it lingers); 1 if killed
 #   vm_app_commit DIR VERSION MODE MESSAGE
 #                            in a clone DIR of the remote: makes the demo gateway report
 #                            VERSION and behave per MODE (ok, exit, never-ready), commits
+#   vm_healthz_version SECS WANT   the version the gateway serves in the guest (polls for WANT)
+#   vm_env_file              the operator's .env and ~/.openclaw for the demo's compose file
+# vm_start must run in run.sh's own shell (not in $(...) or `check`): QEMU is killed when the
+# shell that started it exits (PR_SET_PDEATHSIG), so no VM outlives the test, even on SIGKILL.
 #
-# Environment: CLAWOPS_VM_CACHE (cache root), CLAWOPS_VM_ACCEL=kvm|tcg (skip the probe).
+# Environment: CLAWOPS_VM_CACHE (cache root), CLAWOPS_VM_ACCEL=kvm|tcg (skip the probe),
+# CLAWOPS_VM_SSH_TIMEOUT (seconds a boot may take until ssh answers, default 300).
 
 VM_SUITE=bookworm
 VM_MIRROR=http://deb.debian.org/debian
@@ -524,9 +533,6 @@ vm_healthz_version() {
 }
 
 # vm_flow BIN AGENT: clawops against the guest, as a person would from their laptop.
-# LEAD ENGINEER: this is the place for the end-to-end flow; the first version below follows
-# the interface described for `clawops install` and has not run yet (no `install` command
-# when it was written).
 vm_flow() {
   local bin=$1 agent=$2 out rc token=$VM_DIR/token sha
   section "clawops against the VM: install, build, up, update, logs, verify, memory, reboot, install"
