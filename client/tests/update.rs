@@ -362,13 +362,17 @@ async fn a_client_that_disconnects_does_not_interrupt_the_update() {
     panic!("the update did not finish after its client left");
 }
 
-/// The deploy policy (issue: the repository is root on the VM): a pushed compose change that
-/// binds the host's root is refused before anything stops, with the service, key, value and
-/// the setting that would allow it, and the deployed gateway keeps serving.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_commit_binding_the_host_is_refused_and_the_gateway_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+/// An app with v1 deployed: its guard, the client, the first result and the serving container.
+async fn deployed(
+    dir: &std::path::Path,
+) -> (
+    DemoApp,
+    AppGuard,
+    Client,
+    proto::DeployResult,
+    (String, String),
+) {
+    let (app, cleanup) = app(dir);
     let mut client = local(&app, 8).await;
     let first = update(&mut client).await;
     assert_eq!(
@@ -378,11 +382,26 @@ async fn a_commit_binding_the_host_is_refused_and_the_gateway_keeps_serving() {
         first.message
     );
     let before = gateway_container(&app).await;
+    (app, cleanup, client, first, before)
+}
 
-    let hostile = clawops::demo::COMPOSE.replace(
-        "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n",
-        "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n      - /:/host\n",
-    );
+/// The demo's compose file with one more volume on the gateway.
+fn with_bind(volume: &str) -> String {
+    let state = "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n";
+    let compose = clawops::demo::COMPOSE.replace(state, &format!("{state}      - {volume}\n"));
+    assert_ne!(compose, clawops::demo::COMPOSE);
+    compose
+}
+
+/// The deploy policy (issue: the repository is root on the VM): a pushed compose change that
+/// binds the host's root is refused before anything stops, with the service, key, value and
+/// the setting that would allow it, and the deployed gateway keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_binding_the_host_is_refused_and_the_gateway_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _cleanup, mut client, _first, before) = deployed(dir.path()).await;
+
+    let hostile = with_bind("/:/host");
     assert_ne!(hostile, clawops::demo::COMPOSE);
     app.commit_files(&[("docker-compose.yml", &hostile)], "bind the host")
         .unwrap();
@@ -418,16 +437,7 @@ async fn a_commit_binding_the_host_is_refused_and_the_gateway_keeps_serving() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_widening_change_needs_accept_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
-    let mut client = local(&app, 8).await;
-    let first = update(&mut client).await;
-    assert_eq!(
-        outcome(&first),
-        proto::Outcome::Succeeded,
-        "{}",
-        first.message
-    );
-    let before = gateway_container(&app).await;
+    let (app, _cleanup, mut client, first, before) = deployed(dir.path()).await;
     let head = || {
         let out = std::process::Command::new("git")
             .args([
@@ -441,10 +451,7 @@ async fn a_widening_change_needs_accept_changes() {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
 
-    let wider = clawops::demo::COMPOSE.replace(
-        "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n",
-        "      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw\n      - ./etc:/mnt/etc:ro\n",
-    );
+    let wider = with_bind("./etc:/mnt/etc:ro");
     let target = app
         .commit_files(&[("docker-compose.yml", &wider)], "bind more")
         .unwrap();
