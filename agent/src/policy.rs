@@ -153,16 +153,13 @@ fn is_socket(path: &Path) -> bool {
 }
 
 fn check_namespaces(svc: &Service, out: &mut Vec<Violation>) {
-    let why = match &svc.network_mode {
-        Some(NetworkMode::Host) => "shares the host's network namespace",
-        Some(NetworkMode::Container(_)) => {
-            "joins the namespace of a container outside the project (use service:NAME)"
-        }
+    let (value, why) = match &svc.network_mode {
+        Some(NetworkMode::Host) => ("host".to_owned(), "shares the host's network namespace"),
+        Some(NetworkMode::Container(c)) => (
+            format!("container:{c}"),
+            "joins the namespace of a container outside the project (use service:NAME)",
+        ),
         _ => return,
-    };
-    let value = match &svc.network_mode {
-        Some(NetworkMode::Container(c)) => format!("container:{c}"),
-        _ => "host".to_owned(),
     };
     out.push(violation(&svc.name, "network_mode", &value, why, None));
 }

@@ -6,6 +6,7 @@
 //! person sees it before it runs with the VM's Docker engine.
 use std::{collections::BTreeSet, path::Path};
 
+use super::short;
 use crate::compose::{
     Project,
     model::{MountKind, Service},
@@ -127,10 +128,6 @@ pub struct Unaccepted {
     pub deployed: String,
     pub target: String,
     pub changes: Vec<String>,
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
 }
 
 #[cfg(test)]

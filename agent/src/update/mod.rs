@@ -384,8 +384,11 @@ fn settle(
 /// What the deployed tree asks of the VM, to compare the target's with (none before a first
 /// deploy, or when the deployed tree's compose file does not load).
 fn deployed_profile(ctx: &AgentContext, deployed: bool) -> Option<changes::Profile> {
+    if !deployed {
+        return None;
+    }
     let project = up::load_project(&ctx.config, &ctx.app).ok()?;
-    deployed.then(|| changes::Profile::of(&project))
+    Some(changes::Profile::of(&project))
 }
 
 /// The target tree's compose project, checked against the deploy policy and, when a deployed
