@@ -49,6 +49,14 @@ impl AgentContext {
             memory,
         })
     }
+
+    /// What memory sampling and reports need: the engine and the project's name.
+    pub fn project_engine(&self) -> crate::memory::ProjectEngine {
+        crate::memory::ProjectEngine {
+            docker: self.docker.clone(),
+            project: self.app.project.clone(),
+        }
+    }
 }
 
 /// Live counts of open streams, so tests and operators can see that nothing leaks.

@@ -27,7 +27,7 @@ pub fn build_context(config: Config) -> Result<Arc<AgentContext>, StartupError> 
     let journal = Journal::open_with_limit(&config.state_dir, journal_max)?;
     let ctx = AgentContext::new(config, app, journal);
     // Memory history and the docker events watcher run for the agent's whole life.
-    crate::memory::sampler::start(&ctx);
+    crate::memory::sampler::start(&ctx.memory, ctx.project_engine());
     Ok(ctx)
 }
 

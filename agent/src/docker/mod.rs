@@ -29,10 +29,11 @@ pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
 pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 pub const LABEL_CONFIG_HASH: &str = "com.docker.compose.config-hash";
 
-#[derive(Debug)]
+/// Cheap to clone: clones share the negotiated connection.
+#[derive(Debug, Clone)]
 pub struct DockerHandle {
     endpoint: Option<String>,
-    negotiated: Mutex<Option<Engine>>,
+    negotiated: Arc<Mutex<Option<Engine>>>,
 }
 
 impl DockerHandle {
@@ -40,7 +41,7 @@ impl DockerHandle {
     pub fn new(endpoint: Option<String>) -> Self {
         Self {
             endpoint,
-            negotiated: Mutex::new(None),
+            negotiated: Arc::new(Mutex::new(None)),
         }
     }
 

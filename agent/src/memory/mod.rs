@@ -16,7 +16,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use crate::{config::MemoryConfig, context::AgentContext};
+use crate::{config::MemoryConfig, docker::DockerHandle};
 
 pub mod advice;
 pub mod cgroup;
@@ -155,6 +155,13 @@ impl WatcherStatus {
     pub(crate) fn generation(&self) -> u64 {
         self.changes.load(Ordering::Relaxed) + self.connects()
     }
+}
+
+/// The engine and the compose project whose containers are measured.
+#[derive(Debug, Clone)]
+pub struct ProjectEngine {
+    pub docker: DockerHandle,
+    pub project: String,
 }
 
 /// The memory monitor held by the agent context. Dropping it stops the background tasks.
@@ -331,12 +338,16 @@ impl Shared {
 
 /// Everything MemoryStats answers. Docker trouble is reported in the answer, not as an error:
 /// host memory is most needed exactly when things go wrong.
-pub async fn report(ctx: &AgentContext, opts: ReportOptions) -> Result<MemoryReport, MemoryError> {
-    let shared = ctx.memory.shared();
+pub async fn report(
+    monitor: &Monitor,
+    engine: &ProjectEngine,
+    opts: ReportOptions,
+) -> Result<MemoryReport, MemoryError> {
+    let shared = monitor.shared();
     let host = shared.host()?;
     let docker = async {
-        let docker = ctx.docker.get().await?;
-        containers::snapshot(&docker, &ctx.app.project, &shared.cgroups, host.total).await
+        let docker = engine.docker.get().await?;
+        containers::snapshot(&docker, &engine.project, &shared.cgroups, host.total).await
     };
     let (machine, containers) = tokio::join!(
         shared.machine(),

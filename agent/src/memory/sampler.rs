@@ -8,7 +8,7 @@
 //! read, and every [`RELOOK`]: a sample every 10 s for days should not cost two API calls and
 //! a JSON decode each, nor keep that code resident in an idle agent.
 use std::{
-    sync::{Arc, Weak, atomic::Ordering},
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -16,11 +16,10 @@ use chrono::Utc;
 use tokio::{sync::watch, time::MissedTickBehavior};
 
 use super::{
-    Sample, Shared,
+    Monitor, ProjectEngine, Sample, Shared,
     containers::{self, UsageSource},
     lock, watcher,
 };
-use crate::context::AgentContext;
 
 /// Sampling must not pile up behind a slow engine.
 const MAX_DOCKER_WAIT: Duration = Duration::from_secs(5);
@@ -35,27 +34,27 @@ pub(crate) struct UsageTargets {
     at: Instant,
 }
 
-/// Starts sampling and watching for `ctx`. Needs a tokio runtime; returns false without one
-/// (e.g. a context built in a synchronous tool) or when already started.
-pub fn start(ctx: &Arc<AgentContext>) -> bool {
+/// Starts sampling and watching `engine`'s project; both tasks end when `monitor` is dropped.
+/// Needs a tokio runtime; returns false without one (e.g. a context built in a synchronous
+/// tool) or when already started.
+pub fn start(monitor: &Monitor, engine: ProjectEngine) -> bool {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return false;
     };
-    let shared = ctx.memory.shared().clone();
+    let shared = monitor.shared().clone();
     if shared.sampler_started.swap(true, Ordering::SeqCst) {
         return false;
     }
-    let weak = Arc::downgrade(ctx);
     runtime.spawn(sample_loop(
-        weak.clone(),
+        engine.clone(),
         shared.clone(),
         shared.stop.clone(),
     ));
-    runtime.spawn(watcher::run(weak, shared.clone(), shared.stop.clone()));
+    runtime.spawn(watcher::run(engine, shared.clone(), shared.stop.clone()));
     true
 }
 
-async fn sample_loop(ctx: Weak<AgentContext>, shared: Arc<Shared>, mut stop: watch::Receiver<()>) {
+async fn sample_loop(engine: ProjectEngine, shared: Arc<Shared>, mut stop: watch::Receiver<()>) {
     // Learn the machine early, so the first MemoryStats call does not wait for it.
     shared.machine().await;
     let interval = Duration::from_secs(shared.config.sample_interval_secs.max(1));
@@ -66,15 +65,13 @@ async fn sample_loop(ctx: Weak<AgentContext>, shared: Arc<Shared>, mut stop: wat
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
-        let Some(strong) = ctx.upgrade() else { return };
-        sample_once(&strong, &shared, interval.min(MAX_DOCKER_WAIT)).await;
-        drop(strong);
+        sample_once(&engine, &shared, interval.min(MAX_DOCKER_WAIT)).await;
         shared.refresh_machine_if_stale().await;
     }
 }
 
 /// Takes one sample into the ring (and the week's hourly extremes).
-pub(crate) async fn sample_once(ctx: &AgentContext, shared: &Shared, docker_wait: Duration) {
+pub(crate) async fn sample_once(engine: &ProjectEngine, shared: &Shared, docker_wait: Duration) {
     let host = match shared.host() {
         Ok(h) => h,
         Err(e) => {
@@ -84,7 +81,7 @@ pub(crate) async fn sample_once(ctx: &AgentContext, shared: &Shared, docker_wait
     };
     let usage = match usage_from_cgroups(shared) {
         Some(usage) => Some(usage),
-        None => usage_from_engine(ctx, shared, host.total, docker_wait).await,
+        None => usage_from_engine(engine, shared, host.total, docker_wait).await,
     };
     let sample = Sample {
         at: Utc::now().timestamp(),
@@ -116,7 +113,7 @@ fn usage_from_cgroups(shared: &Shared) -> Option<u64> {
 /// Asks the engine which containers run and measures them; remembers their pids when every
 /// one could be read from its cgroup.
 async fn usage_from_engine(
-    ctx: &AgentContext,
+    engine: &ProjectEngine,
     shared: &Shared,
     host_total: u64,
     docker_wait: Duration,
@@ -124,8 +121,8 @@ async fn usage_from_engine(
     // Read before asking: an event that lands meanwhile makes the next sample look again.
     let generation = shared.watcher.generation();
     let list = crate::docker::within(docker_wait, async {
-        let docker = ctx.docker.get().await?;
-        containers::snapshot(&docker, &ctx.app.project, &shared.cgroups, host_total).await
+        let docker = engine.docker.get().await?;
+        containers::snapshot(&docker, &engine.project, &shared.cgroups, host_total).await
     })
     .await
     .ok();

@@ -3,7 +3,7 @@
 //! events `since` the last one it saw, so the engine replays what happened in between.
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    sync::{Arc, Weak},
+    sync::Arc,
     time::Duration,
 };
 
@@ -11,11 +11,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::Shared;
-use crate::{
-    context::AgentContext,
-    docker::{EventsRequest, LABEL_PROJECT, LABEL_SERVICE, models::EventMessage},
-};
+use super::{ProjectEngine, Shared};
+use crate::docker::{EventsRequest, LABEL_PROJECT, LABEL_SERVICE, models::EventMessage};
 
 /// Bounded so a crash-looping container cannot grow the agent.
 const MAX_EVENTS: usize = 512;
@@ -138,18 +135,12 @@ pub fn from_engine(msg: &EventMessage) -> Option<(i64, MemoryEvent)> {
     ))
 }
 
-/// Runs until the context is dropped.
-pub(crate) async fn run(
-    ctx: Weak<AgentContext>,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<()>,
-) {
+/// Runs until the monitor is dropped (`stop` fires).
+pub(crate) async fn run(engine: ProjectEngine, shared: Arc<Shared>, mut stop: watch::Receiver<()>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let Some(strong) = ctx.upgrade() else { return };
-        let docker = strong.docker.get().await;
-        let project = strong.app.project.clone();
-        drop(strong);
+        let docker = engine.docker.get().await;
+        let project = &engine.project;
         let connected_at = tokio::time::Instant::now();
         // A ping tells "engine down" apart from "stream ended" and marks when we are connected.
         let docker = match docker {

@@ -20,7 +20,7 @@ pub async fn memory_stats(
         samples: req.history,
         max_samples: (req.max_samples as usize).min(MAX_SAMPLES_CAP),
     };
-    let report = memory::report(ctx, opts).await?;
+    let report = memory::report(&ctx.memory, &ctx.project_engine(), opts).await?;
     Ok(Response::new(to_proto(report)))
 }
 
