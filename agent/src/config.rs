@@ -172,6 +172,15 @@ pub struct BuildConfig {
     pub labels: std::collections::BTreeMap<String, String>,
     /// A build still running after this long is stopped (it holds the single-flight lock).
     pub timeout_secs: u64,
+    /// An absolute path to a Dockerfile outside the checkout, built `FROM` the repository's
+    /// image (`ARG BASE_IMAGE`) with its folder as context: skill binaries without touching
+    /// upstream files. The result gets the tags; the base keeps `<repo>:<sha12>-base`.
+    pub overlay: Option<PathBuf>,
+    /// The build context, relative to the checkout, for a service without `build:`.
+    pub context: Option<PathBuf>,
+    /// The Dockerfile, relative to the checkout (inside `context`); default
+    /// `<context>/Dockerfile`. Only with `context`.
+    pub dockerfile: Option<PathBuf>,
 }
 
 impl Default for BuildConfig {
@@ -183,6 +192,9 @@ impl Default for BuildConfig {
             builder: crate::build::BuilderChoice::Auto,
             labels: std::collections::BTreeMap::new(),
             timeout_secs: 3600,
+            overlay: None,
+            context: None,
+            dockerfile: None,
         }
     }
 }
@@ -341,8 +353,44 @@ impl Config {
                 message: "must be at least 1: the previous image is what rollback starts".into(),
             });
         }
+        self.validate_build_paths()?;
         self.validate_verify()?;
         self.validate_limits()?;
+        Ok(())
+    }
+
+    /// `[build] overlay` must be a readable regular file; `context` and `dockerfile` must stay
+    /// inside the checkout (the build checks again after resolving symlinks).
+    fn validate_build_paths(&self) -> Result<(), ConfigError> {
+        if let Some(overlay) = &self.build.overlay {
+            crate::build::overlay::check_path(overlay).map_err(|e| ConfigError::Invalid {
+                key: "build.overlay",
+                message: e.to_string(),
+            })?;
+        }
+        if self.build.dockerfile.is_some() && self.build.context.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "build.dockerfile",
+                message: "only applies with [build] context: set the context too".into(),
+            });
+        }
+        for (key, path) in [
+            ("build.context", &self.build.context),
+            ("build.dockerfile", &self.build.dockerfile),
+        ] {
+            if let Some(path) = path
+                && !stays_inside(path)
+            {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!(
+                        "{} must be relative to the checkout and stay inside it (no leading `/`, \
+                         no `..` above it)",
+                        path.display()
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -549,6 +597,20 @@ pub fn compose_project_name(dir: &Path) -> String {
     } else {
         trimmed.into()
     }
+}
+
+/// Is `path` relative, and does it stay below its base when `..` is taken lexically?
+fn stays_inside(path: &Path) -> bool {
+    let mut depth = 0usize;
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if depth > 0 => depth -= 1,
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
