@@ -635,6 +635,67 @@ mod tests {
     }
 
     #[test]
+    fn build_paths_are_checked_at_load_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let df = dir.path().join("Dockerfile");
+        std::fs::write(&df, "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&df, &link).unwrap();
+        let load = |build: &str| Config::parse(&format!("[build]\n{build}"), Path::new("a.toml"));
+        let ok = load(&format!(
+            "overlay = {:?}\ncontext = \"docker/./app\"\ndockerfile = \"docker/app/x/../Dockerfile\"\n",
+            df.display()
+        ))
+        .unwrap();
+        assert_eq!(ok.build.overlay.as_deref(), Some(df.as_path()));
+        for (build, key, want) in [
+            (
+                "overlay = \"Dockerfile\"\n".to_owned(),
+                "build.overlay",
+                "absolute",
+            ),
+            (
+                format!("overlay = {:?}\n", link.display()),
+                "build.overlay",
+                "symlink",
+            ),
+            (
+                format!("overlay = {:?}\n", dir.path().join("nope").display()),
+                "build.overlay",
+                "create the file",
+            ),
+            (
+                "context = \"../elsewhere\"\n".to_owned(),
+                "build.context",
+                "inside",
+            ),
+            (
+                "context = \"a/../../b\"\n".to_owned(),
+                "build.context",
+                "inside",
+            ),
+            (
+                "context = \"/srv/app\"\n".to_owned(),
+                "build.context",
+                "relative",
+            ),
+            (
+                "context = \".\"\ndockerfile = \"../Dockerfile\"\n".to_owned(),
+                "build.dockerfile",
+                "inside",
+            ),
+            (
+                "dockerfile = \"Dockerfile\"\n".to_owned(),
+                "build.dockerfile",
+                "context",
+            ),
+        ] {
+            let err = load(&build).unwrap_err().to_string();
+            assert!(err.starts_with(key) && err.contains(want), "{build}: {err}");
+        }
+    }
+
+    #[test]
     fn wrong_type_is_named() {
         let err = Config::parse("[build]\nkeep_images = \"three\"\n", Path::new("a.toml"))
             .unwrap_err()
