@@ -25,6 +25,16 @@ async fn update(client: &mut Client) -> proto::DeployResult {
         .unwrap()
 }
 
+/// Dropping `build:` turns the service into one that runs a named image, which update counts
+/// as a change to accept.
+async fn update_accepting(client: &mut Client) -> proto::DeployResult {
+    let request = proto::UpdateRequest {
+        accept_changes: true,
+        ..Default::default()
+    };
+    client.update_to_end(request).await.unwrap()
+}
+
 fn outcome(r: &proto::DeployResult) -> proto::Outcome {
     proto::Outcome::try_from(r.outcome).unwrap()
 }
@@ -134,7 +144,7 @@ async fn a_compose_file_without_build_is_built_from_build_context() {
         .unwrap();
 
     let mut client = connect(app.config()).await;
-    let refused = update(&mut client).await;
+    let refused = update_accepting(&mut client).await;
     assert_eq!(outcome(&refused), proto::Outcome::Failed);
     assert!(
         refused.message.contains("[build] context") && refused.message.contains("[app] image"),
@@ -148,7 +158,7 @@ async fn a_compose_file_without_build_is_built_from_build_context() {
     std::os::unix::fs::symlink(dir.path(), app.checkout.join("outside")).unwrap();
     config.build.context = Some("outside".into());
     let mut client = connect(config).await;
-    let escaped = update(&mut client).await;
+    let escaped = update_accepting(&mut client).await;
     assert_eq!(outcome(&escaped), proto::Outcome::Failed);
     assert!(
         escaped.message.contains("outside") && escaped.message.contains("[build] context"),
@@ -162,7 +172,7 @@ async fn a_compose_file_without_build_is_built_from_build_context() {
     config.build.context = Some(".".into());
     config.build.dockerfile = Some("docker/gateway.Dockerfile".into());
     let mut client = connect(config).await;
-    let built = update(&mut client).await;
+    let built = update_accepting(&mut client).await;
     assert_eq!(
         outcome(&built),
         proto::Outcome::Succeeded,
