@@ -172,6 +172,15 @@ pub struct BuildConfig {
     pub labels: std::collections::BTreeMap<String, String>,
     /// A build still running after this long is stopped (it holds the single-flight lock).
     pub timeout_secs: u64,
+    /// An absolute path to a Dockerfile outside the checkout, built `FROM` the repository's
+    /// image (`ARG BASE_IMAGE`) with its folder as context: skill binaries without touching
+    /// upstream files. The result gets the tags; the base keeps `<repo>:<sha12>-base`.
+    pub overlay: Option<PathBuf>,
+    /// The build context, relative to the checkout, for a service without `build:`.
+    pub context: Option<PathBuf>,
+    /// The Dockerfile, relative to the checkout (inside `context`); default
+    /// `<context>/Dockerfile`. Only with `context`.
+    pub dockerfile: Option<PathBuf>,
 }
 
 impl Default for BuildConfig {
@@ -183,6 +192,9 @@ impl Default for BuildConfig {
             builder: crate::build::BuilderChoice::Auto,
             labels: std::collections::BTreeMap::new(),
             timeout_secs: 3600,
+            overlay: None,
+            context: None,
+            dockerfile: None,
         }
     }
 }
@@ -341,8 +353,44 @@ impl Config {
                 message: "must be at least 1: the previous image is what rollback starts".into(),
             });
         }
+        self.validate_build_paths()?;
         self.validate_verify()?;
         self.validate_limits()?;
+        Ok(())
+    }
+
+    /// `[build] overlay` must be a readable regular file; `context` and `dockerfile` must stay
+    /// inside the checkout (the build checks again after resolving symlinks).
+    fn validate_build_paths(&self) -> Result<(), ConfigError> {
+        if let Some(overlay) = &self.build.overlay {
+            crate::build::overlay::check_path(overlay).map_err(|e| ConfigError::Invalid {
+                key: "build.overlay",
+                message: e.to_string(),
+            })?;
+        }
+        if self.build.dockerfile.is_some() && self.build.context.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "build.dockerfile",
+                message: "only applies with [build] context: set the context too".into(),
+            });
+        }
+        for (key, path) in [
+            ("build.context", &self.build.context),
+            ("build.dockerfile", &self.build.dockerfile),
+        ] {
+            if let Some(path) = path
+                && !stays_inside(path)
+            {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!(
+                        "{} must be relative to the checkout and stay inside it (no leading `/`, \
+                         no `..` above it)",
+                        path.display()
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -551,6 +599,20 @@ pub fn compose_project_name(dir: &Path) -> String {
     }
 }
 
+/// Is `path` relative, and does it stay below its base when `..` is taken lexically?
+fn stays_inside(path: &Path) -> bool {
+    let mut depth = 0usize;
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if depth > 0 => depth -= 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,6 +632,67 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("servic"), "{msg}");
         assert!(msg.contains("a.toml"), "{msg}");
+    }
+
+    #[test]
+    fn build_paths_are_checked_at_load_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let df = dir.path().join("Dockerfile");
+        std::fs::write(&df, "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&df, &link).unwrap();
+        let load = |build: &str| Config::parse(&format!("[build]\n{build}"), Path::new("a.toml"));
+        let ok = load(&format!(
+            "overlay = {:?}\ncontext = \"docker/./app\"\ndockerfile = \"docker/app/x/../Dockerfile\"\n",
+            df.display()
+        ))
+        .unwrap();
+        assert_eq!(ok.build.overlay.as_deref(), Some(df.as_path()));
+        for (build, key, want) in [
+            (
+                "overlay = \"Dockerfile\"\n".to_owned(),
+                "build.overlay",
+                "absolute",
+            ),
+            (
+                format!("overlay = {:?}\n", link.display()),
+                "build.overlay",
+                "symlink",
+            ),
+            (
+                format!("overlay = {:?}\n", dir.path().join("nope").display()),
+                "build.overlay",
+                "create the file",
+            ),
+            (
+                "context = \"../elsewhere\"\n".to_owned(),
+                "build.context",
+                "inside",
+            ),
+            (
+                "context = \"a/../../b\"\n".to_owned(),
+                "build.context",
+                "inside",
+            ),
+            (
+                "context = \"/srv/app\"\n".to_owned(),
+                "build.context",
+                "relative",
+            ),
+            (
+                "context = \".\"\ndockerfile = \"../Dockerfile\"\n".to_owned(),
+                "build.dockerfile",
+                "inside",
+            ),
+            (
+                "dockerfile = \"Dockerfile\"\n".to_owned(),
+                "build.dockerfile",
+                "context",
+            ),
+        ] {
+            let err = load(&build).unwrap_err().to_string();
+            assert!(err.starts_with(key) && err.contains(want), "{build}: {err}");
+        }
     }
 
     #[test]

@@ -20,11 +20,11 @@ const DOCKERIGNORE: &str = ".dockerignore";
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     #[error(
-        "build context {0} does not exist or is not a directory: check `build: context:` in the compose file"
+        "build context {0} does not exist or is not a directory: check `build: context:` in the compose file (or `[build] context` in agent.toml)"
     )]
     ContextMissing(PathBuf),
     #[error(
-        "build context {context} is outside {root}: clawops only builds from inside the repository; change `build: context:` in the compose file"
+        "build context {context} is outside {root}: clawops only builds from inside the repository; change `build: context:` in the compose file (or `[build] context` in agent.toml)"
     )]
     ContextOutsideRoot { context: PathBuf, root: PathBuf },
     #[error(

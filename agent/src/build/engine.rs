@@ -1,7 +1,7 @@
 //! One build request against the engine, BuildKit or classic: options, the context stream,
 //! following progress to the end (or the timeout), and telling "BuildKit is unavailable here"
 //! (fall back) apart from "the build failed" (report the step).
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 
@@ -10,7 +10,7 @@ use super::{
     LABEL_PROJECT, archive, progress,
 };
 use crate::{
-    docker::{BuildRequest, Engine, models::SystemInfo},
+    docker::{BuildRequest, DockerError, Engine, models::SystemInfo},
     events::EventSink,
 };
 
@@ -26,75 +26,123 @@ impl From<BuildError> for Attempt {
     }
 }
 
-/// One build request; returns the image id.
-pub(super) async fn run_once(
+/// One image to build from a checked context: the base from the repository, or an overlay.
+pub(super) struct Request<'a> {
+    pub plan: &'a Arc<ContextPlan>,
+    /// The first tag; the others are added once the image exists.
+    pub tag: &'a str,
+    pub labels: HashMap<String, String>,
+    pub args: HashMap<String, String>,
+    pub target: Option<&'a str>,
+    pub no_cache: bool,
+    pub timeout: Duration,
+}
+
+impl<'a> Request<'a> {
+    /// The request for `spec`'s own build: its labels, project and sha labels, args, target.
+    pub fn for_spec(spec: &'a BuildSpec, plan: &'a Arc<ContextPlan>, tag: &'a str) -> Self {
+        let mut labels: HashMap<String, String> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(LABEL_PROJECT.into(), spec.project.clone());
+        if let Some(sha) = &spec.git_sha {
+            labels.insert(LABEL_GIT_SHA.into(), sha.clone());
+        }
+        Self {
+            plan,
+            tag,
+            labels,
+            args: spec
+                .args
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            target: spec.target.as_deref(),
+            no_cache: spec.no_cache,
+            timeout: spec.timeout,
+        }
+    }
+}
+
+/// Builds `request` with the chosen builder; with `auto`, falls back to the classic builder
+/// when BuildKit turns out to be unavailable. Returns the image id and the builder used.
+pub(super) async fn build_with_fallback(
     docker: &Engine,
-    spec: &BuildSpec,
-    plan: &Arc<ContextPlan>,
-    tag: &str,
+    request: &Request<'_>,
+    info: &SystemInfo,
+    choice: BuilderChoice,
+    sink: &EventSink,
+) -> Result<(String, Builder), BuildError> {
+    let dockerfile = &request.plan.dockerfile_text;
+    let (builder, reason) = choose_builder(docker, info, choice);
+    if let Some(reason) = reason {
+        sink.warning(fallback_warning(&reason, dockerfile));
+    }
+    match run_once(docker, request, builder, sink).await {
+        Ok(id) => Ok((id, builder)),
+        Err(Attempt::Unavailable(reason)) if choice == BuilderChoice::Auto => {
+            sink.warning(fallback_warning(&reason, dockerfile));
+            match run_once(docker, request, Builder::Classic, sink).await {
+                Ok(id) => Ok((id, Builder::Classic)),
+                Err(Attempt::Failed(e)) => Err(e),
+                Err(Attempt::Unavailable(reason)) => Err(BuildError::Failed(Failure {
+                    step: String::new(),
+                    message: reason,
+                    output_tail: Vec::new(),
+                })),
+            }
+        }
+        Err(Attempt::Unavailable(reason)) => Err(BuildError::Failed(Failure {
+            step: String::new(),
+            message: format!(
+                "BuildKit is not available on this engine ({reason}); set [build] builder = \"auto\" to fall back to the classic builder"
+            ),
+            output_tail: Vec::new(),
+        })),
+        Err(Attempt::Failed(e)) => Err(e),
+    }
+}
+
+/// How the engine's stream ended.
+struct Followed {
+    progress_error: Option<DockerError>,
+    timed_out: bool,
+}
+
+/// One build request; returns the image id.
+async fn run_once(
+    docker: &Engine,
+    request: &Request<'_>,
     builder: Builder,
     sink: &EventSink,
 ) -> Result<String, Attempt> {
-    let mut labels: HashMap<String, String> = spec
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    labels.insert(LABEL_PROJECT.into(), spec.project.clone());
-    if let Some(sha) = &spec.git_sha {
-        labels.insert(LABEL_GIT_SHA.into(), sha.clone());
-    }
-    let args: HashMap<String, String> = spec
-        .args
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let request = BuildRequest {
-        dockerfile: &plan.dockerfile,
-        tag,
-        no_cache: spec.no_cache,
-        labels: &labels,
-        args: &args,
-        target: spec.target.as_deref(),
+    let api = BuildRequest {
+        dockerfile: &request.plan.dockerfile,
+        tag: request.tag,
+        no_cache: request.no_cache,
+        labels: &request.labels,
+        args: &request.args,
+        target: request.target,
         buildkit: builder == Builder::BuildKit,
     };
-    let (body, writer) = archive::spawn_stream(plan.clone());
+    let (body, writer) = archive::spawn_stream(request.plan.clone());
     let mut progress = progress::Progress::new(sink);
-    let mut error = None;
-    let mut timed_out = false;
-    {
-        let mut stream = std::pin::pin!(docker.build_image(&request, body));
-        let deadline = tokio::time::Instant::now() + spec.timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(Ok(info))) => progress.on_info(info),
-                Ok(Some(Err(e))) => {
-                    error = Some(e);
-                    break;
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    timed_out = true;
-                    break;
-                }
-            }
-        }
-        // Dropping the request here stops the context writer if the engine quit early, and
-        // makes the engine cancel a build that timed out.
-    }
+    let followed = follow(docker, &api, body, request.timeout, &mut progress).await;
     progress.finish();
-    if timed_out {
+    if followed.timed_out {
         let _ = writer.await;
         return Err(BuildError::Failed(progress.failure(&format!(
             "the build did not finish within {}s ([build] timeout_secs); it was cancelled",
-            spec.timeout.as_secs()
+            request.timeout.as_secs()
         )))
         .into());
     }
     let sent = writer
         .await
         .map_err(|e| BuildError::InvalidSpec(format!("sending the build context: {e}")))?;
-    if let Some(e) = error {
+    if let Some(e) = followed.progress_error {
         if let Err(context_error) = sent {
             return Err(BuildError::Context(context_error).into());
         }
@@ -109,10 +157,56 @@ pub(super) async fn run_once(
         .into());
     }
     sent.map_err(BuildError::Context)?;
+    image_id(docker, &mut progress, request.tag).await
+}
+
+/// Reads the engine's progress to the end or the deadline.
+async fn follow(
+    docker: &Engine,
+    api: &BuildRequest<'_>,
+    body: archive::ContextStream,
+    timeout: Duration,
+    progress: &mut progress::Progress<'_>,
+) -> Followed {
+    let mut stream = std::pin::pin!(docker.build_image(api, body));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(info))) => progress.on_info(info),
+            Ok(Some(Err(e))) => {
+                return Followed {
+                    progress_error: Some(e),
+                    timed_out: false,
+                };
+            }
+            Ok(None) => {
+                return Followed {
+                    progress_error: None,
+                    timed_out: false,
+                };
+            }
+            Err(_) => {
+                return Followed {
+                    progress_error: None,
+                    timed_out: true,
+                };
+            }
+        }
+    }
+    // Dropping the request when this returns stops the context writer if the engine quit
+    // early, and makes the engine cancel a build that timed out.
+}
+
+/// The built image's full id: from the progress stream, or by tag on engines that report
+/// only a short one.
+async fn image_id(
+    docker: &Engine,
+    progress: &mut progress::Progress<'_>,
+    tag: &str,
+) -> Result<String, Attempt> {
     match progress.image_id.take() {
         Some(id) if id.starts_with("sha256:") => Ok(id),
         _ => {
-            // Older engines report only a short id: ask for the full one by tag.
             let inspected = docker
                 .inspect_image(tag)
                 .await
@@ -130,7 +224,7 @@ pub(super) async fn run_once(
 }
 
 /// BuildKit unless the choice or the engine says otherwise; the reason when falling back.
-pub(super) fn choose_builder(
+fn choose_builder(
     docker: &Engine,
     info: &SystemInfo,
     choice: BuilderChoice,
@@ -179,7 +273,7 @@ pub fn buildkit_features(dockerfile: &str) -> Vec<&'static str> {
     found
 }
 
-pub(super) fn fallback_warning(reason: &str, dockerfile: &str) -> String {
+fn fallback_warning(reason: &str, dockerfile: &str) -> String {
     let mut msg = format!(
         "BuildKit is not available on this engine ({reason}); building with the classic builder"
     );

@@ -20,6 +20,7 @@ pub mod archive;
 pub mod context;
 pub mod dockerignore;
 mod engine;
+pub mod overlay;
 pub mod preflight;
 pub mod progress;
 pub mod service;
@@ -27,9 +28,10 @@ pub mod tags;
 
 pub use context::{ContextError, ContextOptions, ContextPlan};
 pub use engine::buildkit_features;
+pub use overlay::{OverlayImage, OverlaySpec};
 pub use preflight::{PreflightError, PreflightLimits};
 pub use progress::Failure;
-pub use tags::{ImageRef, LABEL_GIT_SHA, LABEL_PROJECT};
+pub use tags::{ImageRef, ImageRefError, LABEL_GIT_SHA, LABEL_PROJECT};
 
 use crate::{
     docker::{DockerError, Engine, models::SystemInfo},
@@ -93,6 +95,9 @@ pub struct BuildSpec {
     pub preflight: PreflightLimits,
     /// Stop a build that runs longer (a hung one would hold the single-flight lock forever).
     pub timeout: Duration,
+    /// `[build] overlay`: a Dockerfile built `FROM` this build's result, which then gets the
+    /// tags (the base keeps `<tag>-base`).
+    pub overlay: Option<PathBuf>,
 }
 
 impl BuildSpec {
@@ -114,6 +119,7 @@ impl BuildSpec {
             builder: BuilderChoice::Auto,
             preflight: PreflightLimits::default(),
             timeout: Duration::from_secs(crate::config::BuildConfig::default().timeout_secs),
+            overlay: None,
         }
     }
 }
@@ -137,6 +143,10 @@ pub struct BuiltImage {
 pub enum BuildError {
     #[error("{0}")]
     InvalidSpec(String),
+    #[error(transparent)]
+    Image(#[from] ImageRefError),
+    #[error(transparent)]
+    Overlay(#[from] overlay::OverlayError),
     #[error(transparent)]
     Context(#[from] ContextError),
     #[error(transparent)]
@@ -173,65 +183,10 @@ pub async fn build(
     sink: &EventSink,
 ) -> Result<BuiltImage, BuildError> {
     let started = Instant::now();
-    let image = ImageRef::parse(&spec.image).map_err(BuildError::InvalidSpec)?;
-    if spec.keep == 0 {
-        return Err(BuildError::InvalidSpec(
-            "keep must be at least 1: the previous image is what rollback starts".into(),
-        ));
-    }
-    if let Some(sha) = &spec.git_sha
-        && !tags::is_hex_sha(sha)
-    {
-        return Err(BuildError::InvalidSpec(format!(
-            "{sha:?} is not a git commit sha (at least {} hex digits)",
-            tags::SHA_TAG_LEN
-        )));
-    }
+    let image = check_spec(spec)?;
     let svc = spec.service.as_str();
-
-    let t = Instant::now();
-    sink.phase(
-        Phase::Preflight,
-        PhaseStatus::Started,
-        svc,
-        "",
-        Duration::ZERO,
-    );
     let info = docker.info().await?;
-    match preflight::run(
-        docker,
-        info.docker_root_dir.as_deref(),
-        &spec.preflight,
-        &image.repo,
-        &spec.project,
-        sink,
-    )
-    .await
-    {
-        Ok(r) => {
-            let disk = r.free_disk_bytes.map_or("unknown".into(), preflight::mib);
-            let mem = r
-                .available_memory_bytes
-                .map_or("unknown".into(), preflight::mib);
-            sink.phase(
-                Phase::Preflight,
-                PhaseStatus::Done,
-                svc,
-                format!("{disk} free disk, {mem} memory available"),
-                t.elapsed(),
-            );
-        }
-        Err(e) => {
-            sink.phase(
-                Phase::Preflight,
-                PhaseStatus::Failed,
-                svc,
-                e.to_string(),
-                t.elapsed(),
-            );
-            return Err(e.into());
-        }
-    }
+    preflight_phase(docker, spec, &image, &info, sink).await?;
 
     let t = Instant::now();
     sink.phase(Phase::Build, PhaseStatus::Started, svc, "", Duration::ZERO);
@@ -260,6 +215,74 @@ pub async fn build(
     result
 }
 
+/// The image name, and a refusal of a spec no build could satisfy.
+fn check_spec(spec: &BuildSpec) -> Result<ImageRef, BuildError> {
+    let image = ImageRef::parse(&spec.image)?;
+    if spec.keep == 0 {
+        return Err(BuildError::InvalidSpec(
+            "keep must be at least 1: the previous image is what rollback starts".into(),
+        ));
+    }
+    if let Some(sha) = &spec.git_sha
+        && !tags::is_hex_sha(sha)
+    {
+        return Err(BuildError::InvalidSpec(format!(
+            "{sha:?} is not a git commit sha (at least {} hex digits)",
+            tags::SHA_TAG_LEN
+        )));
+    }
+    Ok(image)
+}
+
+/// Disk and memory checks, reported as the `Preflight` phase.
+async fn preflight_phase(
+    docker: &Engine,
+    spec: &BuildSpec,
+    image: &ImageRef,
+    info: &SystemInfo,
+    sink: &EventSink,
+) -> Result<(), BuildError> {
+    let svc = spec.service.as_str();
+    let t = Instant::now();
+    sink.phase(
+        Phase::Preflight,
+        PhaseStatus::Started,
+        svc,
+        "",
+        Duration::ZERO,
+    );
+    let root = info.docker_root_dir.as_deref();
+    let limits = &spec.preflight;
+    match preflight::run(docker, root, limits, &image.repo, &spec.project, sink).await {
+        Ok(r) => {
+            let disk = r.free_disk_bytes.map_or("unknown".into(), preflight::mib);
+            let mem = r
+                .available_memory_bytes
+                .map_or("unknown".into(), preflight::mib);
+            let message = format!("{disk} free disk, {mem} memory available");
+            sink.phase(
+                Phase::Preflight,
+                PhaseStatus::Done,
+                svc,
+                message,
+                t.elapsed(),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let message = e.to_string();
+            sink.phase(
+                Phase::Preflight,
+                PhaseStatus::Failed,
+                svc,
+                message,
+                t.elapsed(),
+            );
+            Err(e.into())
+        }
+    }
+}
+
 async fn build_and_tag(
     docker: &Engine,
     spec: &BuildSpec,
@@ -268,6 +291,53 @@ async fn build_and_tag(
     sink: &EventSink,
     started: Instant,
 ) -> Result<BuiltImage, BuildError> {
+    let plan = plan_context(spec, sink).await?;
+    let sha_tag = spec.git_sha.as_deref().map(|s| image.sha_tag(s));
+    let mut all_tags: Vec<String> = sha_tag.iter().cloned().collect();
+    all_tags.push(image.full());
+    let base_tag = spec.overlay.as_ref().map(|_| tags::base_tag(&all_tags[0]));
+    let previous_ids = existing_ids(docker, all_tags.iter().chain(&base_tag)).await;
+
+    let (image_id, builder) = match (&spec.overlay, &base_tag) {
+        (Some(dockerfile), Some(base_tag)) => {
+            let request = engine::Request::for_spec(spec, &plan, base_tag);
+            engine::build_with_fallback(docker, &request, info, spec.builder, sink).await?;
+            let overlay = OverlaySpec::for_build(spec, dockerfile.clone());
+            let built = overlay::build(docker, &overlay, base_tag, &all_tags, sink).await?;
+            (built.image_id, built.builder)
+        }
+        _ => {
+            let request = engine::Request::for_spec(spec, &plan, &all_tags[0]);
+            let built =
+                engine::build_with_fallback(docker, &request, info, spec.builder, sink).await?;
+            for t in all_tags.iter().skip(1) {
+                docker.tag(&built.0, t).await?;
+            }
+            built
+        }
+    };
+    let inspected = docker.inspect_image(&image_id).await?;
+    let size_bytes = inspected.size.unwrap_or(0).max(0) as u64;
+    let removed_tags = prune(docker, spec, image, &image_id, sink).await;
+    for id in tags::remove_if_dangling(docker, &previous_ids, &image_id).await {
+        info_line(
+            sink,
+            format!("removed the previous image {} (no tag left)", short_id(&id)),
+        );
+    }
+    Ok(BuiltImage {
+        image_id,
+        tags: all_tags,
+        size_bytes,
+        removed_tags,
+        duration: started.elapsed(),
+        builder,
+        git_sha: spec.git_sha.clone(),
+    })
+}
+
+/// Walks and checks the context (off the runtime's threads), and says what will be sent.
+async fn plan_context(spec: &BuildSpec, sink: &EventSink) -> Result<Arc<ContextPlan>, BuildError> {
     let opts = ContextOptions {
         context: spec.context.clone(),
         dockerfile: spec.dockerfile.clone(),
@@ -276,7 +346,11 @@ async fn build_and_tag(
     let plan = tokio::task::spawn_blocking(move || context::plan(&opts))
         .await
         .map_err(|e| BuildError::InvalidSpec(format!("planning the build context: {e}")))??;
-    let plan = Arc::new(plan);
+    describe_context(&plan, sink);
+    Ok(Arc::new(plan))
+}
+
+fn describe_context(plan: &ContextPlan, sink: &EventSink) {
     info_line(
         sink,
         format!(
@@ -297,61 +371,33 @@ async fn build_and_tag(
             plan.skipped_special.join(", ")
         ));
     }
+}
 
-    let sha_tag = spec.git_sha.as_deref().map(|s| image.sha_tag(s));
-    let mut all_tags: Vec<String> = sha_tag.iter().cloned().collect();
-    all_tags.push(image.full());
-    let mut previous_ids = HashSet::new();
-    for t in &all_tags {
+/// The ids `tags` point at now: a rebuild may leave them without a tag.
+async fn existing_ids<'a>(
+    docker: &Engine,
+    tags: impl Iterator<Item = &'a String>,
+) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for t in tags {
         if let Ok(i) = docker.inspect_image(t).await
             && let Some(id) = i.id
         {
-            previous_ids.insert(id);
+            ids.insert(id);
         }
     }
+    ids
+}
 
-    let (mut builder, reason) = engine::choose_builder(docker, info, spec.builder);
-    if let Some(reason) = reason {
-        sink.warning(engine::fallback_warning(&reason, &plan.dockerfile_text));
-    }
-    let attempt = engine::run_once(docker, spec, &plan, &all_tags[0], builder, sink).await;
-    let image_id = match attempt {
-        Ok(id) => id,
-        Err(engine::Attempt::Unavailable(reason)) if spec.builder == BuilderChoice::Auto => {
-            sink.warning(engine::fallback_warning(&reason, &plan.dockerfile_text));
-            builder = Builder::Classic;
-            match engine::run_once(docker, spec, &plan, &all_tags[0], builder, sink).await {
-                Ok(id) => id,
-                Err(engine::Attempt::Failed(e)) => return Err(e),
-                Err(engine::Attempt::Unavailable(reason)) => {
-                    return Err(BuildError::Failed(Failure {
-                        step: String::new(),
-                        message: reason,
-                        output_tail: Vec::new(),
-                    }));
-                }
-            }
-        }
-        Err(engine::Attempt::Unavailable(reason)) => {
-            return Err(BuildError::Failed(Failure {
-                step: String::new(),
-                message: format!(
-                    "BuildKit is not available on this engine ({reason}); set [build] builder = \"auto\" to fall back to the classic builder"
-                ),
-                output_tail: Vec::new(),
-            }));
-        }
-        Err(engine::Attempt::Failed(e)) => return Err(e),
-    };
-
-    for t in all_tags.iter().skip(1) {
-        docker.tag(&image_id, t).await?;
-    }
-    let inspected = docker.inspect_image(&image_id).await?;
-    let size_bytes = inspected.size.unwrap_or(0).max(0) as u64;
-
-    let mut removed_tags = Vec::new();
-    match tags::retain(docker, &image.repo, &spec.project, spec.keep, &image_id).await {
+/// Retention of the sha tags, reported line by line; the tags removed.
+async fn prune(
+    docker: &Engine,
+    spec: &BuildSpec,
+    image: &ImageRef,
+    image_id: &str,
+    sink: &EventSink,
+) -> Vec<String> {
+    match tags::retain(docker, &image.repo, &spec.project, spec.keep, image_id).await {
         Ok(r) => {
             for t in &r.removed {
                 info_line(
@@ -365,29 +411,16 @@ async fn build_and_tag(
             for (t, e) in &r.failed {
                 sink.warning(format!("could not remove old image tag {t}: {e}"));
             }
-            removed_tags = r.removed;
+            r.removed
         }
-        Err(e) => sink.warning(format!("could not prune old image tags: {e}")),
+        Err(e) => {
+            sink.warning(format!("could not prune old image tags: {e}"));
+            Vec::new()
+        }
     }
-    for id in tags::remove_if_dangling(docker, &previous_ids, &image_id).await {
-        info_line(
-            sink,
-            format!("removed the previous image {} (no tag left)", short_id(&id)),
-        );
-    }
-
-    Ok(BuiltImage {
-        image_id,
-        tags: all_tags,
-        size_bytes,
-        removed_tags,
-        duration: started.elapsed(),
-        builder,
-        git_sha: spec.git_sha.clone(),
-    })
 }
 
-fn info_line(sink: &EventSink, line: String) {
+pub(crate) fn info_line(sink: &EventSink, line: String) {
     sink.emit(Event::Build(BuildLine {
         step: 0,
         total_steps: 0,

@@ -1,6 +1,6 @@
 //! The configured app's service → a [`BuildSpec`], and a journaled build of it under the
 //! single-flight lock (what the Build RPC and `clawops local build` run).
-use super::{BuildError, BuildSpec, BuiltImage, ImageRef, PreflightLimits};
+use super::{BuildError, BuildSpec, BuiltImage, ImageRef, ImageRefError, PreflightLimits};
 use crate::{
     compose::{ComposeError, Project},
     config::{Config, ResolvedApp},
@@ -18,12 +18,17 @@ pub enum PrepareError {
     #[error(transparent)]
     Compose(#[from] ComposeError),
     #[error(
-        "service {service} has no `build:` section in the compose file, so there is nothing to build; \
-         add `build: .` (or a context), or run a prebuilt image with `clawops up`"
+        "service {service} has no `build:` section in the compose file and agent.toml sets no \
+         `[build] context`, so there is nothing to build; set `[build] context` (and \
+         `[build] dockerfile` if it is not <context>/Dockerfile), or `[app] image` to run a \
+         prebuilt image"
     )]
     NoBuild { service: String },
-    #[error("{0}")]
-    InvalidImage(String),
+    #[error("service {service}: `image:` {source}")]
+    InvalidImage {
+        service: String,
+        source: ImageRefError,
+    },
     #[error("cannot tell which commit to tag the image with: {0}")]
     Git(#[from] GitError),
 }
@@ -36,21 +41,42 @@ pub fn service_spec(
     service: &str,
 ) -> Result<BuildSpec, PrepareError> {
     let svc = project.require_service(service)?;
-    let b = svc.build.clone().ok_or_else(|| PrepareError::NoBuild {
-        service: service.to_owned(),
-    })?;
     let image = svc.image_ref(&project.name);
-    ImageRef::parse(&image)
-        .map_err(|e| PrepareError::InvalidImage(format!("service {service}: `image:` {e}")))?;
-    let mut spec = BuildSpec::new(&b.context, &image, &project.name);
-    spec.dockerfile = b.dockerfile;
-    // `args: [NAME]` without a value passes nothing when NAME is unset, as compose does.
-    spec.args = b
-        .args
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
-    spec.target = b.target;
+    ImageRef::parse(&image).map_err(|source| PrepareError::InvalidImage {
+        service: service.to_owned(),
+        source,
+    })?;
+    let mut spec = match (svc.build.clone(), &config.build.context) {
+        (Some(b), _) => {
+            let mut spec = BuildSpec::new(&b.context, &image, &project.name);
+            spec.dockerfile = b.dockerfile;
+            // `args: [NAME]` without a value passes nothing when NAME is unset, as compose does.
+            spec.args = b
+                .args
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            spec.target = b.target;
+            spec
+        }
+        // No `build:`: agent.toml says where the Dockerfile is, relative to the checkout (the
+        // context check keeps both inside it).
+        (None, Some(context)) => {
+            let mut spec = BuildSpec::new(app.repo.join(context), &image, &project.name);
+            spec.dockerfile = config
+                .build
+                .dockerfile
+                .as_ref()
+                .map(|d| app.repo.join(d).to_string_lossy().into_owned());
+            spec
+        }
+        (None, None) => {
+            return Err(PrepareError::NoBuild {
+                service: service.to_owned(),
+            });
+        }
+    };
+    spec.overlay = config.build.overlay.clone();
     spec.keep = config.build.keep_images;
     spec.service = service.to_owned();
     spec.root = Some(app.repo.clone());

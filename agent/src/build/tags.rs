@@ -13,6 +13,26 @@ pub const LABEL_PROJECT: &str = "clawops.project";
 /// Length of the sha in image tags, as `git log --abbrev=12` would show it.
 pub const SHA_TAG_LEN: usize = 12;
 
+/// Why an `image:` reference cannot name a build's result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageRefError {
+    #[error("the image name is empty: set `image:` for the service")]
+    Empty,
+    #[error("{0:?} is a digest reference; a build produces a tag, e.g. `openclaw:latest`")]
+    Digest(String),
+    #[error(
+        "{image:?}: tag {tag:?} is not valid (letters, digits, `_ . -`, at most 128, not starting with `.` or `-`)"
+    )]
+    Tag { image: String, tag: String },
+    #[error("{0:?}: the repository name is longer than 255 characters")]
+    RepoTooLong(String),
+    #[error(
+        "{image:?}: {part:?} is not a valid repository name component \
+         (lowercase letters and digits, separated by `.`, `_`, `__` or dashes)"
+    )]
+    Component { image: String, part: String },
+}
+
 /// A parsed `image:` reference that a build can produce (no digest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -24,15 +44,13 @@ pub struct ImageRef {
 
 impl ImageRef {
     /// Validates `image` with Docker's reference grammar and says what is wrong.
-    pub fn parse(image: &str) -> Result<Self, String> {
+    pub fn parse(image: &str) -> Result<Self, ImageRefError> {
         let image = image.trim();
         if image.is_empty() {
-            return Err("the image name is empty: set `image:` for the service".into());
+            return Err(ImageRefError::Empty);
         }
         if image.contains('@') {
-            return Err(format!(
-                "{image:?} is a digest reference; a build produces a tag, e.g. `openclaw:latest`"
-            ));
+            return Err(ImageRefError::Digest(image.to_owned()));
         }
         let last_slash = image.rfind('/').map_or(0, |i| i + 1);
         let (repo, tag) = match image[last_slash..].rfind(':') {
@@ -52,14 +70,13 @@ impl ImageRef {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !tag_ok {
-            return Err(format!(
-                "{image:?}: tag {tag:?} is not valid (letters, digits, `_ . -`, at most 128, not starting with `.` or `-`)"
-            ));
+            return Err(ImageRefError::Tag {
+                image: image.to_owned(),
+                tag,
+            });
         }
         if repo.len() > 255 {
-            return Err(format!(
-                "{image:?}: the repository name is longer than 255 characters"
-            ));
+            return Err(ImageRefError::RepoTooLong(image.to_owned()));
         }
         let mut parts: Vec<&str> = repo.split('/').collect();
         // A first component with `.` or `:` (or `localhost`) is a registry host, not a path.
@@ -70,10 +87,10 @@ impl ImageRef {
         }
         for part in parts {
             if !path_component_ok(part) {
-                return Err(format!(
-                    "{image:?}: {part:?} is not a valid repository name component \
-                     (lowercase letters and digits, separated by `.`, `_`, `__` or dashes)"
-                ));
+                return Err(ImageRefError::Component {
+                    image: image.to_owned(),
+                    part: part.to_owned(),
+                });
             }
         }
         Ok(Self {
@@ -91,6 +108,14 @@ impl ImageRef {
         format!("{}:{}", self.repo, &sha[..sha.len().min(SHA_TAG_LEN)])
     }
 }
+
+/// Where the base of an overlaid image is kept: `<repo>:<sha12>-base` beside `<repo>:<sha12>`
+/// (or `<image>-base` for a build without a sha), so verify can compare the two.
+pub fn base_tag(tag: &str) -> String {
+    format!("{tag}{BASE_SUFFIX}")
+}
+
+const BASE_SUFFIX: &str = "-base";
 
 fn path_component_ok(part: &str) -> bool {
     let b = part.as_bytes();
@@ -240,8 +265,27 @@ pub async fn retain(
             Ok(_) => out.removed.push(t.tag.clone()),
             Err(e) => out.failed.push((t.tag.clone(), e.to_string())),
         }
+        // The overlay's base goes with it (after it: the overlay image may sit on top of it).
+        let base = base_tag(&t.tag);
+        if is_ours(docker, &base, project).await {
+            match docker.remove_image(&base).await {
+                Ok(_) => out.removed.push(base),
+                Err(e) => out.failed.push((base, e.to_string())),
+            }
+        }
     }
     Ok(out)
+}
+
+/// Does `tag` exist and carry our project label (an operator's own tag is never removed)?
+async fn is_ours(docker: &Engine, tag: &str, project: &str) -> bool {
+    let Ok(image) = docker.inspect_image(tag).await else {
+        return false;
+    };
+    image
+        .config
+        .and_then(|c| c.labels)
+        .is_some_and(|l| l.get(LABEL_PROJECT).map(String::as_str) == Some(project))
 }
 
 /// Removes images that a rebuild left without any tag (they had one of our tags before), when

@@ -147,7 +147,7 @@ impl From<crate::build::service::PrepareError> for Status {
         use crate::build::service::PrepareError as P;
         match e {
             P::Compose(c) => c.into(),
-            P::NoBuild { .. } | P::InvalidImage(_) | P::Git(_) => {
+            P::NoBuild { .. } | P::InvalidImage { .. } | P::Git(_) => {
                 Status::failed_precondition(e.to_string())
             }
         }
@@ -158,7 +158,9 @@ impl From<crate::build::BuildError> for Status {
     fn from(e: crate::build::BuildError) -> Self {
         use crate::build::BuildError as B;
         match &e {
-            B::InvalidSpec(_) | B::Context(_) => Status::failed_precondition(e.to_string()),
+            B::InvalidSpec(_) | B::Image(_) | B::Context(_) | B::Overlay(_) => {
+                Status::failed_precondition(e.to_string())
+            }
             B::Preflight(_) => Status::resource_exhausted(e.to_string()),
             B::Docker(d) => engine_status(d, &e),
             // A failing step is the Dockerfile's or the repository's doing, not the agent's.

@@ -47,6 +47,14 @@ pub async fn verify_binaries(
     Ok(Response::new(to_proto(report)))
 }
 
+fn provided_by(p: Option<verify::ProvidedBy>) -> pb::ProvidedBy {
+    match p {
+        None => pb::ProvidedBy::Unspecified,
+        Some(verify::ProvidedBy::Base) => pb::ProvidedBy::Base,
+        Some(verify::ProvidedBy::Overlay) => pb::ProvidedBy::Overlay,
+    }
+}
+
 fn to_proto(r: verify::Report) -> pb::VerifyReport {
     let (container, container_running, container_state) = match r.container {
         Some(c) => (c.name, c.running, c.state),
@@ -72,6 +80,7 @@ fn to_proto(r: verify::Report) -> pb::VerifyReport {
                 container_path: b.container_path,
                 link_target: b.link_target,
                 probe_reused_age_secs: b.probe_reused.map(|age| age.as_secs()),
+                provided_by: provided_by(b.provided_by) as i32,
             })
             .collect(),
         skill_problems: r

@@ -433,7 +433,13 @@ async fn already_running(
     sha: &str,
 ) -> Result<Option<String>, UpdateError> {
     let project = up::load_project(&ctx.config, &ctx.app)?;
-    Ok(running_image(docker, &project, &ctx.config.app.service, sha).await)
+    let image = running_image(docker, &project, &ctx.config.app.service, sha).await;
+    // An edited (or added, or dropped) `[build] overlay` needs a build even for the same sha.
+    let overlay = ctx.config.build.overlay.as_deref();
+    Ok(match image {
+        Some(image) if build::overlay::is_current(docker, &image, overlay).await => Some(image),
+        _ => None,
+    })
 }
 
 async fn running_image(

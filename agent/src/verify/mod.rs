@@ -30,7 +30,7 @@ pub mod skills;
 mod target;
 
 pub use cache::{PROBE_REUSE, VerifyCache};
-pub use report::{BinaryReport, BinaryStatus, ContainerInfo, Report};
+pub use report::{BinaryReport, BinaryStatus, ContainerInfo, ProvidedBy, Report};
 
 use cache::ProbeKey;
 use probe::ProbeOutcome;
@@ -135,6 +135,79 @@ pub async fn verify(
 ) -> Result<Report, VerifyError> {
     let started = Instant::now();
     let config = &agent_config.verify;
+    let plan = plan(docker, app, agent_config, &opts).await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "verify: target found"
+    );
+    let mut looked = look(docker, cache, &plan, &opts, config).await?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "verify: image and container checked"
+    );
+    let ctr = plan.target.container.as_ref();
+    let changes = match (ctr, &looked.containers) {
+        (Some(c), Some(sides))
+            if looked
+                .images
+                .iter()
+                .zip(sides)
+                .any(|(i, s)| runtime::needs_diff(&i.lookup, &s.lookup)) =>
+        {
+            Some(runtime::changes(docker, &c.id).await?)
+        }
+        _ => None,
+    };
+    // The probe ran what the container resolves; after a restart the image's file runs, so
+    // where they differ, probe that one.
+    if let (Some(c), Some(sides)) = (
+        ctr.filter(|c| c.running && opts.run_probes),
+        looked.containers.as_mut(),
+    ) {
+        reprobe_image_files(docker, c, &plan.names, &looked.images, sides, config, &opts).await;
+    }
+    let binaries = binary_reports(&plan, &looked, changes.as_ref(), &opts);
+    let ok = binaries.iter().all(|b| !b.required || b.status.usable());
+    let Plan {
+        target,
+        scan,
+        mut notes,
+        search_path,
+        ..
+    } = plan;
+    notes.extend(looked.tag_note.take());
+    Ok(Report {
+        image: target.image_name,
+        image_id: target.image_id,
+        container: target.container,
+        engine_arch: looked.engine_arch,
+        search_path,
+        binaries,
+        skill_problems: scan.problems,
+        notes,
+        ok,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// What is checked, and for which names.
+struct Plan {
+    target: target::Target,
+    scan: skills::SkillScan,
+    reqs: Requirements,
+    notes: Vec<String>,
+    search_path: Vec<String>,
+    names: Vec<String>,
+    /// The overlay's base image id, when the image is an overlay whose base is still here.
+    base_image: Option<String>,
+}
+
+async fn plan(
+    docker: &Engine,
+    app: &ResolvedApp,
+    agent_config: &Config,
+    opts: &VerifyOptions,
+) -> Result<Plan, VerifyError> {
     for name in &opts.binaries {
         skills::check_name(name).map_err(|reason| VerifyError::InvalidName {
             name: name.clone(),
@@ -144,20 +217,10 @@ pub async fn verify(
     target::sweep_stale(docker.clone());
     let roots = skills::skill_roots(&app.repo, &app.home);
     let scan = tokio::task::spawn_blocking(move || skills::scan(&roots));
-    let target = target::find(
-        docker,
-        agent_config,
-        app,
-        &opts.service,
-        opts.image.as_deref(),
-    )
-    .await?;
+    let service = &opts.service;
+    let target = target::find(docker, agent_config, app, service, opts.image.as_deref()).await?;
     let scan = scan.await.map_err(|e| VerifyError::Task(e.to_string()))?;
-    tracing::debug!(
-        ms = started.elapsed().as_millis() as u64,
-        "verify: target found"
-    );
-    let reqs = Requirements::gather(&opts.binaries, &config.binaries, &scan.skills);
+    let reqs = Requirements::gather(&opts.binaries, &agent_config.verify.binaries, &scan.skills);
 
     let mut notes = target.notes.clone();
     notes.extend(reqs.notes.iter().cloned());
@@ -170,108 +233,179 @@ pub async fn verify(
                 .to_owned(),
         );
     }
+    let base_image = target::overlay_base(docker, &target.image_id, &mut notes).await;
+    Ok(Plan {
+        target,
+        scan,
+        reqs,
+        notes,
+        search_path,
+        names,
+        base_image,
+    })
+}
 
-    // What the image holds is remembered per image id; only the rest needs the throwaway.
-    let cached: Vec<Option<ImageSide>> = names
-        .iter()
-        .map(|n| cache.image_side(&target.image_id, &search_path, n))
-        .collect();
-    let uncached: Vec<String> = names
-        .iter()
-        .zip(&cached)
-        .filter(|(_, c)| c.is_none())
-        .map(|(n, _)| n.clone())
-        .collect();
-    // Where the image has a name, the container needs looking at only up to there: an earlier
-    // hit would be a runtime addition, a later one is never reached.
-    let depths: Vec<usize> = names
-        .iter()
-        .zip(&cached)
-        .map(|(name, c)| match c.as_ref().map(|s| &s.lookup) {
-            Some(Lookup::Found(f)) => search_path
-                .iter()
-                .position(|dir| resolve::join(dir, name) == f.path)
-                .map_or(search_path.len(), |k| k + 1),
-            _ => search_path.len(),
-        })
-        .collect();
+/// What the lookups found.
+struct Looked {
+    engine_arch: String,
+    images: Vec<ImageSide>,
+    containers: Option<Vec<ContainerSide>>,
+    /// The same names in the overlay's base image.
+    base: Option<Vec<ImageSide>>,
+    tag_note: Option<String>,
+}
 
-    let ctr = target.container.as_ref();
-    let (image_side, container_side, tag_note) = tokio::join!(
-        image_side_all(docker, cache, &target.image_ref, &uncached, &search_path),
-        async {
-            match ctr {
-                Some(c) => {
-                    let probes = (c.running && opts.run_probes).then_some(ProbePlan {
-                        timeout: opts.probe_timeout,
-                        reuse: (!opts.fresh).then_some(cache),
-                    });
-                    let sides = container_side_all(
-                        docker,
-                        c,
-                        &names,
-                        &depths,
-                        &search_path,
-                        config,
-                        probes,
-                    );
-                    sides.await.map(Some)
-                }
-                None => Ok(None),
-            }
-        },
-        target::tag_note(docker, &target)
-    );
-    tracing::debug!(
-        ms = started.elapsed().as_millis() as u64,
-        cached = names.len() - uncached.len(),
-        "verify: image and container checked"
-    );
-    notes.extend(tag_note);
-    let (engine_arch, fresh) = image_side?;
-    let mut fresh: HashMap<String, ImageSide> = uncached.into_iter().zip(fresh).collect();
-    for (name, side) in &fresh {
-        // A file whose start could not be read is looked at again next time.
-        if side.content.is_some() || side.lookup.found().is_none() {
-            cache.put_image_side(&target.image_id, &search_path, name, side);
-        }
-    }
-    let images: Vec<ImageSide> = names
-        .iter()
-        .zip(cached)
-        .map(|(name, c)| {
-            c.or_else(|| fresh.remove(name))
-                .ok_or_else(|| VerifyError::Task(format!("no image result for {name}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let mut containers = container_side?;
-
-    let changes = match (ctr, &containers) {
-        (Some(c), Some(sides))
-            if images
-                .iter()
-                .zip(sides)
-                .any(|(i, s)| runtime::needs_diff(&i.lookup, &s.lookup)) =>
-        {
-            Some(runtime::changes(docker, &c.id).await?)
-        }
-        _ => None,
+/// The image (and the overlay's base), and the container, looked at concurrently.
+async fn look(
+    docker: &Engine,
+    cache: &VerifyCache,
+    plan: &Plan,
+    opts: &VerifyOptions,
+    config: &VerifyConfig,
+) -> Result<Looked, VerifyError> {
+    let (names, search_path) = (&plan.names, &plan.search_path);
+    let image = Cached::split(cache, &plan.target.image_id, search_path, names);
+    let depths = image.depths(names, search_path);
+    let ctr = plan.target.container.as_ref();
+    let container = async {
+        let Some(c) = ctr else { return Ok(None) };
+        let probes = (c.running && opts.run_probes).then_some(ProbePlan {
+            timeout: opts.probe_timeout,
+            reuse: (!opts.fresh).then_some(cache),
+        });
+        container_side_all(docker, c, names, &depths, search_path, config, probes)
+            .await
+            .map(Some)
     };
-    // The probe ran what the container resolves; after a restart the image's file runs, so
-    // where they differ, probe that one.
-    let probing = ctr.filter(|c| c.running && opts.run_probes);
-    if let (Some(c), Some(sides)) = (probing, containers.as_mut()) {
-        for ((name, image), side) in names.iter().zip(&images).zip(sides.iter_mut()) {
-            if let (Lookup::Found(i), Some(s)) = (&image.lookup, side.lookup.found())
-                && i.path != s.path
-            {
-                let argv = probe::argv_for(name, &i.path, config);
-                side.probe = Some(probe::run(docker, &c.id, name, &argv, opts.probe_timeout).await);
-                side.probe_age = None;
-            }
-        }
+    let base = async {
+        let Some(id) = &plan.base_image else {
+            return Ok(None);
+        };
+        let cached = Cached::split(cache, id, search_path, names);
+        let (_, fresh) = image_side_all(docker, cache, id, &cached.uncached, search_path).await?;
+        cached.merge(cache, id, search_path, names, fresh).map(Some)
+    };
+    let (image_side, containers, base, tag_note) = tokio::join!(
+        image_side_all(
+            docker,
+            cache,
+            &plan.target.image_ref,
+            &image.uncached,
+            search_path
+        ),
+        container,
+        base,
+        target::tag_note(docker, &plan.target)
+    );
+    let (engine_arch, fresh) = image_side?;
+    let images = image.merge(cache, &plan.target.image_id, search_path, names, fresh)?;
+    Ok(Looked {
+        engine_arch,
+        images,
+        containers: containers?,
+        base: base?,
+        tag_note,
+    })
+}
+
+/// What the cache already knows of an image (per image id), and the names still to look up.
+struct Cached {
+    known: Vec<Option<ImageSide>>,
+    uncached: Vec<String>,
+}
+
+impl Cached {
+    fn split(
+        cache: &VerifyCache,
+        image_id: &str,
+        search_path: &[String],
+        names: &[String],
+    ) -> Self {
+        let known: Vec<Option<ImageSide>> = names
+            .iter()
+            .map(|n| cache.image_side(image_id, search_path, n))
+            .collect();
+        let uncached = names
+            .iter()
+            .zip(&known)
+            .filter(|(_, c)| c.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        Self { known, uncached }
     }
 
+    /// Where the image has a name, the container needs looking at only up to there: an
+    /// earlier hit would be a runtime addition, a later one is never reached.
+    fn depths(&self, names: &[String], search_path: &[String]) -> Vec<usize> {
+        names
+            .iter()
+            .zip(&self.known)
+            .map(|(name, c)| match c.as_ref().map(|s| &s.lookup) {
+                Some(Lookup::Found(f)) => search_path
+                    .iter()
+                    .position(|dir| resolve::join(dir, name) == f.path)
+                    .map_or(search_path.len(), |k| k + 1),
+                _ => search_path.len(),
+            })
+            .collect()
+    }
+
+    /// The known and the fresh results in `names` order; the fresh ones go into the cache.
+    fn merge(
+        self,
+        cache: &VerifyCache,
+        image_id: &str,
+        search_path: &[String],
+        names: &[String],
+        fresh: Vec<ImageSide>,
+    ) -> Result<Vec<ImageSide>, VerifyError> {
+        let mut fresh: HashMap<String, ImageSide> = self.uncached.into_iter().zip(fresh).collect();
+        for (name, side) in &fresh {
+            // A file whose start could not be read is looked at again next time.
+            if side.content.is_some() || side.lookup.found().is_none() {
+                cache.put_image_side(image_id, search_path, name, side);
+            }
+        }
+        names
+            .iter()
+            .zip(self.known)
+            .map(|(name, c)| {
+                c.or_else(|| fresh.remove(name))
+                    .ok_or_else(|| VerifyError::Task(format!("no image result for {name}")))
+            })
+            .collect()
+    }
+}
+
+/// Probes the image's file where the container resolves the name elsewhere.
+async fn reprobe_image_files(
+    docker: &Engine,
+    c: &ContainerInfo,
+    names: &[String],
+    images: &[ImageSide],
+    sides: &mut [ContainerSide],
+    config: &VerifyConfig,
+    opts: &VerifyOptions,
+) {
+    for ((name, image), side) in names.iter().zip(images).zip(sides.iter_mut()) {
+        if let (Lookup::Found(i), Some(s)) = (&image.lookup, side.lookup.found())
+            && i.path != s.path
+        {
+            let argv = probe::argv_for(name, &i.path, config);
+            side.probe = Some(probe::run(docker, &c.id, name, &argv, opts.probe_timeout).await);
+            side.probe_age = None;
+        }
+    }
+}
+
+/// One report per name, with what requires it and whether it is required.
+fn binary_reports(
+    plan: &Plan,
+    looked: &Looked,
+    changes: Option<&runtime::Changes>,
+    opts: &VerifyOptions,
+) -> Vec<BinaryReport> {
+    let ctr = plan.target.container.as_ref();
     let not_run = match ctr {
         None => Some(NotRunReason::NoContainer),
         Some(c) if !c.running => Some(NotRunReason::Stopped(c.name.clone())),
@@ -279,54 +413,44 @@ pub async fn verify(
         Some(_) => None,
     };
     let mounts = ctr.map(|c| c.mounts.clone()).unwrap_or_default();
-    let mut binaries: Vec<BinaryReport> = names
+    let mut binaries: Vec<BinaryReport> = plan
+        .names
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let image = &images[i];
-            let side = containers.as_ref().map(|s| &s[i]);
+            let image = &looked.images[i];
+            let side = looked.containers.as_ref().map(|s| &s[i]);
             let drift = match side {
-                Some(s) => {
-                    runtime::drift(name, &image.lookup, &s.lookup, changes.as_ref(), &mounts)
-                }
+                Some(s) => runtime::drift(name, &image.lookup, &s.lookup, changes, &mounts),
                 None => Drift::None,
             };
             let mut report = report::decide(
                 name,
                 image,
-                side.map(|s| &s.lookup),
-                side.and_then(|s| s.probe.as_ref()),
-                &drift,
-                not_run.as_ref(),
-                &search_path,
+                &report::Seen {
+                    container: side.map(|s| &s.lookup),
+                    probe: side.and_then(|s| s.probe.as_ref()),
+                    drift: &drift,
+                    not_run: not_run.as_ref(),
+                    search_path: &plan.search_path,
+                },
             );
             report.probe_reused = side.and_then(|s| s.probe_age);
+            let base = looked.base.as_ref().map(|b| &b[i].lookup);
+            report.provided_by = report::provided_by(&image.lookup, base);
             report
         })
         .collect();
-
     let usable: HashMap<String, bool> = binaries
         .iter()
         .map(|b| (b.name.clone(), b.status.usable()))
         .collect();
-    let required = reqs.required(&usable);
-    for (b, wanted) in binaries.iter_mut().zip(&reqs.wanted) {
+    let required = plan.reqs.required(&usable);
+    for (b, wanted) in binaries.iter_mut().zip(&plan.reqs.wanted) {
         b.required = required.get(&b.name).copied().unwrap_or(true);
         b.required_by = wanted.required_by.clone();
     }
-    let ok = binaries.iter().all(|b| !b.required || b.status.usable());
-    Ok(Report {
-        image: target.image_name,
-        image_id: target.image_id,
-        container: target.container,
-        engine_arch,
-        search_path,
-        binaries,
-        skill_problems: scan.problems,
-        notes,
-        ok,
-        duration_ms: started.elapsed().as_millis() as u64,
-    })
+    binaries
 }
 
 /// Looks names up in the image, through a throwaway container that is never started.

@@ -46,6 +46,27 @@ pub struct BinaryReport {
     pub container_path: String,
     /// Set when the probe's result was reused from an earlier call: how old it is.
     pub probe_reused: Option<std::time::Duration>,
+    /// Which image layer set holds it (`[build] overlay` or the base); `None` when the image
+    /// does not.
+    pub provided_by: Option<ProvidedBy>,
+}
+
+/// Where an image's binary comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvidedBy {
+    /// The image built from the repository (or pulled), under any overlay.
+    Base,
+    /// The `[build] overlay` layer on top of it.
+    Overlay,
+}
+
+impl ProvidedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvidedBy::Base => "base",
+            ProvidedBy::Overlay => "overlay",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,17 +116,18 @@ pub enum NotRunReason {
     Skipped,
 }
 
-/// Combines everything known about one name. `probe` ran the binary the image resolves (or,
-/// for a runtime-only one, the container's).
-pub fn decide(
-    name: &str,
-    image: &ImageSide,
-    container: Option<&Lookup>,
-    probe: Option<&ProbeOutcome>,
-    drift: &Drift,
-    not_run: Option<&NotRunReason>,
-    search_path: &[String],
-) -> BinaryReport {
+/// What the container side and the probe saw of one name, beside the image.
+pub struct Seen<'a> {
+    pub container: Option<&'a Lookup>,
+    /// Ran the binary the image resolves (or, for a runtime-only one, the container's).
+    pub probe: Option<&'a ProbeOutcome>,
+    pub drift: &'a Drift,
+    pub not_run: Option<&'a NotRunReason>,
+    pub search_path: &'a [String],
+}
+
+/// Combines everything known about one name.
+pub fn decide(name: &str, image: &ImageSide, seen: &Seen<'_>) -> BinaryReport {
     let mut r = BinaryReport {
         name: name.to_owned(),
         status: BinaryStatus::Missing,
@@ -119,96 +141,125 @@ pub fn decide(
         required: false,
         container_path: String::new(),
         probe_reused: None,
+        provided_by: None,
     };
-    let mut details: Vec<String> = Vec::new();
-    match &image.lookup {
-        Lookup::Found(f) => {
-            fill(&mut r, f);
-            let (status, detail) = match &image.problem {
-                Some((status, detail)) => (*status, Some(detail.clone())),
-                None => from_probe(probe, image.content.as_ref(), not_run),
-            };
-            r.status = status;
-            details.extend(detail);
-            if let Some(p) = probe.filter(|_| image.problem.is_none()) {
-                r.version = p.version.clone().unwrap_or_default();
-            }
-            match drift {
-                Drift::Diverged {
-                    container_path,
-                    detail,
-                } => {
-                    r.container_path = container_path.clone();
-                    details.push(detail.clone());
-                }
-                Drift::DeletedAtRuntime { path } => {
-                    details.push(format!(
-                        "{path} was deleted from the running container; a restart brings it back"
-                    ));
-                }
-                _ => {}
-            }
-        }
+    let details = match &image.lookup {
+        Lookup::Found(f) => in_image(&mut r, f, image, seen),
         Lookup::NotExecutable(f) => {
             fill(&mut r, f);
             r.status = BinaryStatus::NotExecutable;
-            details.push(format!(
+            let mut details = vec![format!(
                 "{} has mode {:04o} in the image: not executable; `RUN chmod 0755 {}` in the \
                  Dockerfile",
                 f.target,
                 f.mode & 0o7777,
                 f.target
-            ));
-            if let Drift::RuntimeOnly { detail, .. } = drift {
+            )];
+            if let Drift::RuntimeOnly { detail, .. } = seen.drift {
                 details.push(detail.clone());
             }
+            details
         }
-        Lookup::Missing { notes } => match drift {
-            Drift::RuntimeOnly { detail, .. } => {
-                if let Some(c) = container.and_then(Lookup::found) {
-                    fill(&mut r, c);
-                }
-                r.status = BinaryStatus::RuntimeOnly;
-                details.push(detail.clone());
-                if let Some(p) = probe {
-                    r.version = p.version.clone().unwrap_or_default();
-                    if p.verdict != ProbeVerdict::Ran {
-                        details.extend(p.detail.clone());
-                    }
-                }
-            }
-            Drift::FromMount { path, mount } => {
-                if let Some(c) = container.and_then(Lookup::found) {
-                    fill(&mut r, c);
-                }
-                let (status, detail) = from_probe(probe, None, not_run);
-                r.status = status;
-                r.version = probe.and_then(|p| p.version.clone()).unwrap_or_default();
-                details.push(format!(
-                    "not in the image: {path} is on the mount {mount}, which survives restarts \
-                     but not a new VM; install it in the Dockerfile to be safe"
-                ));
-                details.extend(detail);
-            }
-            _ => {
-                r.status = BinaryStatus::Missing;
-                details.push(format!(
-                    "not on PATH in the image (searched {}): install it in the Dockerfile",
-                    search_path.join(":")
-                ));
-                details.extend(notes.iter().cloned());
-                if let Some(Lookup::Missing { notes }) = container {
-                    details.extend(
-                        notes
-                            .iter()
-                            .map(|n| format!("in the running container: {n}")),
-                    );
-                }
-            }
-        },
-    }
+        Lookup::Missing { notes } => not_in_image(&mut r, notes, seen),
+    };
     r.detail = details.join("; ");
     r
+}
+
+/// Found in the image: the static problem or the probe decides, drift adds to the detail.
+fn in_image(r: &mut BinaryReport, f: &Found, image: &ImageSide, seen: &Seen<'_>) -> Vec<String> {
+    let mut details = Vec::new();
+    fill(r, f);
+    let (status, detail) = match &image.problem {
+        Some((status, detail)) => (*status, Some(detail.clone())),
+        None => from_probe(seen.probe, image.content.as_ref(), seen.not_run),
+    };
+    r.status = status;
+    details.extend(detail);
+    if let Some(p) = seen.probe.filter(|_| image.problem.is_none()) {
+        r.version = p.version.clone().unwrap_or_default();
+    }
+    match seen.drift {
+        Drift::Diverged {
+            container_path,
+            detail,
+        } => {
+            r.container_path = container_path.clone();
+            details.push(detail.clone());
+        }
+        Drift::DeletedAtRuntime { path } => {
+            details.push(format!(
+                "{path} was deleted from the running container; a restart brings it back"
+            ));
+        }
+        _ => {}
+    }
+    details
+}
+
+/// Not in the image: installed at runtime, on a mount, or missing.
+fn not_in_image(r: &mut BinaryReport, notes: &[String], seen: &Seen<'_>) -> Vec<String> {
+    let mut details = Vec::new();
+    let (container, probe) = (seen.container, seen.probe);
+    match seen.drift {
+        Drift::RuntimeOnly { detail, .. } => {
+            if let Some(c) = container.and_then(Lookup::found) {
+                fill(r, c);
+            }
+            r.status = BinaryStatus::RuntimeOnly;
+            details.push(detail.clone());
+            if let Some(p) = probe {
+                r.version = p.version.clone().unwrap_or_default();
+                if p.verdict != ProbeVerdict::Ran {
+                    details.extend(p.detail.clone());
+                }
+            }
+        }
+        Drift::FromMount { path, mount } => {
+            if let Some(c) = container.and_then(Lookup::found) {
+                fill(r, c);
+            }
+            let (status, detail) = from_probe(probe, None, seen.not_run);
+            r.status = status;
+            r.version = probe.and_then(|p| p.version.clone()).unwrap_or_default();
+            details.push(format!(
+                "not in the image: {path} is on the mount {mount}, which survives restarts \
+                 but not a new VM; install it in the Dockerfile to be safe"
+            ));
+            details.extend(detail);
+        }
+        _ => {
+            r.status = BinaryStatus::Missing;
+            details.push(format!(
+                "not on PATH in the image (searched {}): install it in the Dockerfile",
+                seen.search_path.join(":")
+            ));
+            details.extend(notes.iter().cloned());
+            if let Some(Lookup::Missing { notes }) = container {
+                details.extend(
+                    notes
+                        .iter()
+                        .map(|n| format!("in the running container: {n}")),
+                );
+            }
+        }
+    }
+    details
+}
+
+/// Which layer of an overlaid image holds the file the image resolves: the base when the base
+/// resolves the name to the same file (path, size, mode, mtime), else the overlay. Without an
+/// overlay (`base` is `None`) everything in the image is the base's; nothing when the image
+/// does not have it.
+pub fn provided_by(image: &Lookup, base: Option<&Lookup>) -> Option<ProvidedBy> {
+    let Lookup::Found(found) = image else {
+        return None;
+    };
+    match base {
+        None => Some(ProvidedBy::Base),
+        Some(Lookup::Found(b)) if b == found => Some(ProvidedBy::Base),
+        Some(_) => Some(ProvidedBy::Overlay),
+    }
 }
 
 fn fill(r: &mut BinaryReport, f: &Found) {
@@ -268,6 +319,20 @@ mod tests {
         }
     }
 
+    fn seen<'a>(
+        probe: Option<&'a ProbeOutcome>,
+        not_run: Option<&'a NotRunReason>,
+        search_path: &'a [String],
+    ) -> Seen<'a> {
+        Seen {
+            container: None,
+            probe,
+            drift: &Drift::None,
+            not_run,
+            search_path,
+        }
+    }
+
     fn image(lookup: Lookup) -> ImageSide {
         ImageSide {
             lookup,
@@ -284,7 +349,7 @@ mod tests {
             detail: None,
         };
         let i = image(Lookup::Found(found("/bin/sh")));
-        let r = decide("sh", &i, None, Some(&probe), &Drift::None, None, &[]);
+        let r = decide("sh", &i, &seen(Some(&probe), None, &[]));
         assert_eq!(r.status, BinaryStatus::Ok);
         assert_eq!(r.version, "BusyBox v1.35");
         assert_eq!(r.link_target, "/bin/busybox");
@@ -294,7 +359,7 @@ mod tests {
     fn stopped_container_is_not_run() {
         let i = image(Lookup::Found(found("/bin/sh")));
         let stopped = NotRunReason::Stopped("app-gw-1".into());
-        let r = decide("sh", &i, None, None, &Drift::None, Some(&stopped), &[]);
+        let r = decide("sh", &i, &seen(None, Some(&stopped), &[]));
         assert_eq!(r.status, BinaryStatus::NotRun);
         assert!(r.detail.contains("app-gw-1 is not running"), "{}", r.detail);
         assert!(r.status.usable());
@@ -303,15 +368,8 @@ mod tests {
     #[test]
     fn missing_names_the_search_path() {
         let i = image(Lookup::Missing { notes: vec![] });
-        let r = decide(
-            "wacli",
-            &i,
-            None,
-            None,
-            &Drift::None,
-            None,
-            &["/usr/bin".into(), "/bin".into()],
-        );
+        let path = ["/usr/bin".to_owned(), "/bin".to_owned()];
+        let r = decide("wacli", &i, &seen(None, None, &path));
         assert_eq!(r.status, BinaryStatus::Missing);
         assert!(r.detail.contains("/usr/bin:/bin"));
     }
@@ -320,7 +378,25 @@ mod tests {
     fn static_problem_wins_over_probe() {
         let mut i = image(Lookup::Found(found("/bin/x")));
         i.problem = Some((BinaryStatus::WrongArch, "wrong CPU architecture".into()));
-        let r = decide("x", &i, None, None, &Drift::None, None, &[]);
+        let r = decide("x", &i, &seen(None, None, &[]));
         assert_eq!(r.status, BinaryStatus::WrongArch);
+    }
+
+    #[test]
+    fn provided_by_compares_with_the_base() {
+        let gog = Lookup::Found(found("/usr/local/bin/gog"));
+        let sh = Lookup::Found(found("/bin/sh"));
+        let missing = Lookup::Missing { notes: vec![] };
+        assert_eq!(provided_by(&sh, None), Some(ProvidedBy::Base));
+        assert_eq!(provided_by(&sh, Some(&sh)), Some(ProvidedBy::Base));
+        assert_eq!(provided_by(&gog, Some(&missing)), Some(ProvidedBy::Overlay));
+        let mut replaced = found("/usr/local/bin/gog");
+        replaced.size = 99;
+        assert_eq!(
+            provided_by(&gog, Some(&Lookup::Found(replaced))),
+            Some(ProvidedBy::Overlay),
+            "the overlay replaced the base's file"
+        );
+        assert_eq!(provided_by(&missing, Some(&missing)), None);
     }
 }

@@ -107,20 +107,6 @@ pub fn drift(
     changes: Option<&Changes>,
     mounts: &[String],
 ) -> Drift {
-    let change_of = |f: &Found| {
-        changes.and_then(|ch| {
-            [ch.of(&f.path), ch.of(&f.target)]
-                .into_iter()
-                .flatten()
-                .find(|c| *c != Change::Deleted)
-        })
-    };
-    let mount_of = |f: &Found| {
-        mounts
-            .iter()
-            .find(|m| under(&f.path, m) || under(&f.target, m))
-            .cloned()
-    };
     let Some(c) = container.found() else {
         return match image {
             Lookup::Found(i) => Drift::DeletedAtRuntime {
@@ -129,53 +115,12 @@ pub fn drift(
             _ => Drift::None,
         };
     };
-    if let Some(mount) = mount_of(c)
-        && !matches!(image, Lookup::Found(i) if same_file(i, c))
-    {
-        return match image {
-            Lookup::Found(i) => Drift::Diverged {
-                container_path: c.path.clone(),
-                detail: format!(
-                    "the running container resolves {name} to {} on the mount {mount}; \
-                     the image's own is {}",
-                    c.path, i.path
-                ),
-            },
-            _ => Drift::FromMount {
-                path: c.path.clone(),
-                mount,
-            },
-        };
+    if let Some(drift) = on_mount(name, image, c, mounts) {
+        return drift;
     }
     match image {
         Lookup::Found(i) if same_file(i, c) => Drift::None,
-        Lookup::Found(i) => {
-            let change = change_of(c);
-            if change.is_none() && i.path == c.path && i.target == c.target {
-                // Same file, only a stat detail differs (e.g. timestamps across layers).
-                return Drift::None;
-            }
-            let what = match change {
-                Some(Change::Added) => "installed at runtime",
-                _ => "changed at runtime",
-            };
-            let detail = if i.path == c.path {
-                format!(
-                    "{} was {what}; a restart brings back the image's version",
-                    c.target
-                )
-            } else {
-                format!(
-                    "the running container resolves {name} to {} ({what}); after a restart {} \
-                     runs instead",
-                    c.path, i.path
-                )
-            };
-            Drift::Diverged {
-                container_path: c.path.clone(),
-                detail,
-            }
-        }
+        Lookup::Found(i) => diverged(name, i, c, change_of(c, changes)),
         Lookup::NotExecutable(i) if i.target == c.target => Drift::RuntimeOnly {
             path: c.path.clone(),
             detail: format!(
@@ -185,7 +130,10 @@ pub fn drift(
             ),
         },
         _ => {
-            let confirmed = matches!(change_of(c), Some(Change::Added | Change::Modified));
+            let confirmed = matches!(
+                change_of(c, changes),
+                Some(Change::Added | Change::Modified)
+            );
             let detail = if confirmed {
                 format!(
                     "installed at runtime, will vanish on restart: add it to the Dockerfile \
@@ -204,6 +152,67 @@ pub fn drift(
                 detail,
             }
         }
+    }
+}
+
+/// How the container's writable layer changed the file (deletions aside).
+fn change_of(f: &Found, changes: Option<&Changes>) -> Option<Change> {
+    changes.and_then(|ch| {
+        [ch.of(&f.path), ch.of(&f.target)]
+            .into_iter()
+            .flatten()
+            .find(|c| *c != Change::Deleted)
+    })
+}
+
+/// The container resolves the name on a mount, to something other than the image's file.
+fn on_mount(name: &str, image: &Lookup, c: &Found, mounts: &[String]) -> Option<Drift> {
+    let mount = mounts
+        .iter()
+        .find(|m| under(&c.path, m) || under(&c.target, m))
+        .cloned()?;
+    Some(match image {
+        Lookup::Found(i) if same_file(i, c) => return None,
+        Lookup::Found(i) => Drift::Diverged {
+            container_path: c.path.clone(),
+            detail: format!(
+                "the running container resolves {name} to {} on the mount {mount}; \
+                 the image's own is {}",
+                c.path, i.path
+            ),
+        },
+        _ => Drift::FromMount {
+            path: c.path.clone(),
+            mount,
+        },
+    })
+}
+
+/// Image and container both have the name, as different files.
+fn diverged(name: &str, i: &Found, c: &Found, change: Option<Change>) -> Drift {
+    if change.is_none() && i.path == c.path && i.target == c.target {
+        // Same file, only a stat detail differs (e.g. timestamps across layers).
+        return Drift::None;
+    }
+    let what = match change {
+        Some(Change::Added) => "installed at runtime",
+        _ => "changed at runtime",
+    };
+    let detail = if i.path == c.path {
+        format!(
+            "{} was {what}; a restart brings back the image's version",
+            c.target
+        )
+    } else {
+        format!(
+            "the running container resolves {name} to {} ({what}); after a restart {} \
+             runs instead",
+            c.path, i.path
+        )
+    };
+    Drift::Diverged {
+        container_path: c.path.clone(),
+        detail,
     }
 }
 

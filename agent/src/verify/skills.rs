@@ -82,30 +82,78 @@ pub fn scan(roots: &[PathBuf]) -> SkillScan {
             match read_skill(&file, &dir) {
                 Ok(Some(skill)) => out.skills.push(skill),
                 Ok(None) => {}
-                Err(error) => out.problems.push(SkillProblem { file, error }),
+                Err(error) => out.problems.push(SkillProblem {
+                    file,
+                    error: error.to_string(),
+                }),
             }
         }
     }
     out
 }
 
-fn read_skill(file: &Path, dir: &Path) -> Result<Option<Skill>, String> {
+/// Why a SKILL.md is skipped; reported beside the results, never fatal.
+#[derive(Debug, thiserror::Error)]
+pub enum SkillError {
+    #[error("a symbolic link: SKILL.md must be a regular file")]
+    Symlink,
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("larger than the {0} bytes a SKILL.md may have")]
+    TooLarge(u64),
+    #[error("cannot read: {0}")]
+    Read(crate::untrusted::UntrustedReadError),
+    #[error("not UTF-8 text")]
+    NotUtf8,
+    #[error("the frontmatter opened by `---` on line 1 is never closed: add a line `---` after it")]
+    Unclosed,
+    #[error("frontmatter is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("frontmatter must be a map of keys (name, description, metadata…), found {0}")]
+    NotAMap(&'static str),
+    #[error("metadata must be a JSON object or a YAML map, found {0}")]
+    Metadata(&'static str),
+    #[error("metadata must be a JSON object, found {0}")]
+    MetadataJson(&'static str),
+    #[error("metadata is a string but not valid JSON: {0}")]
+    MetadataString(serde_json::Error),
+    #[error("metadata.{key} must be an object, found {found}")]
+    Manifest {
+        key: &'static str,
+        found: &'static str,
+    },
+    #[error(
+        "metadata.{key}.requires must be an object like {{\"bins\": [\"gog\"]}}, found {found}"
+    )]
+    Requires {
+        key: &'static str,
+        found: &'static str,
+    },
+    #[error("{key} must be a list of strings, found {found} in it")]
+    ListItem { key: String, found: &'static str },
+    #[error("{key} must be a list of strings like [\"gog\"], found {found}")]
+    List { key: String, found: &'static str },
+    #[error("{key}: {name:?} {why}")]
+    BadName {
+        key: String,
+        name: String,
+        why: &'static str,
+    },
+}
+
+fn read_skill(file: &Path, dir: &Path) -> Result<Option<Skill>, SkillError> {
     use crate::untrusted::{UntrustedReadError as U, read_bounded};
     // Bounded and non-blocking: a SKILL.md symlinked to /dev/zero or made a FIFO must not hang
     // verify or fill the agent's memory.
     let bytes = match read_bounded(file, MAX_SKILL_FILE) {
         Ok(b) => b,
         Err(U::NotFound { .. }) => return Ok(None),
-        Err(U::Symlink { .. }) => {
-            return Err("a symbolic link: SKILL.md must be a regular file".into());
-        }
-        Err(U::NotRegular { .. }) => return Err("not a regular file".into()),
-        Err(U::TooLarge { max, .. }) => {
-            return Err(format!("larger than the {max} bytes a SKILL.md may have"));
-        }
-        Err(e) => return Err(format!("cannot read: {e}")),
+        Err(U::Symlink { .. }) => return Err(SkillError::Symlink),
+        Err(U::NotRegular { .. }) => return Err(SkillError::NotRegular),
+        Err(U::TooLarge { max, .. }) => return Err(SkillError::TooLarge(max)),
+        Err(e) => return Err(SkillError::Read(e)),
     };
-    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let text = String::from_utf8(bytes).map_err(|_| SkillError::NotUtf8)?;
     let dir_name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -115,25 +163,16 @@ fn read_skill(file: &Path, dir: &Path) -> Result<Option<Skill>, String> {
 
 /// Parses one SKILL.md. `Ok(None)`: a valid skill that needs no binaries (or has no frontmatter,
 /// which OpenClaw allows).
-pub fn parse_skill(text: &str, dir_name: &str, file: &Path) -> Result<Option<Skill>, String> {
+pub fn parse_skill(text: &str, dir_name: &str, file: &Path) -> Result<Option<Skill>, SkillError> {
     let Some(yaml) = frontmatter(text)? else {
         return Ok(None);
     };
-    let doc: Value = serde_saphyr::from_str(yaml).map_err(|e| {
-        format!(
-            "frontmatter is not valid YAML: {}",
-            one_line(&e.to_string())
-        )
-    })?;
+    let doc: Value =
+        serde_saphyr::from_str(yaml).map_err(|e| SkillError::Yaml(one_line(&e.to_string())))?;
     let doc = match doc {
         Value::Null => return Ok(None),
         Value::Object(map) => map,
-        other => {
-            return Err(format!(
-                "frontmatter must be a map of keys (name, description, metadata…), found {}",
-                kind(&other)
-            ));
-        }
+        other => return Err(SkillError::NotAMap(kind(&other))),
     };
     let name = match doc.get("name") {
         Some(Value::String(n)) if !n.trim().is_empty() => n.trim().to_owned(),
@@ -143,13 +182,29 @@ pub fn parse_skill(text: &str, dir_name: &str, file: &Path) -> Result<Option<Ski
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => parse_metadata_string(s)?,
         Some(v @ Value::Object(_)) => v.clone(),
-        Some(other) => {
-            return Err(format!(
-                "metadata must be a JSON object or a YAML map, found {}",
-                kind(other)
-            ));
-        }
+        Some(other) => return Err(SkillError::Metadata(kind(other))),
     };
+    let Some(needs) = manifest_requirements(&metadata)? else {
+        return Ok(None);
+    };
+    Ok(Some(Skill {
+        name,
+        file: file.to_owned(),
+        bins: needs.bins,
+        any_bins: needs.any_bins,
+        os: needs.os,
+    }))
+}
+
+/// What a manifest under `metadata` requires.
+struct Needs {
+    bins: Vec<String>,
+    any_bins: Vec<String>,
+    os: Vec<String>,
+}
+
+/// The manifest's `os` and `requires`; `None` when it requires no binary.
+fn manifest_requirements(metadata: &Value) -> Result<Option<Needs>, SkillError> {
     let Some((key, manifest)) = MANIFEST_KEYS
         .iter()
         .find_map(|k| metadata.get(*k).map(|m| (*k, m)))
@@ -160,10 +215,10 @@ pub fn parse_skill(text: &str, dir_name: &str, file: &Path) -> Result<Option<Ski
         Value::Null => return Ok(None),
         Value::Object(_) => manifest,
         other => {
-            return Err(format!(
-                "metadata.{key} must be an object, found {}",
-                kind(other)
-            ));
+            return Err(SkillError::Manifest {
+                key,
+                found: kind(other),
+            });
         }
     };
     let os = string_list(manifest.get("os"), &format!("metadata.{key}.os"))?;
@@ -171,10 +226,10 @@ pub fn parse_skill(text: &str, dir_name: &str, file: &Path) -> Result<Option<Ski
         None | Some(Value::Null) => return Ok(None),
         Some(r @ Value::Object(_)) => r,
         Some(other) => {
-            return Err(format!(
-                "metadata.{key}.requires must be an object like {{\"bins\": [\"gog\"]}}, found {}",
-                kind(other)
-            ));
+            return Err(SkillError::Requires {
+                key,
+                found: kind(other),
+            });
         }
     };
     let bins = bin_list(
@@ -188,17 +243,11 @@ pub fn parse_skill(text: &str, dir_name: &str, file: &Path) -> Result<Option<Ski
     if bins.is_empty() && any_bins.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Skill {
-        name,
-        file: file.to_owned(),
-        bins,
-        any_bins,
-        os,
-    }))
+    Ok(Some(Needs { bins, any_bins, os }))
 }
 
 /// The text between a first line `---` and the next `---` (or `...`) line.
-fn frontmatter(text: &str) -> Result<Option<&str>, String> {
+fn frontmatter(text: &str) -> Result<Option<&str>, SkillError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.split_inclusive('\n');
     match lines.next() {
@@ -214,51 +263,49 @@ fn frontmatter(text: &str) -> Result<Option<&str>, String> {
         }
         offset += line.len();
     }
-    Err(
-        "the frontmatter opened by `---` on line 1 is never closed: add a line `---` after it"
-            .into(),
-    )
+    Err(SkillError::Unclosed)
 }
 
-fn parse_metadata_string(s: &str) -> Result<Value, String> {
+fn parse_metadata_string(s: &str) -> Result<Value, SkillError> {
     match serde_json::from_str::<Value>(s) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(other) => Err(format!(
-            "metadata must be a JSON object, found {}",
-            kind(&other)
-        )),
+        Ok(other) => Err(SkillError::MetadataJson(kind(&other))),
         Err(json) => match serde_saphyr::from_str::<Value>(s) {
             // Lenient writers (trailing commas, single quotes) still read as a YAML flow map.
             Ok(v @ Value::Object(_)) => Ok(v),
-            _ => Err(format!("metadata is a string but not valid JSON: {json}")),
+            _ => Err(SkillError::MetadataString(json)),
         },
     }
 }
 
-fn string_list(value: Option<&Value>, key: &str) -> Result<Vec<String>, String> {
+fn string_list(value: Option<&Value>, key: &str) -> Result<Vec<String>, SkillError> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
                 Value::String(s) => Ok(s.trim().to_owned()),
-                other => Err(format!(
-                    "{key} must be a list of strings, found {} in it",
-                    kind(other)
-                )),
+                other => Err(SkillError::ListItem {
+                    key: key.to_owned(),
+                    found: kind(other),
+                }),
             })
             .collect(),
-        Some(other) => Err(format!(
-            "{key} must be a list of strings like [\"gog\"], found {}",
-            kind(other)
-        )),
+        Some(other) => Err(SkillError::List {
+            key: key.to_owned(),
+            found: kind(other),
+        }),
     }
 }
 
-fn bin_list(value: Option<&Value>, key: &str) -> Result<Vec<String>, String> {
+fn bin_list(value: Option<&Value>, key: &str) -> Result<Vec<String>, SkillError> {
     let mut names = string_list(value, key)?;
     for name in &names {
-        check_name(name).map_err(|why| format!("{key}: {name:?} {why}"))?;
+        check_name(name).map_err(|why| SkillError::BadName {
+            key: key.to_owned(),
+            name: name.clone(),
+            why,
+        })?;
     }
     names.dedup();
     Ok(names)
@@ -301,7 +348,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Option<Skill>, String> {
-        parse_skill(text, "dir", Path::new("skills/dir/SKILL.md"))
+        parse_skill(text, "dir", Path::new("skills/dir/SKILL.md")).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -173,6 +173,31 @@ async fn image_target(
     })
 }
 
+/// The base of an overlaid image (its `clawops.overlay-base` label), when that image is still
+/// here to compare with; a note when it is gone.
+pub async fn overlay_base(
+    docker: &Engine,
+    image_id: &str,
+    notes: &mut Vec<String>,
+) -> Option<String> {
+    let base = docker
+        .inspect_image(image_id)
+        .await
+        .ok()?
+        .config?
+        .labels?
+        .remove(crate::build::overlay::LABEL_OVERLAY_BASE)?;
+    if docker.inspect_image(&base).await.is_ok() {
+        return Some(base);
+    }
+    notes.push(format!(
+        "the image is a [build] overlay on {}, which is no longer on this machine, so what the \
+         overlay adds cannot be told apart (provided_by says base for every binary)",
+        short_id(&base)
+    ));
+    None
+}
+
 /// A rebuilt tag that is not deployed yet: what runs is still the old image, and that is the
 /// one checked; say so.
 pub async fn tag_note(docker: &Engine, target: &Target) -> Option<String> {

@@ -73,6 +73,15 @@ fn status_word(s: proto::BinaryStatus) -> &'static str {
     }
 }
 
+/// `overlay` or `base` (`[build] overlay`), `None` when the image does not have it.
+fn provided_by_word(b: &proto::BinaryReport) -> Option<&'static str> {
+    match proto::ProvidedBy::try_from(b.provided_by) {
+        Ok(proto::ProvidedBy::Base) => Some("base"),
+        Ok(proto::ProvidedBy::Overlay) => Some("overlay"),
+        Ok(proto::ProvidedBy::Unspecified) | Err(_) => None,
+    }
+}
+
 fn usable(s: proto::BinaryStatus) -> bool {
     matches!(s, proto::BinaryStatus::Ok | proto::BinaryStatus::NotRun)
 }
@@ -100,6 +109,7 @@ fn to_json(r: &proto::VerifyReport) -> serde_json::Value {
             "version": (!b.version.is_empty()).then_some(&b.version),
             "detail": (!b.detail.is_empty()).then_some(&b.detail),
             "probe_reused_age_secs": b.probe_reused_age_secs,
+            "provided_by": provided_by_word(b),
         })).collect::<Vec<_>>(),
         "skill_problems": r.skill_problems.iter().map(|p| json!({
             "path": p.path, "error": p.error,
@@ -215,6 +225,11 @@ fn table_rows(r: &proto::VerifyReport) -> Vec<[String; 5]> {
         "VERSION".to_owned(),
         "REQUIRED BY".to_owned(),
     ]];
+    // Only an overlaid image has two sources worth naming.
+    let overlaid = r
+        .binaries
+        .iter()
+        .any(|b| provided_by_word(b) == Some("overlay"));
     for b in &r.binaries {
         let status = status_of(b);
         let mut word = status_word(status).replace('_', " ");
@@ -224,10 +239,14 @@ fn table_rows(r: &proto::VerifyReport) -> Vec<[String; 5]> {
         if !b.required && !usable(status) {
             word.push_str(" (optional)");
         }
+        let mut about = mode_and_size(b);
+        if let Some(from) = provided_by_word(b).filter(|_| overlaid) {
+            about.push_str(&format!(", from the {from}"));
+        }
         let path = match (b.path.as_str(), b.link_target.as_str()) {
             ("", _) => "-".to_owned(),
-            (p, "") => format!("{p} ({})", mode_and_size(b)),
-            (p, t) => format!("{p} -> {t} ({})", mode_and_size(b)),
+            (p, "") => format!("{p} ({about})"),
+            (p, t) => format!("{p} -> {t} ({about})"),
         };
         let version: String = b.version.chars().take(40).collect();
         rows.push([
@@ -314,6 +333,36 @@ mod tests {
         assert_eq!(j["binaries"][1]["status"], "missing");
         assert!(j["binaries"][0]["probe_reused_age_secs"].is_null());
         assert_eq!(reused_note(&report), None);
+        assert!(j["binaries"][0]["provided_by"].is_null());
+    }
+
+    #[test]
+    fn overlay_binaries_say_where_they_come_from() {
+        let bin = |name: &str, from: proto::ProvidedBy| proto::BinaryReport {
+            name: name.into(),
+            status: proto::BinaryStatus::Ok as i32,
+            path: format!("/usr/local/bin/{name}"),
+            mode: 0o100755,
+            size_bytes: 10,
+            provided_by: from as i32,
+            ..Default::default()
+        };
+        let report = proto::VerifyReport {
+            binaries: vec![
+                bin("gog", proto::ProvidedBy::Overlay),
+                bin("sh", proto::ProvidedBy::Base),
+            ],
+            ..Default::default()
+        };
+        let rows = table_rows(&report);
+        assert_eq!(
+            rows[1][2],
+            "/usr/local/bin/gog (0755, 10 B, from the overlay)"
+        );
+        assert_eq!(rows[2][2], "/usr/local/bin/sh (0755, 10 B, from the base)");
+        let j = to_json(&report);
+        assert_eq!(j["binaries"][0]["provided_by"], "overlay");
+        assert_eq!(j["binaries"][1]["provided_by"], "base");
     }
 
     #[test]
