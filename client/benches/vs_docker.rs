@@ -4,7 +4,7 @@
 //!
 //! Environment: CLAWOPS_BENCH_IDLE_SECS (default 240) — how long the idle agent samples memory
 //! once it has gone quiet (at one sample a second: 240 s ≈ 40 minutes of the default 10 s
-//! interval).
+//! interval); CLAWOPS_BENCH_ONLY=image_mode — run only the image-mode rows (registry pulls).
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -22,6 +22,9 @@ use testkit::{
     cleanup::{AppGuard, ImageGuard},
     container::ServiceContainer,
 };
+
+#[path = "vs_docker/image_mode.rs"]
+mod image_mode;
 
 struct Row {
     measure: &'static str,
@@ -162,6 +165,10 @@ fn git(dir: &Path, args: &[&str]) {
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
     let rt = tokio::runtime::Runtime::new().unwrap();
+    if std::env::var("CLAWOPS_BENCH_ONLY").as_deref() == Ok("image_mode") {
+        print_rows(&image_mode::rows(&rt));
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let app = DemoApp::create(root.path(), &testkit::unique("b")[2..]).unwrap();
     let _guard = AppGuard::new(&app.project, &app.image_repo);
@@ -477,10 +484,16 @@ fn main() {
         met: Some(peak <= 2 * idle_end),
     });
 
+    rows.extend(image_mode::rows(&rt));
+    print_rows(&rows);
+    drop(rt);
+}
+
+fn print_rows(rows: &[Row]) {
     println!(
         "\n| measure | clawops | docker CLI | ratio | target | met |\n|---|---|---|---|---|---|"
     );
-    for r in &rows {
+    for r in rows {
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             r.measure,
@@ -495,5 +508,4 @@ fn main() {
             }
         );
     }
-    drop(rt);
 }

@@ -230,7 +230,13 @@ pub async fn retain(
     current_image: &str,
 ) -> Result<Retention, DockerError> {
     let tags = sha_tags(docker, repo, project).await?;
-    let (remove, in_use) = choose_removals(&tags, keep, current_image);
+    Ok(prune(docker, &tags, keep, current_image).await)
+}
+
+/// Untags all of `tags` (newest first) but the newest `keep`, `current_image`'s and those in
+/// use: shared by built images and pulled ones (`pull::retain`).
+pub async fn prune(docker: &Engine, tags: &[ShaTag], keep: u32, current_image: &str) -> Retention {
+    let (remove, in_use) = choose_removals(tags, keep, current_image);
     let mut out = Retention {
         kept_in_use: in_use.iter().map(|t| t.tag.clone()).collect(),
         ..Default::default()
@@ -241,7 +247,7 @@ pub async fn retain(
             Err(e) => out.failed.push((t.tag.clone(), e.to_string())),
         }
     }
-    Ok(out)
+    out
 }
 
 /// Removes images that a rebuild left without any tag (they had one of our tags before), when
