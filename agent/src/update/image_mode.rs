@@ -2,7 +2,7 @@
 //! else pull it and pin it as `<repo>:<digest12>`; the swap and rollback are the built images'.
 //! The journal records the digest where built mode records the git sha, so `rollback`,
 //! `history` and `status` work on digests unchanged.
-use super::{DeployReport, Staged, UpdateError, UpdateOptions, running_image, sha_tag};
+use super::{DeployReport, Staged, UpdateError, UpdateOptions, running_image, sha_tag, short};
 use crate::{
     config::Config,
     context::AgentContext,
@@ -77,8 +77,9 @@ pub(super) async fn stage(
         report.outcome = Outcome::UpToDate;
         report.image = Some(image);
         report.message = format!(
-            "already up to date: {} is deployed and running",
-            wanted.display()
+            "already up to date: {} ({}) is deployed and running",
+            wanted.display(),
+            short(&digest)
         );
         return Ok(None);
     }
