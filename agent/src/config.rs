@@ -53,6 +53,7 @@ pub struct Config {
     pub verify: VerifyConfig,
     pub policy: PolicyConfig,
     pub limits: crate::limits::LimitsConfig,
+    pub registry: RegistryConfig,
 }
 
 impl Default for Config {
@@ -71,6 +72,7 @@ impl Default for Config {
             verify: VerifyConfig::default(),
             policy: PolicyConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -115,6 +117,17 @@ pub struct AppConfig {
     pub service: String,
     /// Compose files relative to the repo. Default: docker-compose.yml / compose.yaml (+ override).
     pub compose_files: Vec<PathBuf>,
+    /// Image mode: deploy this registry image (`repo:tag` or `repo@sha256:…`) instead of
+    /// building the checkout. Unset: a service with `image:` and no `build:` is pulled too.
+    pub image: Option<String>,
+}
+
+/// Where image mode finds registry credentials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// A docker `config.json` (as `docker --config DIR login` writes it); unset: anonymous.
+    pub auth_file: Option<PathBuf>,
 }
 
 impl Default for AppConfig {
@@ -127,6 +140,7 @@ impl Default for AppConfig {
             project: None,
             service: "openclaw-gateway".into(),
             compose_files: Vec::new(),
+            image: None,
         }
     }
 }
@@ -303,6 +317,12 @@ impl Config {
                     message: "must not be empty".into(),
                 });
             }
+        }
+        if let Some(image) = &self.app.image {
+            crate::pull::PullRef::parse(image).map_err(|e| ConfigError::Invalid {
+                key: "app.image",
+                message: e.to_string(),
+            })?;
         }
         for (key, value) in [
             ("app.remote", &self.app.remote),

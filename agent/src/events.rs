@@ -22,6 +22,10 @@ pub enum Phase {
     Readiness,
     Cleanup,
     Rollback,
+    /// Image mode: pulling the resolved digest.
+    Pull,
+    /// Image mode: asking the registry which digest the tag points at.
+    Resolve,
 }
 
 impl Phase {
@@ -39,6 +43,8 @@ impl Phase {
             Phase::Readiness => "readiness",
             Phase::Cleanup => "cleanup",
             Phase::Rollback => "rollback",
+            Phase::Pull => "pull",
+            Phase::Resolve => "resolve",
         }
     }
 }
@@ -71,6 +77,18 @@ pub struct BuildLine {
     pub line: String,
 }
 
+/// How far an image pull is, summed over its layers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullProgress {
+    /// `repo@digest` being pulled.
+    pub reference: String,
+    pub layers_done: u32,
+    pub layers_total: u32,
+    pub bytes_done: u64,
+    /// Of the layers whose size the engine has announced so far.
+    pub bytes_total: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStream {
     Stdout,
@@ -87,6 +105,7 @@ pub enum Event {
         elapsed: Duration,
     },
     Build(BuildLine),
+    Pull(PullProgress),
     /// A container log line shown while waiting for readiness.
     Log {
         container: String,

@@ -17,6 +17,7 @@ pub mod logs;
 pub mod memory;
 pub mod operation;
 pub mod policy;
+pub mod pull;
 pub mod readiness;
 pub mod reconcile;
 pub mod rpc;

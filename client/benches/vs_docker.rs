@@ -4,7 +4,8 @@
 //!
 //! Environment: CLAWOPS_BENCH_IDLE_SECS (default 240) — how long the idle agent samples memory
 //! once it has gone quiet (at one sample a second: 240 s ≈ 40 minutes of the default 10 s
-//! interval). CLAWOPS_BENCH_ONLY=overlay — run only the `[build] overlay` comparison.
+//! interval). CLAWOPS_BENCH_ONLY=NAME runs only one of the measures kept in `vs_docker/`
+//! (`EXTRA_MEASURES`), each with a workload of its own.
 #[path = "vs_docker/overlay.rs"]
 mod overlay;
 
@@ -25,6 +26,9 @@ use testkit::{
     cleanup::{AppGuard, ImageGuard},
     container::ServiceContainer,
 };
+
+#[path = "vs_docker/image_mode.rs"]
+mod image_mode;
 
 struct Row {
     measure: &'static str,
@@ -162,11 +166,23 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(ok, "git {args:?}");
 }
 
+type Measure = fn(&tokio::runtime::Runtime) -> Vec<Row>;
+
+/// Measures with a workload of their own (registry, overlay, …), run after the demo app's.
+const EXTRA_MEASURES: &[(&str, Measure)] = &[
+    ("overlay", overlay::rows),
+    ("image_mode", image_mode::rows),
+];
+
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    if std::env::var("CLAWOPS_BENCH_ONLY").as_deref() == Ok("overlay") {
-        print_rows(&overlay::rows(&rt));
+    if let Ok(only) = std::env::var("CLAWOPS_BENCH_ONLY") {
+        let Some((_, measure)) = EXTRA_MEASURES.iter().find(|(name, _)| *name == only) else {
+            let names: Vec<_> = EXTRA_MEASURES.iter().map(|(name, _)| *name).collect();
+            panic!("CLAWOPS_BENCH_ONLY={only}: expected one of {}", names.join(", "));
+        };
+        print_rows(&measure(&rt));
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -484,7 +500,9 @@ fn main() {
         met: Some(peak <= 2 * idle_end),
     });
 
-    rows.extend(overlay::rows(&rt));
+    for (_, measure) in EXTRA_MEASURES {
+        rows.extend(measure(&rt));
+    }
     print_rows(&rows);
     drop(rt);
 }

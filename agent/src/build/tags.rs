@@ -255,7 +255,13 @@ pub async fn retain(
     current_image: &str,
 ) -> Result<Retention, DockerError> {
     let tags = sha_tags(docker, repo, project).await?;
-    let (remove, in_use) = choose_removals(&tags, keep, current_image);
+    Ok(prune(docker, &tags, keep, current_image).await)
+}
+
+/// Untags all of `tags` (newest first) but the newest `keep`, `current_image`'s and those in
+/// use: shared by built images and pulled ones (`pull::retain`).
+pub async fn prune(docker: &Engine, tags: &[ShaTag], keep: u32, current_image: &str) -> Retention {
+    let (remove, in_use) = choose_removals(tags, keep, current_image);
     let mut out = Retention {
         kept_in_use: in_use.iter().map(|t| t.tag.clone()).collect(),
         ..Default::default()
@@ -274,7 +280,7 @@ pub async fn retain(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// Does `tag` exist and carry our project label (an operator's own tag is never removed)?

@@ -105,6 +105,14 @@ pub fn build_event(e: Event) -> pb::BuildEvent {
             line,
             ..Default::default()
         }),
+        // Nor pulls (the classic builder pulls its base images itself): a plain line too.
+        Event::Pull(p) => E::Progress(pb::BuildProgress {
+            line: format!(
+                "pull {}: {}/{} layers",
+                p.reference, p.layers_done, p.layers_total
+            ),
+            ..Default::default()
+        }),
     };
     pb::BuildEvent {
         at: now(),

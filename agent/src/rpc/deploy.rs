@@ -18,6 +18,8 @@ pub fn phase(p: Phase) -> pb::Phase {
         Phase::Readiness => pb::Phase::Readiness,
         Phase::Cleanup => pb::Phase::Cleanup,
         Phase::Rollback => pb::Phase::Rollback,
+        Phase::Pull => pb::Phase::Pull,
+        Phase::Resolve => pb::Phase::Resolve,
     }
 }
 
@@ -69,6 +71,13 @@ pub fn deploy_event(e: Event) -> pb::DeployEvent {
             elapsed,
         } => E::Phase(phase_event(p, status, service, message, elapsed)),
         Event::Build(b) => E::Build(build_progress(b)),
+        Event::Pull(p) => E::Pull(pb::PullProgress {
+            reference: p.reference,
+            layers_done: p.layers_done,
+            layers_total: p.layers_total,
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+        }),
         Event::Log {
             container,
             stream,

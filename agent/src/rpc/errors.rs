@@ -17,6 +17,17 @@ impl From<crate::limits::LimitError> for Status {
     }
 }
 
+impl From<crate::pull::RefError> for Status {
+    fn from(e: crate::pull::RefError) -> Self {
+        use crate::pull::RefError as R;
+        match e {
+            R::Invalid { .. } | R::BadDigest { .. } | R::BadOverride { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<LockError> for Status {
     fn from(e: LockError) -> Self {
         Status::new(Code::Aborted, e.to_string())

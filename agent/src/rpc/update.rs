@@ -22,6 +22,10 @@ pub async fn update(
     req: Request<pb::UpdateRequest>,
 ) -> Result<Response<EventStream<pb::DeployEvent>>, Status> {
     let r = req.into_inner();
+    // Image mode takes a tag or a digest: a bad one is a usage error, before the lock.
+    if !r.git_ref.is_empty() {
+        update::image_mode::check_ref(ctx, &r.git_ref)?;
+    }
     let guard = operation::lock(ctx, OperationKind::Update, &r.requested_by)?;
     let opts = UpdateOptions {
         git_ref: (!r.git_ref.is_empty()).then_some(r.git_ref),

@@ -19,6 +19,7 @@ use crate::{
 };
 
 pub mod changes;
+pub mod image_mode;
 pub mod rollback;
 pub mod source;
 pub mod swap;
@@ -72,19 +73,39 @@ pub enum UpdateError {
     Prepare(#[from] build::service::PrepareError),
     #[error(transparent)]
     Unaccepted(#[from] changes::Unaccepted),
+    #[error(transparent)]
+    Reference(#[from] crate::pull::RefError),
+    #[error(transparent)]
+    Auth(#[from] crate::pull::auth::AuthError),
+    #[error(transparent)]
+    Pull(#[from] crate::pull::PullError),
 }
 
-/// `openclaw:latest` → `openclaw:<sha12>`: the per-commit tag rollback starts from.
+/// `openclaw:latest` → `openclaw:<sha12>`: the per-commit tag rollback starts from; for a
+/// digest (image mode), `openclaw:<first 12 hex digits>`.
 pub fn sha_tag(image: &str, sha: &str) -> String {
+    let sha = label(sha);
     match build::ImageRef::parse(image) {
         Ok(r) => r.sha_tag(sha),
-        // Unparseable names never get this far: the build refuses them first.
-        Err(_) => format!("{image}-{}", short(sha)),
+        // Unparseable names never get this far: the build or the pull refuses them first.
+        Err(_) => format!("{image}-{sha}"),
     }
 }
 
+/// A sha or digest abbreviated for messages: 12 digits (`sha256:` kept on digests).
 pub(crate) fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+    let keep = if sha.starts_with("sha256:") {
+        7 + 12
+    } else {
+        12
+    };
+    &sha[..sha.len().min(keep)]
+}
+
+/// A sha or digest as 12 hex digits, for tags and file names.
+pub(crate) fn label(sha: &str) -> &str {
+    let hex = sha.strip_prefix("sha256:").unwrap_or(sha);
+    &hex[..hex.len().min(12)]
 }
 
 impl DeployReport {
@@ -175,15 +196,50 @@ pub async fn run(
     .await
 }
 
+/// The update as named steps: stage the new image (built mode: fetch, move the checkout,
+/// build; image mode: resolve, pull), then preflight, snapshot and swap, rolling back on failure.
 async fn execute(
     ctx: &AgentContext,
     opts: &UpdateOptions,
     p: &Reporter<'_>,
     report: &mut DeployReport,
 ) -> Result<(), UpdateError> {
-    let app = &ctx.app;
-    let cfg = &ctx.config.app;
-    let service = cfg.service.as_str();
+    let staged = match image_mode::source(&ctx.config, &ctx.app)? {
+        Some(source) => {
+            let docker = ctx.docker.get().await?;
+            image_mode::stage(ctx, &docker, &source, opts, p, report)
+                .await?
+                .map(|s| (docker, s))
+        }
+        None => stage_build(ctx, opts, p, report).await?,
+    };
+    match staged {
+        Some((docker, staged)) => swap_in(ctx, &docker, p, &staged, report).await,
+        // Already up to date: the report says so.
+        None => Ok(()),
+    }
+}
+
+/// An image ready to replace the running container.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    pub project: Project,
+    /// The compose `image:` name the container runs, already pointed at the new image.
+    pub image_name: String,
+    /// What rollback returns to: `<repo>:<sha12>` (built) or `<repo>:<digest12>` (pulled).
+    pub image: String,
+    /// The git sha (built mode) or the digest (image mode) being deployed.
+    pub target: String,
+}
+
+/// Built mode: fetch, no-op check, move the checkout, check the new tree, build.
+async fn stage_build(
+    ctx: &AgentContext,
+    opts: &UpdateOptions,
+    p: &Reporter<'_>,
+    report: &mut DeployReport,
+) -> Result<Option<(Engine, Staged)>, UpdateError> {
+    let (app, cfg) = (&ctx.app, &ctx.config.app);
     let repo = Repo::new(&app.repo, &app.owner, app.uid, app.gid, &app.home);
     repo.check().await?;
     let docker = ctx.docker.get().await?;
@@ -200,7 +256,7 @@ async fn execute(
             "already up to date: {} is deployed and running",
             short(&target)
         );
-        return Ok(());
+        return Ok(None);
     }
 
     let plan = source::plan(&repo, &target, &upstream, opts.allow_non_ff).await?;
@@ -209,13 +265,14 @@ async fn execute(
     }
     let deployed_profile = deployed_profile(ctx, report.from_sha.is_some());
     source::apply(&repo, &plan).await?;
+    let merged = if plan.action == source::SourceAction::None {
+        PhaseStatus::Skipped
+    } else {
+        PhaseStatus::Done
+    };
     p.phase(
         Phase::Merge,
-        if plan.action == source::SourceAction::None {
-            PhaseStatus::Skipped
-        } else {
-            PhaseStatus::Done
-        },
+        merged,
         format!("{} → {}", short(&plan.head), short(&target)),
     );
 
@@ -224,30 +281,49 @@ async fn execute(
     let project = target_project(ctx, app, &repo, &plan, deployed_profile, opts, p.sink).await?;
     let (image_name, image) = build_image(ctx, p, &docker, &project, &target).await?;
     report.image = Some(image.clone());
+    let staged = Staged {
+        project,
+        image_name,
+        image,
+        target,
+    };
+    Ok(Some((docker, staged)))
+}
 
-    // The container runs the compose `image:` name (which the build pointed at the new image),
-    // exactly as `docker compose up` would; the sha tag is what rollback returns to.
-    let info = containers::image_info(&docker, &project, service, Some(&image_name)).await?;
-    let existing = swap::current(&docker, &project, service).await?;
-    up::preflight::preflight(&docker, app, &project, service, &info, existing.as_ref()).await?;
+/// Container preflight, state snapshot, then the swap (which puts the old container back when
+/// the new one fails); the report says which happened.
+async fn swap_in(
+    ctx: &AgentContext,
+    docker: &Engine,
+    p: &Reporter<'_>,
+    staged: &Staged,
+    report: &mut DeployReport,
+) -> Result<(), UpdateError> {
+    let service = ctx.config.app.service.as_str();
+    let (project, image_name) = (&staged.project, staged.image_name.as_str());
+    // The container runs the compose `image:` name (pointed at the new image), exactly as
+    // `docker compose up` would; the kept tag is what rollback returns to.
+    let info = containers::image_info(docker, project, service, Some(image_name)).await?;
+    let existing = swap::current(docker, project, service).await?;
+    up::preflight::preflight(docker, &ctx.app, project, service, &info, existing.as_ref()).await?;
     p.phase(Phase::Preflight, PhaseStatus::Done, String::new());
 
-    let snap = take_snapshot(ctx, p, &docker, &project, &image_name, report).await?;
+    let snap = take_snapshot(ctx, p, docker, project, image_name, report).await?;
     report.snapshot = Some(snap);
 
     let readiness = Readiness::from_config(&ctx.config.readiness)?;
     let live = swap::Live {
-        docker: &docker,
-        project: &project,
+        docker,
+        project,
         service,
         readiness: &readiness,
     };
-    let outcome = swap::swap(&live, &image_name, p).await;
-    // `image:` (e.g. openclaw:latest) must not point at the broken build, or a manual
+    let outcome = swap::swap(&live, image_name, p).await;
+    // `image:` (e.g. openclaw:latest) must not point at the broken image, or a manual
     // `docker compose up` would start it.
-    if settle(report, outcome, &target, &image)
+    if settle(report, outcome, &staged.target, &staged.image)
         && let Some(prev) = report.from_sha.clone()
-        && let Err(e) = docker.tag(&sha_tag(&image_name, &prev), &image_name).await
+        && let Err(e) = docker.tag(&sha_tag(image_name, &prev), image_name).await
     {
         p.sink.warning(format!(
             "could not point {image_name} back at {}: {e}",
@@ -306,7 +382,7 @@ async fn take_snapshot(
     image_name: &str,
     report: &DeployReport,
 ) -> Result<Snapshot, UpdateError> {
-    let from_label = report.from_sha.as_deref().map(short).unwrap_or("none");
+    let from_label = report.from_sha.as_deref().map(label).unwrap_or("none");
     let engine = snapshot::Engine {
         docker,
         project: &project.name,
@@ -378,9 +454,6 @@ fn settle(
     outcome == Outcome::RolledBack
 }
 
-/// The no-op check: the sha's image exists, the compose `image:` points at it, and the
-/// service's container runs with the config hash it would be created with now. Returns the sha
-/// tag when all hold.
 /// What the deployed tree asks of the VM, to compare the target's with (none before a first
 /// deploy, or when the deployed tree's compose file does not load).
 fn deployed_profile(ctx: &AgentContext, deployed: bool) -> Option<changes::Profile> {
@@ -427,6 +500,9 @@ async fn target_project(
     Err(refusal)
 }
 
+/// The no-op check: the sha's image exists, the compose `image:` points at it, and the
+/// service's container runs with the config hash it would be created with now. Returns the sha
+/// tag when all hold.
 async fn already_running(
     ctx: &AgentContext,
     docker: &Engine,

@@ -2,7 +2,7 @@
 //! optionally restore the state snapshot taken when the gateway last moved away from that sha.
 use std::sync::Arc;
 
-use super::{DeployReport, deploy, sha_tag, short, swap};
+use super::{DeployReport, deploy, label, sha_tag, short, swap};
 use crate::{
     compose::{ComposeError, Project},
     context::AgentContext,
@@ -30,9 +30,9 @@ pub enum RollbackError {
     AlreadyDeployed { sha: String },
     #[error(
         "the image {image} kept for {} is gone (only the last build.keep_images = {keep} are kept); \
-         rebuild it with `clawops update --ref {} --allow-non-ff`",
+         {}",
         short(sha),
-        short(sha)
+        redeploy_hint(sha)
     )]
     ImageGone {
         image: String,
@@ -69,6 +69,18 @@ pub struct RollbackOptions {
     /// current.
     pub to_sha: Option<String>,
     pub restore_state: bool,
+}
+
+/// How to bring back a version whose kept image is gone.
+fn redeploy_hint(sha: &str) -> String {
+    if crate::pull::is_digest(sha) {
+        format!("pull it again with `clawops update --ref {sha}`")
+    } else {
+        format!(
+            "rebuild it with `clawops update --ref {} --allow-non-ff`",
+            short(sha)
+        )
+    }
 }
 
 impl From<up::LoadError> for RollbackError {
@@ -178,12 +190,16 @@ fn settle(
         Ok(done) => {
             report.outcome = Outcome::Succeeded;
             report.downtime = done.downtime;
-            report.message = format!(
-                "rolled back to {} ({image}); the checkout in {} was left as it is, so the next \
-                 `clawops update` deploys the branch head again",
-                short(target),
-                repo.display()
-            );
+            let next = if crate::pull::is_digest(target) {
+                "the next `clawops update` deploys the configured image tag again".to_owned()
+            } else {
+                format!(
+                    "the checkout in {} was left as it is, so the next `clawops update` deploys \
+                     the branch head again",
+                    repo.display()
+                )
+            };
+            report.message = format!("rolled back to {} ({image}); {next}", short(target));
         }
         Err(failed) => {
             report.downtime = failed.downtime;
@@ -221,10 +237,10 @@ async fn restore_state(
     current: Option<&str>,
 ) -> Result<String, RollbackError> {
     let service = ctx.config.app.service.as_str();
-    let label = format!("-{}.tar", short(target));
+    let wanted = format!("-{}.tar", label(target));
     let snap = snapshot::list(&ctx.config.state_dir)?
         .into_iter()
-        .find(|s| s.to_string_lossy().ends_with(&label))
+        .find(|s| s.to_string_lossy().ends_with(&wanted))
         .ok_or_else(|| RollbackError::NoSnapshot {
             sha: target.to_owned(),
             keep: ctx.config.snapshots.keep,
@@ -246,7 +262,7 @@ async fn restore_state(
     let before_label = format!(
         "{}-before-restore-{}",
         p.op_id(),
-        current.map(short).unwrap_or("none")
+        current.map(label).unwrap_or("none")
     );
     let keep = ctx.config.snapshots.keep;
     let restored =
@@ -281,7 +297,7 @@ fn target(
     let mut shas = deploys.iter().filter_map(|e| e.to_sha.clone());
     let target = match &opts.to_sha {
         Some(prefix) => shas
-            .find(|sha| sha.starts_with(prefix.as_str()))
+            .find(|sha| matches_prefix(sha, prefix))
             .ok_or_else(|| RollbackError::UnknownSha {
                 prefix: prefix.clone(),
             })?,
@@ -293,4 +309,27 @@ fn target(
         return Err(RollbackError::AlreadyDeployed { sha: target });
     }
     Ok(target)
+}
+
+/// Does `prefix` abbreviate `sha`? A digest may be given with or without `sha256:`.
+fn matches_prefix(sha: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim();
+    !prefix.is_empty()
+        && (sha.starts_with(prefix)
+            || sha
+                .strip_prefix("sha256:")
+                .is_some_and(|hex| hex.starts_with(prefix)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn digests_match_with_or_without_their_algorithm() {
+        let d = "sha256:0123456789abcdef";
+        assert!(super::matches_prefix(d, "sha256:0123"));
+        assert!(super::matches_prefix(d, "0123456"));
+        assert!(!super::matches_prefix(d, "1234"));
+        assert!(!super::matches_prefix(d, ""));
+        assert!(super::matches_prefix("abcdef0123", "abcd"));
+    }
 }

@@ -24,6 +24,8 @@ pub fn phase_name(p: i32) -> &'static str {
         proto::Phase::Readiness => "readiness",
         proto::Phase::Cleanup => "cleanup",
         proto::Phase::Rollback => "rollback",
+        proto::Phase::Pull => "pull",
+        proto::Phase::Resolve => "resolve",
     }
 }
 
@@ -61,6 +63,8 @@ pub fn result_json(r: &proto::DeployResult) -> serde_json::Value {
         "operation_id": r.operation_id,
         "from_sha": r.from_sha,
         "to_sha": r.to_sha,
+        // Image mode deploys digests: the same value as to_sha, named for what it is.
+        "digest": r.to_sha.starts_with("sha256:").then_some(&r.to_sha),
         "image": r.image,
         "message": r.message,
         "last_logs": r.last_logs,
@@ -88,6 +92,10 @@ fn event_json(e: &proto::DeployEvent) -> Option<serde_json::Value> {
             "at": at, "type": "build", "step": b.step, "total_steps": b.total_steps,
             "step_name": b.step_name, "line": b.line,
         }),
+        E::Pull(p) => json!({
+            "at": at, "type": "pull", "reference": p.reference, "layers_done": p.layers_done,
+            "layers_total": p.layers_total, "bytes_done": p.bytes_done, "bytes_total": p.bytes_total,
+        }),
         E::Log(l) => json!({
             "at": at, "type": "log", "container": l.container,
             "line": String::from_utf8_lossy(&l.data).trim_end(),
@@ -109,30 +117,14 @@ pub async fn render(
     out: &Output,
     verb: &str,
 ) -> Result<proto::DeployResult, ClientError> {
-    let tty = !out.json && std::io::stderr().is_terminal();
-    let spinner = tty.then(|| {
-        let pb = ProgressBar::new_spinner();
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        pb.enable_steady_tick(Duration::from_millis(120));
-        pb.set_message(format!("{verb}…"));
-        pb
-    });
-    let say = |line: String| match &spinner {
-        Some(pb) => pb.println(line),
-        None => eprintln!("{line}"),
-    };
+    let view = View::new(out, verb);
     let mut result = None;
     loop {
         let event = match stream.message().await {
             Ok(Some(e)) => e,
             Ok(None) => break,
             Err(status) => {
-                if let Some(pb) = &spinner {
-                    pb.finish_and_clear();
-                }
+                view.finish();
                 return Err(client.explain(status).await);
             }
         };
@@ -141,46 +133,14 @@ pub async fn render(
         {
             out.json_line(&v);
         }
-        use proto::deploy_event::Event as E;
         match event.event {
-            Some(E::Result(r)) => result = Some(r),
+            Some(proto::deploy_event::Event::Result(r)) => result = Some(r),
             _ if out.json => {}
-            Some(E::Phase(p)) => {
-                let name = phase_name(p.phase);
-                let status = status_name(p.status);
-                let text = if p.message.is_empty() {
-                    format!("{name} {status}")
-                } else {
-                    format!("{name} {status}: {}", p.message)
-                };
-                match (&spinner, status) {
-                    (Some(pb), "started") => pb.set_message(text),
-                    _ => say(format!("  {text}")),
-                }
-            }
-            Some(E::Build(b)) if b.line.trim().is_empty() => {}
-            Some(E::Build(b)) => {
-                let step = if b.total_steps > 0 {
-                    format!("[{}/{}] ", b.step, b.total_steps)
-                } else {
-                    String::new()
-                };
-                match &spinner {
-                    Some(pb) => pb.set_message(format!("build {step}{}", b.line.trim_end())),
-                    None => eprintln!("  build {step}{}", b.line.trim_end()),
-                }
-            }
-            Some(E::Log(l)) => say(format!(
-                "  | {}",
-                String::from_utf8_lossy(&l.data).trim_end()
-            )),
-            Some(E::Warning(w)) => say(format!("  warning: {w}")),
+            Some(e) => view.show(e),
             None => {}
         }
     }
-    if let Some(pb) = &spinner {
-        pb.finish_and_clear();
-    }
+    view.finish();
     let result = result.ok_or_else(|| {
         ClientError::Connect(format!(
             "the connection ended before the {verb} finished; it goes on on the VM: see `clawops history`"
@@ -190,6 +150,97 @@ pub async fn render(
         print_result(&result);
     }
     Ok(result)
+}
+
+/// The human view of a deploy stream: a spinner on a terminal, plain lines otherwise.
+struct View {
+    spinner: Option<ProgressBar>,
+}
+
+impl View {
+    fn new(out: &Output, verb: &str) -> Self {
+        let tty = !out.json && std::io::stderr().is_terminal();
+        let spinner = tty.then(|| {
+            let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            pb.enable_steady_tick(Duration::from_millis(120));
+            pb.set_message(format!("{verb}…"));
+            pb
+        });
+        Self { spinner }
+    }
+
+    /// A line that stays.
+    fn say(&self, line: String) {
+        match &self.spinner {
+            Some(pb) => pb.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// A line that the next one replaces on a terminal (progress), printed otherwise.
+    fn progress(&self, line: String) {
+        match &self.spinner {
+            Some(pb) => pb.set_message(line),
+            None => eprintln!("  {line}"),
+        }
+    }
+
+    fn show(&self, event: proto::deploy_event::Event) {
+        use proto::deploy_event::Event as E;
+        match event {
+            E::Phase(p) => {
+                let name = phase_name(p.phase);
+                let status = status_name(p.status);
+                let text = if p.message.is_empty() {
+                    format!("{name} {status}")
+                } else {
+                    format!("{name} {status}: {}", p.message)
+                };
+                match (&self.spinner, status) {
+                    (Some(pb), "started") => pb.set_message(text),
+                    _ => self.say(format!("  {text}")),
+                }
+            }
+            E::Build(b) if b.line.trim().is_empty() => {}
+            E::Build(b) => {
+                let step = if b.total_steps > 0 {
+                    format!("[{}/{}] ", b.step, b.total_steps)
+                } else {
+                    String::new()
+                };
+                self.progress(format!("build {step}{}", b.line.trim_end()));
+            }
+            E::Pull(p) => self.progress(pull_line(&p)),
+            E::Log(l) => self.say(format!(
+                "  | {}",
+                String::from_utf8_lossy(&l.data).trim_end()
+            )),
+            E::Warning(w) => self.say(format!("  warning: {w}")),
+            E::Result(_) => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(pb) = &self.spinner {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// `pull 2/3 layers, 12.0 MiB of 40.1 MiB`.
+fn pull_line(p: &proto::PullProgress) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "pull {}/{} layers, {:.1} MiB of {:.1} MiB",
+        p.layers_done,
+        p.layers_total,
+        mib(p.bytes_done),
+        mib(p.bytes_total)
+    )
 }
 
 fn print_result(r: &proto::DeployResult) {

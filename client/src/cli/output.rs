@@ -59,8 +59,14 @@ pub fn duration_human(ms: u64) -> String {
     }
 }
 
+/// 12 digits of a git sha, or of a registry digest (image mode) after its `sha256:`.
 pub fn short_sha(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+    let keep = if sha.starts_with("sha256:") {
+        7 + 12
+    } else {
+        12
+    };
+    &sha[..sha.len().min(keep)]
 }
 
 #[cfg(test)]

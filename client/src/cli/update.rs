@@ -15,10 +15,12 @@ use super::{
 #[command(after_help = "Examples:
   clawops --via ssh://me@my-vm update
   clawops --via 'gcloud://openclaw-gateway?zone=us-central1-a' update --json > update.json
-  clawops --via ssh://me@my-vm update --ref v2026.11.1")]
+  clawops --via ssh://me@my-vm update --ref v2026.11.1
+  clawops --via ssh://me@my-vm update --ref sha256:4f1c…   (image mode: a tag or a digest)")]
 pub struct UpdateArgs {
-    /// Deploy this sha or tag instead of the branch head (fast-forward only).
-    #[arg(long = "ref", value_name = "SHA|TAG")]
+    /// Deploy this sha or tag instead of the branch head (fast-forward only). Image mode
+    /// (`[app] image`, or a service with `image:` and no `build:`): an image tag or a digest.
+    #[arg(long = "ref", value_name = "SHA|TAG|DIGEST")]
     pub git_ref: Option<String>,
     /// With --ref: allow a commit that is not a fast-forward (checked out detached; no commit
     /// of the checkout is lost).
@@ -43,8 +45,9 @@ pub struct UpdateArgs {
   clawops --via ssh://me@my-vm rollback
   clawops --via ssh://me@my-vm rollback --to 3f2a1b9c --restore-state --yes")]
 pub struct RollbackArgs {
-    /// A sha (prefix) of an earlier healthy deploy (default: the one before the current).
-    #[arg(long = "to", value_name = "SHA")]
+    /// A sha (prefix) of an earlier healthy deploy (default: the one before the current); in
+    /// image mode a digest or its prefix (with or without `sha256:`).
+    #[arg(long = "to", value_name = "SHA|DIGEST")]
     pub to_sha: Option<String>,
     /// Also restore ~/.openclaw from the snapshot taken when that version was replaced (the
     /// current state is moved aside, not deleted).
