@@ -267,13 +267,14 @@ pub async fn prune(docker: &Engine, tags: &[ShaTag], keep: u32, current_image: &
         ..Default::default()
     };
     for t in remove {
+        // Read before untagging: which base this overlay was built on, if it is one.
+        let base = overlay_base(docker, &t.tag).await;
         match docker.remove_image(&t.tag).await {
             Ok(_) => out.removed.push(t.tag.clone()),
             Err(e) => out.failed.push((t.tag.clone(), e.to_string())),
         }
         // The overlay's base goes with it (after it: the overlay image may sit on top of it).
-        let base = base_tag(&t.tag);
-        if is_ours(docker, &base, project).await {
+        if let Some(base) = base {
             match docker.remove_image(&base).await {
                 Ok(_) => out.removed.push(base),
                 Err(e) => out.failed.push((base, e.to_string())),
@@ -283,15 +284,19 @@ pub async fn prune(docker: &Engine, tags: &[ShaTag], keep: u32, current_image: &
     out
 }
 
-/// Does `tag` exist and carry our project label (an operator's own tag is never removed)?
-async fn is_ours(docker: &Engine, tag: &str, project: &str) -> bool {
-    let Ok(image) = docker.inspect_image(tag).await else {
-        return false;
-    };
-    image
-        .config
-        .and_then(|c| c.labels)
-        .is_some_and(|l| l.get(LABEL_PROJECT).map(String::as_str) == Some(project))
+/// The `<tag>-base` tag of an overlaid image, when it still names the very image the overlay
+/// recorded as its base (built here or pulled): an operator's own tag is never removed.
+async fn overlay_base(docker: &Engine, tag: &str) -> Option<String> {
+    let recorded = docker
+        .inspect_image(tag)
+        .await
+        .ok()?
+        .config?
+        .labels?
+        .remove(super::overlay::LABEL_OVERLAY_BASE)?;
+    let base = base_tag(tag);
+    let id = docker.inspect_image(&base).await.ok()?.id?;
+    (id == recorded).then_some(base)
 }
 
 /// Removes images that a rebuild left without any tag (they had one of our tags before), when

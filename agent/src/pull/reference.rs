@@ -42,7 +42,7 @@ impl PullRef {
             Some((name, digest)) => (name, Some(check_digest(digest)?)),
             None => (reference, None),
         };
-        let parsed = ImageRef::parse(name).map_err(invalid)?;
+        let parsed = ImageRef::parse(name).map_err(|e| invalid(e.to_string()))?;
         let last = name.rsplit('/').next().unwrap_or(name);
         let tag = (last.contains(':') || digest.is_none()).then_some(parsed.tag);
         Ok(Self {
@@ -71,7 +71,7 @@ impl PullRef {
                 "give only the tag or the digest, not a full name".into()
             ));
         }
-        let parsed = ImageRef::parse(&format!("{}:{given}", self.repo)).map_err(bad)?;
+        let parsed = ImageRef::parse(&format!("{}:{given}", self.repo)).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             repo: self.repo.clone(),
             tag: Some(parsed.tag),
