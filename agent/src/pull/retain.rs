@@ -1,11 +1,14 @@
 //! Pruning pulled images: the `<repo>:<digest12>` pins image mode keeps for rollback, newest
 //! first by when they were last tagged, beyond `[build] keep_images`. A tag counts as ours only
-//! when its image came from a registry under a digest starting with the tag, so an operator's
-//! own tags in the same repository are never touched.
+//! when its image came from a registry under a digest starting with the tag, or is an overlay
+//! we built on such a pin, so an operator's own tags in the same repository are never touched.
 use chrono::{DateTime, Utc};
 
 use crate::{
-    build::tags::{self, Retention, SHA_TAG_LEN, ShaTag},
+    build::{
+        overlay::LABEL_OVERLAY,
+        tags::{self, Retention, SHA_TAG_LEN, ShaTag},
+    },
     docker::{DockerError, Engine},
 };
 
@@ -35,7 +38,10 @@ async fn pins(docker: &Engine, repo: &str) -> Result<Vec<ShaTag>, DockerError> {
             let Some(short) = tag.strip_prefix(&prefix) else {
                 continue;
             };
-            let pinned = short.len() == SHA_TAG_LEN && digests.iter().any(|d| d.starts_with(short));
+            // An overlay built on a pulled base holds the pin instead (it has no digest).
+            let overlaid = image.labels.contains_key(LABEL_OVERLAY);
+            let pinned = short.len() == SHA_TAG_LEN
+                && (overlaid || digests.iter().any(|d| d.starts_with(short)));
             if !pinned {
                 continue;
             }

@@ -4,9 +4,10 @@
 //! `history` and `status` work on digests unchanged.
 use super::{DeployReport, Staged, UpdateError, UpdateOptions, running_image, sha_tag, short};
 use crate::{
+    build,
     config::Config,
     context::AgentContext,
-    docker::{Engine, short_id},
+    docker::{Engine, LABEL_PROJECT, short_id},
     events::{Phase, PhaseStatus},
     journal::Outcome,
     operation::Reporter,
@@ -73,7 +74,13 @@ pub(super) async fn stage(
     let service = ctx.config.app.service.as_str();
     let image_name = project.require_service(service)?.image_ref(&project.name);
     let deployed = !opts.force && report.from_sha.as_deref() == Some(digest.as_str());
-    if deployed && let Some(image) = running_image(docker, &project, service, &digest).await {
+    let overlay = ctx.config.build.overlay.as_deref();
+    let running = match running_image(docker, &project, service, &digest).await {
+        // An edited (or added, or dropped) `[build] overlay` needs a build for the same digest.
+        Some(image) if build::overlay::is_current(docker, &image, overlay).await => Some(image),
+        _ => None,
+    };
+    if deployed && let Some(image) = running {
         report.outcome = Outcome::UpToDate;
         report.image = Some(image);
         report.message = format!(
@@ -91,7 +98,15 @@ pub(super) async fn stage(
         digest: &digest,
         credentials: credentials.as_ref(),
     };
-    pull_and_pin(ctx, p, &fetch, &[image.as_str(), image_name.as_str()]).await?;
+    match overlay {
+        None => pull_and_pin(ctx, p, &fetch, &[image.as_str(), image_name.as_str()]).await?,
+        Some(overlay) => {
+            let base = build::tags::base_tag(&image);
+            pull_and_pin(ctx, p, &fetch, &[base.as_str()]).await?;
+            let tags = [image.clone(), image_name.clone()];
+            build_overlay(ctx, docker, p, overlay, &base, &tags).await?;
+        }
+    }
     report.image = Some(image.clone());
     Ok(Some(Staged {
         project,
@@ -99,6 +114,45 @@ pub(super) async fn stage(
         image,
         target: digest,
     }))
+}
+
+/// Builds `[build] overlay` FROM the pulled base (`<repo>:<digest12>-base`) and gives the
+/// result the pin and the compose `image:` tag, so the swap, rollback and verify see it.
+async fn build_overlay(
+    ctx: &AgentContext,
+    docker: &Engine,
+    p: &Reporter<'_>,
+    overlay: &std::path::Path,
+    base: &str,
+    tags: &[String],
+) -> Result<(), UpdateError> {
+    let mut labels: std::collections::HashMap<String, String> = ctx
+        .config
+        .build
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(LABEL_PROJECT.into(), ctx.app.project.clone());
+    let spec = build::OverlaySpec {
+        dockerfile: overlay.to_owned(),
+        labels,
+        builder: ctx.config.build.builder,
+        no_cache: false,
+        timeout: std::time::Duration::from_secs(ctx.config.build.timeout_secs),
+    };
+    p.phase(Phase::Build, PhaseStatus::Started, overlay.display().to_string());
+    let built = build::overlay::build(docker, &spec, base, tags, p.sink).await?;
+    p.phase(
+        Phase::Build,
+        PhaseStatus::Done,
+        format!(
+            "overlay on {base} in {:.1}s → {}",
+            built.duration.as_secs_f64(),
+            tags.join(", ")
+        ),
+    );
+    Ok(())
 }
 
 /// Pulls the digest (streaming progress), tags it for rollback (`tags[0]`, the pin) and for the
