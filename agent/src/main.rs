@@ -3,7 +3,7 @@ use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand, ValueEnum};
 use clawops_agent::{
     auth::Token,
-    config::{Config, DEFAULT_CONFIG_PATH},
+    config::{Config, ConfigError, DEFAULT_CONFIG_PATH},
     server, startup,
 };
 
@@ -57,11 +57,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(args: &Args) -> Result<Config, String> {
+fn load_config(args: &Args) -> Result<Config, ConfigError> {
     let mut config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        Some(path) => Config::load(path)?,
         None if std::path::Path::new(DEFAULT_CONFIG_PATH).exists() => {
-            Config::load(DEFAULT_CONFIG_PATH.as_ref()).map_err(|e| e.to_string())?
+            Config::load(DEFAULT_CONFIG_PATH.as_ref())?
         }
         None => Config::default(),
     };
@@ -74,7 +74,7 @@ fn load_config(args: &Args) -> Result<Config, String> {
     if let Some(dir) = &args.state_dir {
         config.state_dir = dir.clone();
     }
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
     Ok(config)
 }
 

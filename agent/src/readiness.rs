@@ -149,78 +149,49 @@ pub async fn wait(
     check: &Readiness,
     sink: &EventSink,
 ) -> Result<Ready, ReadinessError> {
-    let start = Instant::now();
-    let deadline = tokio::time::Instant::now() + check.timeout;
-    let docker_err = |source| ReadinessError::Docker {
-        service: service.to_owned(),
-        source,
-    };
-    sink.phase(
-        Phase::Readiness,
-        PhaseStatus::Started,
+    let mut w = Waiter {
+        docker,
+        container,
         service,
+        check,
+        sink,
+        start: Instant::now(),
+        passed: Passed::new(check),
+        initial_restarts: 0,
+    };
+    let deadline = tokio::time::Instant::now() + check.timeout;
+    w.phase(
+        PhaseStatus::Started,
         format!("waiting for {}", check.describe()),
-        Duration::ZERO,
     );
-    let first = docker
-        .inspect_container(container)
-        .await
-        .map_err(docker_err)?;
-    let state = first.state.clone().unwrap_or_default();
-    let initial_restarts = first.restart_count.unwrap_or(0);
-    if check.healthcheck
-        && first
-            .config
-            .as_ref()
-            .and_then(|c| c.healthcheck.as_ref())
-            .and_then(|h| h.test.as_ref())
-            .is_none_or(|t| t.first().map(String::as_str) == Some("NONE"))
-    {
-        return Err(ReadinessError::NoHealthcheck {
-            service: service.to_owned(),
-        });
-    }
+    let first = w.first_look().await?;
     let (log_tx, mut log_rx) = mpsc::channel::<(LogStream, String)>(256);
     let follower = check.log_regex.as_ref().map(|_| {
-        let since = state
-            .started_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.timestamp().max(0) as i32)
-            .unwrap_or(0);
         tokio::spawn(follow_logs(
             docker.clone(),
             container.to_owned(),
-            since,
+            first.since,
             log_tx,
         ))
     });
     let _abort = AbortOnDrop(follower);
-    let mut url_ok = check.url.is_none();
-    let mut log_ok = check.log_regex.is_none();
-    let mut health_ok = !check.healthcheck;
     let mut forwarded = 0usize;
     let mut last_progress = Instant::now();
     let mut probe = tokio::time::interval(PROBE_EVERY);
     let http = HttpProbe::new(check.url.as_deref())?;
     loop {
-        if url_ok && log_ok && health_ok {
-            let waited = start.elapsed();
-            sink.phase(
-                Phase::Readiness,
+        if w.passed.all() {
+            let waited = w.start.elapsed();
+            w.phase(
                 PhaseStatus::Done,
-                service,
                 format!("ready after {:.1}s", waited.as_secs_f64()),
-                waited,
             );
             return Ok(Ready { waited });
         }
         tokio::select! {
-            line = log_rx.recv(), if !log_ok => {
+            line = log_rx.recv(), if !w.passed.log => {
                 if let Some((stream, line)) = line {
-                    if check.log_regex.as_ref().is_some_and(|re| re.is_match(&line)) {
-                        log_ok = true;
-                    }
+                    w.passed.log = check.log_regex.as_ref().is_some_and(|re| re.is_match(&line));
                     if forwarded < FORWARD_LINES {
                         forwarded += 1;
                         sink.emit(Event::Log { container: container.to_owned(), stream, line });
@@ -228,68 +199,171 @@ pub async fn wait(
                 }
             }
             _ = probe.tick() => {
-                let info = docker.inspect_container(container).await.map_err(docker_err)?;
-                let st = info.state.unwrap_or_default();
-                let code = st.exit_code.unwrap_or(0);
-                let restarts = info.restart_count.unwrap_or(0);
-                if st.restarting == Some(true) || restarts > initial_restarts {
-                    return Err(ReadinessError::CrashLoop {
-                        service: service.to_owned(),
-                        code: (code != 0).then_some(code),
-                        restarts,
-                        last_logs: last_logs(docker, container).await,
-                    });
-                }
-                if st.running != Some(true) {
-                    return Err(ReadinessError::Exited {
-                        service: service.to_owned(),
-                        code,
-                        oom_killed: st.oom_killed == Some(true),
-                        last_logs: last_logs(docker, container).await,
-                    });
-                }
-                if !health_ok {
-                    match st.health.as_ref().and_then(|h| h.status) {
-                        Some(HealthStatusEnum::HEALTHY) => health_ok = true,
-                        Some(HealthStatusEnum::UNHEALTHY) => {
-                            let detail = st.health.as_ref()
-                                .and_then(|h| h.log.as_ref())
-                                .and_then(|l| l.last())
-                                .and_then(|r| r.output.clone())
-                                .unwrap_or_default();
-                            return Err(ReadinessError::Unhealthy {
-                                service: service.to_owned(),
-                                detail: detail.trim().to_owned(),
-                                last_logs: last_logs(docker, container).await,
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-                if !url_ok {
-                    url_ok = http.ok().await;
+                w.probe_container().await?;
+                if !w.passed.url {
+                    w.passed.url = http.ok().await;
                 }
                 if last_progress.elapsed() >= PROGRESS_EVERY {
                     last_progress = Instant::now();
-                    sink.phase(
-                        Phase::Readiness,
-                        PhaseStatus::Started,
-                        service,
-                        format!("still waiting ({}s) for {}", start.elapsed().as_secs(),
-                            pending(check, url_ok, log_ok, health_ok)),
-                        start.elapsed(),
-                    );
+                    w.phase(PhaseStatus::Started, format!("still waiting ({}s) for {}",
+                        w.start.elapsed().as_secs(), w.pending()));
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
                 return Err(ReadinessError::Timeout {
                     service: service.to_owned(),
                     timeout: check.timeout,
-                    pending: pending(check, url_ok, log_ok, health_ok),
+                    pending: w.pending(),
                     last_logs: last_logs(docker, container).await,
                 });
             }
         }
+    }
+}
+
+/// Which of the configured checks have passed (an unconfigured check counts as passed).
+#[derive(Debug, Clone, Copy)]
+struct Passed {
+    url: bool,
+    log: bool,
+    health: bool,
+}
+
+impl Passed {
+    fn new(check: &Readiness) -> Self {
+        Self {
+            url: check.url.is_none(),
+            log: check.log_regex.is_none(),
+            health: !check.healthcheck,
+        }
+    }
+
+    fn all(&self) -> bool {
+        self.url && self.log && self.health
+    }
+}
+
+/// What the first inspect tells the wait.
+struct FirstLook {
+    /// Unix seconds the container started: logs are read from there.
+    since: i32,
+}
+
+/// One readiness wait: the container, what to check and how far it got.
+struct Waiter<'a> {
+    docker: &'a Engine,
+    container: &'a str,
+    service: &'a str,
+    check: &'a Readiness,
+    sink: &'a EventSink,
+    start: Instant,
+    passed: Passed,
+    initial_restarts: i64,
+}
+
+impl Waiter<'_> {
+    fn phase(&self, status: PhaseStatus, message: String) {
+        self.sink.phase(
+            Phase::Readiness,
+            status,
+            self.service,
+            message,
+            self.start.elapsed(),
+        );
+    }
+
+    fn docker_err(&self, source: DockerError) -> ReadinessError {
+        ReadinessError::Docker {
+            service: self.service.to_owned(),
+            source,
+        }
+    }
+
+    /// Records the restart count, and refuses a healthcheck wait without a healthcheck.
+    async fn first_look(&mut self) -> Result<FirstLook, ReadinessError> {
+        let first = self
+            .docker
+            .inspect_container(self.container)
+            .await
+            .map_err(|e| self.docker_err(e))?;
+        self.initial_restarts = first.restart_count.unwrap_or(0);
+        let no_healthcheck = first
+            .config
+            .as_ref()
+            .and_then(|c| c.healthcheck.as_ref())
+            .and_then(|h| h.test.as_ref())
+            .is_none_or(|t| t.first().map(String::as_str) == Some("NONE"));
+        if self.check.healthcheck && no_healthcheck {
+            return Err(ReadinessError::NoHealthcheck {
+                service: self.service.to_owned(),
+            });
+        }
+        let since = first
+            .state
+            .and_then(|s| s.started_at)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.timestamp().max(0) as i32)
+            .unwrap_or(0);
+        Ok(FirstLook { since })
+    }
+
+    /// Fails on an exit, a restart or an unhealthy report; notes a healthy one.
+    async fn probe_container(&mut self) -> Result<(), ReadinessError> {
+        let info = self
+            .docker
+            .inspect_container(self.container)
+            .await
+            .map_err(|e| self.docker_err(e))?;
+        let st = info.state.unwrap_or_default();
+        let code = st.exit_code.unwrap_or(0);
+        let restarts = info.restart_count.unwrap_or(0);
+        if st.restarting == Some(true) || restarts > self.initial_restarts {
+            return Err(ReadinessError::CrashLoop {
+                service: self.service.to_owned(),
+                code: (code != 0).then_some(code),
+                restarts,
+                last_logs: last_logs(self.docker, self.container).await,
+            });
+        }
+        if st.running != Some(true) {
+            return Err(ReadinessError::Exited {
+                service: self.service.to_owned(),
+                code,
+                oom_killed: st.oom_killed == Some(true),
+                last_logs: last_logs(self.docker, self.container).await,
+            });
+        }
+        if self.passed.health {
+            return Ok(());
+        }
+        match st.health.as_ref().and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => self.passed.health = true,
+            Some(HealthStatusEnum::UNHEALTHY) => {
+                let detail = st
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.log.as_ref())
+                    .and_then(|l| l.last())
+                    .and_then(|r| r.output.clone())
+                    .unwrap_or_default();
+                return Err(ReadinessError::Unhealthy {
+                    service: self.service.to_owned(),
+                    detail: detail.trim().to_owned(),
+                    last_logs: last_logs(self.docker, self.container).await,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn pending(&self) -> String {
+        pending(
+            self.check,
+            self.passed.url,
+            self.passed.log,
+            self.passed.health,
+        )
     }
 }
 

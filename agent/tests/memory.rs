@@ -94,6 +94,7 @@ async fn fake_gce_e2_micro_with_sustained_low_memory_advises_e2_small_over_grpc(
         .unwrap_or_else(|| panic!("no upgrade advice in {:?}", report.advice));
     assert_eq!(upgrade.from_machine_type, "e2-micro");
     assert_eq!(upgrade.to_machine_type, "e2-small");
+    assert_eq!(upgrade.resize_command, "clawops resize e2-small");
     assert_eq!(
         upgrade.commands,
         [

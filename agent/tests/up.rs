@@ -9,7 +9,8 @@ use clawops_agent::{
     journal::Outcome,
     up::{Action, UpOptions},
 };
-use up_support::{SEED_COMPOSE, app, node_image, phase_messages};
+use testkit::seed::SEED_COMPOSE;
+use up_support::{app, node_image, phase_messages};
 
 #[tokio::test]
 async fn seed_file_up_is_idempotent_and_recreates_on_change() {

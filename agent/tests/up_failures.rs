@@ -10,7 +10,8 @@ use clawops_agent::{
     readiness::ReadinessError,
     up::{UpError, UpOptions},
 };
-use up_support::{SEED_COMPOSE, app, node_image};
+use testkit::seed::SEED_COMPOSE;
+use up_support::{app, node_image};
 
 #[tokio::test]
 async fn unwritable_bind_dir_is_refused_with_the_chown_command() {

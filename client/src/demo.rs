@@ -170,40 +170,7 @@ impl DemoApp {
                 "upstream",
             ],
         )?;
-        write(&app.upstream.join("busybox"), &busybox, 0o755)?;
-        write(
-            &app.upstream.join("Dockerfile"),
-            DOCKERFILE.as_bytes(),
-            0o644,
-        )?;
-        write(
-            &app.upstream.join("gateway.sh"),
-            GATEWAY_SH.as_bytes(),
-            0o755,
-        )?;
-        write(
-            &app.upstream.join("docker-compose.yml"),
-            COMPOSE.as_bytes(),
-            0o644,
-        )?;
-        write(
-            &app.upstream.join(".dockerignore"),
-            b".git\nREADME.md\n",
-            0o644,
-        )?;
-        write(
-            &app.upstream.join("README.md"),
-            b"OpenClaw stand-in for the clawops demo\n",
-            0o644,
-        )?;
-        // Skill binaries baked into the image, as the guide requires (see `clawops verify`).
-        for (tool, version) in SKILL_TOOLS {
-            write(
-                &app.upstream.join("tools").join(tool),
-                format!("#!/bin/sh\necho \"{tool} {version}\"\n").as_bytes(),
-                0o755,
-            )?;
-        }
+        app.write_upstream(&busybox)?;
         app.commit("v1", "ok", "v1: first version")?;
         git(
             root,
@@ -214,28 +181,57 @@ impl DemoApp {
                 &app.project,
             ],
         )?;
-        // `.env` is the operator's, untracked, as in the GCP guide.
+        app.write_operator_files()?;
+        Ok(app)
+    }
+
+    /// The repository's files: busybox, Dockerfile, gateway script, compose file, skill tools.
+    fn write_upstream(&self, busybox: &[u8]) -> Result<(), DemoError> {
+        let up = &self.upstream;
+        write(&up.join("busybox"), busybox, 0o755)?;
+        write(&up.join("Dockerfile"), DOCKERFILE.as_bytes(), 0o644)?;
+        write(&up.join("gateway.sh"), GATEWAY_SH.as_bytes(), 0o755)?;
+        write(&up.join("docker-compose.yml"), COMPOSE.as_bytes(), 0o644)?;
+        write(&up.join(".dockerignore"), b".git\nREADME.md\n", 0o644)?;
         write(
-            &app.checkout.join(".env"),
+            &up.join("README.md"),
+            b"OpenClaw stand-in for the clawops demo\n",
+            0o644,
+        )?;
+        // Skill binaries baked into the image, as the guide requires (see `clawops verify`).
+        for (tool, version) in SKILL_TOOLS {
+            write(
+                &up.join("tools").join(tool),
+                format!("#!/bin/sh\necho \"{tool} {version}\"\n").as_bytes(),
+                0o755,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What the operator adds to the checkout: `.env` (untracked, as in the GCP guide) and the
+    /// gateway's state directory.
+    fn write_operator_files(&self) -> Result<(), DemoError> {
+        write(
+            &self.checkout.join(".env"),
             format!(
                 "OPENCLAW_IMAGE={}:latest\nOPENCLAW_GATEWAY_PORT={}\nOPENCLAW_CONFIG_DIR={}\n",
-                app.image_repo,
-                app.port,
-                app.state_dir.display()
+                self.image_repo,
+                self.port,
+                self.state_dir.display()
             )
             .as_bytes(),
             0o600,
         )?;
-        std::fs::create_dir_all(&app.state_dir).map_err(|source| DemoError::Io {
-            path: app.state_dir.clone(),
+        std::fs::create_dir_all(&self.state_dir).map_err(|source| DemoError::Io {
+            path: self.state_dir.clone(),
             source,
         })?;
         write(
-            &app.state_dir.join("openclaw.json"),
+            &self.state_dir.join("openclaw.json"),
             b"{\"gateway\":{\"mode\":\"local\"}}\n",
             0o644,
-        )?;
-        Ok(app)
+        )
     }
 
     /// Pushes a commit to the remote that makes the gateway report `version` and behave per

@@ -10,6 +10,7 @@ pub mod install;
 #[cfg(local_agent)]
 pub mod local;
 pub mod remote;
+pub mod resize;
 pub mod target;
 pub mod targets;
 pub mod token;

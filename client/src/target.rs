@@ -151,49 +151,21 @@ impl Target {
         action: &SshAction,
         ssh_options: &[String],
     ) -> Option<(String, Vec<String>)> {
-        let mut ssh_args: Vec<String> = vec![
-            "-o".into(),
-            "BatchMode=yes".into(),
-            "-o".into(),
-            "ConnectTimeout=20".into(),
-            "-o".into(),
-            "ServerAliveInterval=30".into(),
-        ];
-        for opt in ssh_options {
-            ssh_args.push("-o".into());
-            ssh_args.push(opt.clone());
-        }
-        let action_flags: Vec<String> = match action {
-            SshAction::Stdio(forward) => vec!["-W".into(), forward.clone()],
-            SshAction::Run(_) => vec![],
-            // Without ExitOnForwardFailure a busy local port is only a warning, and ssh would
-            // stay up forwarding nothing.
-            SshAction::LocalForward(spec) => vec![
-                "-o".into(),
-                "ExitOnForwardFailure=yes".into(),
-                "-N".into(),
-                "-L".into(),
-                spec.clone(),
-            ],
-        };
+        let mut ssh_args = ssh_base_args(ssh_options);
         match self {
             Target::Addr(_) => None,
             Target::Ssh { user, host, port } => {
-                let mut args = ssh_args;
                 if let Some(port) = port {
-                    args.push("-p".into());
-                    args.push(port.to_string());
+                    ssh_args.push("-p".into());
+                    ssh_args.push(port.to_string());
                 }
-                args.extend(action_flags);
-                args.push("--".into());
-                args.push(match user {
-                    Some(u) => format!("{u}@{host}"),
-                    None => host.clone(),
-                });
+                ssh_args.extend(action.flags());
+                ssh_args.push("--".into());
+                ssh_args.push(user_at(user.as_deref(), host));
                 if let SshAction::Run(command) = action {
-                    args.push(command.clone());
+                    ssh_args.push(command.clone());
                 }
-                Some((program_env("CLAWOPS_SSH", "ssh"), args))
+                Some((program_env("CLAWOPS_SSH", "ssh"), ssh_args))
             }
             Target::Gcloud {
                 vm,
@@ -202,11 +174,7 @@ impl Target {
                 user,
                 iap,
             } => {
-                let mut args = vec!["compute".into(), "ssh".into()];
-                args.push(match user {
-                    Some(u) => format!("{u}@{vm}"),
-                    None => vm.clone(),
-                });
+                let mut args = vec!["compute".into(), "ssh".into(), user_at(user.as_deref(), vm)];
                 if let Some(zone) = zone {
                     args.push(format!("--zone={zone}"));
                 }
@@ -224,11 +192,122 @@ impl Target {
                 }
                 args.push("--".into());
                 args.extend(ssh_args);
-                args.extend(action_flags);
-                Some((program_env("CLAWOPS_GCLOUD", "gcloud"), args))
+                args.extend(action.flags());
+                Some((gcloud_program(), args))
             }
         }
     }
+
+    /// The VM behind a `gcloud://` target (zone and project as the URL gives them); `None` for
+    /// other targets.
+    pub fn gce_instance(&self) -> Option<GceInstance> {
+        match self {
+            Target::Gcloud {
+                vm, zone, project, ..
+            } => Some(GceInstance {
+                vm: vm.clone(),
+                zone: zone.clone(),
+                project: project.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A GCE VM as `gcloud compute instances` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GceInstance {
+    pub vm: String,
+    pub zone: Option<String>,
+    pub project: Option<String>,
+}
+
+/// What `gcloud compute instances` is asked to do to a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceAction {
+    Stop,
+    /// The VM must be stopped; the type is checked by [`valid_machine_type`] first.
+    SetMachineType(String),
+    Start,
+}
+
+impl GceInstance {
+    /// `gcloud compute instances stop|set-machine-type|start VM [--machine-type T] --zone Z
+    /// [--project P] --quiet`.
+    pub fn command(&self, action: &InstanceAction) -> (String, Vec<String>) {
+        let verb = match action {
+            InstanceAction::Stop => "stop",
+            InstanceAction::SetMachineType(_) => "set-machine-type",
+            InstanceAction::Start => "start",
+        };
+        let mut args: Vec<String> = vec![
+            "compute".into(),
+            "instances".into(),
+            verb.into(),
+            self.vm.clone(),
+        ];
+        if let InstanceAction::SetMachineType(machine_type) = action {
+            args.push("--machine-type".into());
+            args.push(machine_type.clone());
+        }
+        if let Some(zone) = &self.zone {
+            args.push("--zone".into());
+            args.push(zone.clone());
+        }
+        if let Some(project) = &self.project {
+            args.push("--project".into());
+            args.push(project.clone());
+        }
+        // Without --quiet a missing default would turn into a prompt a CI job never answers.
+        args.push("--quiet".into());
+        (gcloud_program(), args)
+    }
+}
+
+/// A GCE machine type name as gcloud takes it: predefined (`e2-small`, `n2-standard-4`) or
+/// custom (`e2-custom-2-4096`, `n2-custom-4-8192-ext`): lowercase words joined by `-`, starting
+/// with a letter; at most 63 characters like every GCE resource name.
+pub fn valid_machine_type(name: &str) -> bool {
+    let mut words = name.split('-');
+    let first_ok = words
+        .next()
+        .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_lowercase()));
+    name.len() <= 63
+        && first_ok
+        && name.contains('-')
+        && name.split('-').all(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+/// The common ssh options: never prompt, give up on a dead host, notice a dead connection.
+fn ssh_base_args(ssh_options: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "ConnectTimeout=20".into(),
+        "-o".into(),
+        "ServerAliveInterval=30".into(),
+    ];
+    for opt in ssh_options {
+        args.push("-o".into());
+        args.push(opt.clone());
+    }
+    args
+}
+
+fn user_at(user: Option<&str>, host: &str) -> String {
+    match user {
+        Some(u) => format!("{u}@{host}"),
+        None => host.to_owned(),
+    }
+}
+
+fn gcloud_program() -> String {
+    program_env("CLAWOPS_GCLOUD", "gcloud")
 }
 
 /// ssh and gcloud get hosts, users, zones and projects as arguments (and gcloud builds a remote
@@ -272,6 +351,25 @@ enum SshAction {
     Run(String),
     /// `-N -L LOCAL:REMOTE`: a listening port here.
     LocalForward(String),
+}
+
+impl SshAction {
+    /// The ssh flags that select the action.
+    fn flags(&self) -> Vec<String> {
+        match self {
+            SshAction::Stdio(forward) => vec!["-W".into(), forward.clone()],
+            SshAction::Run(_) => vec![],
+            // Without ExitOnForwardFailure a busy local port is only a warning, and ssh would
+            // stay up forwarding nothing.
+            SshAction::LocalForward(spec) => vec![
+                "-o".into(),
+                "ExitOnForwardFailure=yes".into(),
+                "-N".into(),
+                "-L".into(),
+                spec.clone(),
+            ],
+        }
+    }
 }
 
 fn program_env(var: &str, default: &str) -> String {
@@ -383,6 +481,66 @@ mod tests {
                 port: Some(22)
             }
         );
+    }
+
+    #[test]
+    fn gce_instance_commands() {
+        let t = Target::parse_via("gcloud://gw?zone=z1&project=p1").unwrap();
+        let vm = t.gce_instance().unwrap();
+        let (prog, args) = vm.command(&InstanceAction::SetMachineType("e2-small".into()));
+        assert_eq!(prog, "gcloud");
+        assert_eq!(
+            args,
+            [
+                "compute",
+                "instances",
+                "set-machine-type",
+                "gw",
+                "--machine-type",
+                "e2-small",
+                "--zone",
+                "z1",
+                "--project",
+                "p1",
+                "--quiet"
+            ]
+        );
+        let (_, args) = vm.command(&InstanceAction::Stop);
+        assert_eq!(&args[..4], ["compute", "instances", "stop", "gw"]);
+        assert!(
+            Target::parse_via("ssh://vm")
+                .unwrap()
+                .gce_instance()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn machine_type_syntax() {
+        for good in [
+            "e2-small",
+            "e2-standard-2",
+            "n2-custom-4-8192-ext",
+            "e2-bogus",
+        ] {
+            assert!(valid_machine_type(good), "{good}");
+        }
+        for bad in [
+            "",
+            "e2",
+            "E2-small",
+            "e2_small",
+            "-e2",
+            "e2-",
+            "e2--small",
+            "2e-small",
+            "e2 small",
+            "e2-small;id",
+            "--zone=x",
+        ] {
+            assert!(!valid_machine_type(bad), "{bad}");
+        }
+        assert!(!valid_machine_type(&format!("e2-{}", "a".repeat(61))));
     }
 
     #[test]

@@ -223,8 +223,19 @@ impl ConfigFile {
     }
 }
 
+/// A target name or an ssh option that cannot be used.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SyntaxError {
+    #[error(
+        "a target name is 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+    )]
+    TargetName,
+    #[error("{0:?} is not an ssh option: write KEY=VALUE, e.g. \"IdentityFile=~/.ssh/vm\"")]
+    SshOption(String),
+}
+
 /// Target names become file names (`tokens/<name>`) and appear in commands users copy.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), SyntaxError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -237,17 +248,15 @@ fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err("a target name is 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit".into())
+        Err(SyntaxError::TargetName)
     }
 }
 
 /// `KEY=VALUE` (or `KEY VALUE`), as `ssh -o` takes them.
-pub fn check_ssh_option(opt: &str) -> Result<(), String> {
+pub fn check_ssh_option(opt: &str) -> Result<(), SyntaxError> {
     let key = opt.split(['=', ' ']).next().unwrap_or("");
     if key.is_empty() || key.len() == opt.len() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "{opt:?} is not an ssh option: write KEY=VALUE, e.g. \"IdentityFile=~/.ssh/vm\""
-        ));
+        return Err(SyntaxError::SshOption(opt.to_owned()));
     }
     Ok(())
 }

@@ -65,6 +65,10 @@ fn memory_human_json_and_exit_codes() {
         "{stdout}"
     );
     assert!(
+        stdout.contains("  run       clawops resize e2-small\n"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains(
             "gcloud compute instances set-machine-type openclaw-gateway --machine-type e2-small \
              --zone us-central1-a --project my-claw-project"
@@ -85,6 +89,10 @@ fn memory_human_json_and_exit_codes() {
     assert_eq!(report["advice"][0]["to_machine_type"], "e2-small");
     assert_eq!(report["advice"][0]["price_after_usd_month"], 12.23);
     assert_eq!(report["advice"][0]["commands"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        report["advice"][0]["resize_command"],
+        "clawops resize e2-small"
+    );
     assert!(!report["history"]["samples"].as_array().unwrap().is_empty());
     assert!(report["host"]["total_bytes"].as_u64().unwrap() > 0);
     assert!(report["agent_rss_bytes"].as_u64().unwrap() > 0);

@@ -15,6 +15,8 @@ pub mod v1 {
 
 pub use prost_types::Timestamp;
 
+pub mod machine_types;
+
 /// The agent's port on the VM's loopback, when agent.toml does not set `listen`.
 pub const DEFAULT_AGENT_PORT: u16 = 18777;
 

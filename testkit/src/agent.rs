@@ -164,6 +164,33 @@ impl AgentProcess {
         self.spawn();
     }
 
+    /// Stops it with SIGTERM (as a VM shutdown does) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix_kill(child.id());
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again (after [`Self::stop`] or [`Self::kill9`]) on the same address, as the
+    /// agent on a rebooted VM listens where it did before.
+    pub fn start_again_on_same_port(&mut self) {
+        let config = std::fs::read_to_string(&self.config_path).unwrap();
+        let listen = format!("listen = \"{}\"", self.addr);
+        let config: Vec<String> = config
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen = ") {
+                    listen.clone()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(&self.config_path, config.join("\n") + "\n").unwrap();
+        self.spawn();
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

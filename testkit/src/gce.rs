@@ -19,11 +19,14 @@ pub const E2_MICRO: [(&str, &str); 4] = [
     ("/project/project-id", "my-claw-project"),
 ];
 
+type Answers = Arc<Mutex<HashMap<String, String>>>;
+
 pub struct FakeGce {
     /// Base URL, as `[memory] metadata_url` takes it.
     pub url: String,
     /// (path, whether the request had `Metadata-Flavor: Google`)
     pub requests: Arc<Mutex<Vec<(String, bool)>>>,
+    answers: Answers,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -38,10 +41,13 @@ impl FakeGce {
             "http://{}/computeMetadata/v1",
             listener.local_addr().unwrap()
         );
-        let answers: HashMap<String, String> = answers
-            .iter()
-            .map(|(p, v)| (format!("/computeMetadata/v1{p}"), v.to_string()))
-            .collect();
+        let answers: Answers = Arc::new(Mutex::new(
+            answers
+                .iter()
+                .map(|(p, v)| (format!("/computeMetadata/v1{p}"), v.to_string()))
+                .collect(),
+        ));
+        let served = answers.clone();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -56,7 +62,7 @@ impl FakeGce {
                         while let Ok((conn, _)) = listener.accept().await {
                             tokio::spawn(serve_conn(
                                 conn,
-                                answers.clone(),
+                                served.clone(),
                                 seen.clone(),
                                 flavor_header,
                             ));
@@ -71,6 +77,7 @@ impl FakeGce {
         Self {
             url,
             requests,
+            answers,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -78,6 +85,15 @@ impl FakeGce {
 
     pub fn requests(&self) -> Vec<(String, bool)> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// Changes one answer (a path under `/computeMetadata/v1`), as a resize changes
+    /// `/instance/machine-type`.
+    pub fn set(&self, path: &str, value: &str) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(format!("/computeMetadata/v1{path}"), value.to_owned());
     }
 }
 
@@ -94,7 +110,7 @@ impl Drop for FakeGce {
 
 async fn serve_conn(
     mut conn: tokio::net::TcpStream,
-    answers: HashMap<String, String>,
+    answers: Answers,
     seen: Arc<Mutex<Vec<(String, bool)>>>,
     flavor_header: bool,
 ) {
@@ -115,12 +131,13 @@ async fn serve_conn(
             .lines()
             .any(|l| l.eq_ignore_ascii_case("metadata-flavor: google"));
         seen.lock().unwrap().push((path.clone(), flavor));
-        let (status, body) = match answers.get(&path) {
+        let answer = answers.lock().unwrap().get(&path).cloned();
+        let (status, body) = match answer {
             _ if !flavor => (
                 "403 Forbidden",
                 "Missing required header \"Metadata-Flavor\": \"Google\"".to_string(),
             ),
-            Some(v) => ("200 OK", v.clone()),
+            Some(v) => ("200 OK", v),
             None => ("404 Not Found", "not found".to_string()),
         };
         let echo = if flavor_header {

@@ -18,26 +18,35 @@ pub struct NetNs {
     pub ns_addr: Ipv4Addr,
 }
 
-fn ip(args: &[&str]) -> Result<String, String> {
+#[derive(Debug, thiserror::Error)]
+pub enum NetNsError {
+    #[error("cannot run `ip` (install iproute2): {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("ip {args}: {stderr}")]
+    Failed { args: String, stderr: String },
+    #[error("no free /30 in 10.200.0.0/16")]
+    NoFreeSubnet,
+}
+
+fn ip(args: &[&str]) -> Result<String, NetNsError> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run `ip` (install iproute2): {e}"))?;
+        .map_err(NetNsError::Spawn)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(NetNsError::Failed {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
 }
 
 impl NetNs {
     /// Creates the namespace, the veth pair and addresses in 10.200.0.0/16 that no interface
     /// of this machine uses yet.
-    pub fn create() -> Result<Self, String> {
+    pub fn create() -> Result<Self, NetNsError> {
         let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let used: Vec<Ipv4Addr> = ip(&["-4", "-o", "addr", "show"])?
             .lines()
@@ -56,7 +65,7 @@ impl NetNs {
                     o[..2] == [10, 200] && ((u32::from(o[2]) << 8) | u32::from(o[3])) & !3 == b
                 })
             })
-            .ok_or("no free /30 in 10.200.0.0/16")?;
+            .ok_or(NetNsError::NoFreeSubnet)?;
         let host_addr = Ipv4Addr::new(10, 200, (base >> 8) as u8, (base & 0xff) as u8 + 1);
         let ns_addr = Ipv4Addr::new(10, 200, (base >> 8) as u8, (base & 0xff) as u8 + 2);
         let ns = Self {

@@ -83,7 +83,14 @@ pub async fn stream_logs(
     let mut inclusive = true;
     loop {
         let was_running = container.state == "running";
-        let last = pump(&docker, &container, &query, tail, after, inclusive, &tx).await?;
+        let read = Pump {
+            container: &container,
+            query: &query,
+            tail,
+            after,
+            inclusive,
+        };
+        let last = pump(&docker, &read, &tx).await?;
         let Some(last) = last else {
             return Ok(()); // client gone
         };
@@ -143,27 +150,34 @@ pub async fn stream_logs(
     }
 }
 
+/// One container's log stream to read: from where, and what to keep.
+struct Pump<'a> {
+    container: &'a ProjectContainer,
+    query: &'a LogQuery,
+    tail: Option<u64>,
+    /// Lines up to this time were already sent (or precede `--since`).
+    after: Option<DateTime<Utc>>,
+    /// Whether a line at exactly `after` is still wanted.
+    inclusive: bool,
+}
+
 /// Sends one container's log stream. Returns `None` when the client went away, else the
 /// timestamp of the last line read (if any).
-#[allow(clippy::too_many_arguments)]
 async fn pump(
     docker: &Engine,
-    container: &ProjectContainer,
-    query: &LogQuery,
-    tail: Option<u64>,
-    after: Option<DateTime<Utc>>,
-    inclusive: bool,
+    read: &Pump<'_>,
     tx: &mpsc::Sender<LogItem>,
 ) -> Result<Option<Option<DateTime<Utc>>>, LogsError> {
+    let query = read.query;
     let req = LogsRequest {
         follow: query.follow,
         timestamps: query.needs_timestamps(),
         // Docker takes whole seconds; the exact bound is applied per line below.
-        since: after.map_or(0, |t| t.timestamp() as i32),
+        since: read.after.map_or(0, |t| t.timestamp() as i32),
         until: query.until.map_or(0, |t| t.timestamp() as i32 + 1),
-        tail,
+        tail: read.tail,
     };
-    let mut logs = std::pin::pin!(docker.logs(&container.id, &req));
+    let mut logs = std::pin::pin!(docker.logs(&read.container.id, &req));
     let mut last_ts = None;
     loop {
         let first = tokio::select! {
@@ -173,43 +187,70 @@ async fn pump(
         let Some(first) = first else {
             return Ok(Some(last_ts));
         };
-        let mut bytes = item_len(&first);
-        let mut chunk = vec![first];
-        let mut ended = false;
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
-        while chunk.len() < BATCH_LINES && bytes < BATCH_BYTES {
-            match tokio::time::timeout_at(deadline, logs.next()).await {
-                Ok(Some(item)) => {
-                    bytes += item_len(&item);
-                    chunk.push(item);
-                }
-                Ok(None) => {
-                    ended = true;
-                    break;
-                }
-                Err(_) => break,
-            }
+        let (chunk, ended) = gather(first, &mut logs).await;
+        let lines = match read.lines(chunk, &mut last_ts) {
+            Ok(lines) => lines,
+            // The container went away mid-stream (removed by a recreate): that is an end.
+            Err(e) if e.is_not_found() => return Ok(Some(last_ts)),
+            Err(e) => return Err(e.into()),
+        };
+        if !lines.is_empty() && tx.send(LogItem::Lines(lines)).await.is_err() {
+            return Ok(None);
         }
+        if ended {
+            return Ok(Some(last_ts));
+        }
+    }
+}
+
+type LogResult = Result<LogChunk, DockerError>;
+
+/// After `first`, more items for up to [`BATCH_WINDOW`] within the batch limits; `true` when
+/// the stream ended meanwhile.
+async fn gather(
+    first: LogResult,
+    logs: &mut (impl futures::Stream<Item = LogResult> + Unpin),
+) -> (Vec<LogResult>, bool) {
+    let mut bytes = item_len(&first);
+    let mut chunk = vec![first];
+    let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+    while chunk.len() < BATCH_LINES && bytes < BATCH_BYTES {
+        match tokio::time::timeout_at(deadline, logs.next()).await {
+            Ok(Some(item)) => {
+                bytes += item_len(&item);
+                chunk.push(item);
+            }
+            Ok(None) => return (chunk, true),
+            Err(_) => break,
+        }
+    }
+    (chunk, false)
+}
+
+impl Pump<'_> {
+    /// The lines of `chunk` inside the time bounds and matching `--grep`; `last_ts` follows the
+    /// timestamps read. The first engine error ends it.
+    fn lines(
+        &self,
+        chunk: Vec<LogResult>,
+        last_ts: &mut Option<DateTime<Utc>>,
+    ) -> Result<Vec<LogLine>, DockerError> {
+        let query = self.query;
         let mut lines = Vec::with_capacity(chunk.len());
         for item in chunk {
             let LogChunk {
                 stream,
                 data: message,
-            } = match item {
-                Ok(c) => c,
-                // The container went away mid-stream (removed by a recreate): that is an end.
-                Err(e) if e.is_not_found() => return Ok(Some(last_ts)),
-                Err(e) => return Err(e.into()),
-            };
+            } = item?;
             let (timestamp, data) = if query.needs_timestamps() {
                 split_timestamp(message)
             } else {
                 (None, message)
             };
             if let Some(ts) = timestamp {
-                last_ts = Some(ts);
-                let before_start = match after {
-                    Some(a) if inclusive => ts < a,
+                *last_ts = Some(ts);
+                let before_start = match self.after {
+                    Some(a) if self.inclusive => ts < a,
                     Some(a) => ts <= a,
                     None => false,
                 };
@@ -227,15 +268,10 @@ async fn pump(
                 stream,
                 data,
                 timestamp,
-                container: container.name.clone(),
+                container: self.container.name.clone(),
             });
         }
-        if !lines.is_empty() && tx.send(LogItem::Lines(lines)).await.is_err() {
-            return Ok(None);
-        }
-        if ended {
-            return Ok(Some(last_ts));
-        }
+        Ok(lines)
     }
 }
 

@@ -20,41 +20,7 @@ const MIB: u64 = 1 << 20;
 /// single good or bad sample.
 const SUSTAINED_SHARE: f64 = 0.8;
 
-/// A rung of the upgrade ladder, with its us-central1 on-demand list price.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MachineType {
-    pub name: &'static str,
-    pub memory: u64,
-    pub usd_month: f64,
-}
-
-/// GCE counts machine memory in GiB ("1 GB" for e2-micro is 1 GiB).
-pub const LADDER: [MachineType; 4] = [
-    MachineType {
-        name: "e2-micro",
-        memory: GIB,
-        usd_month: 6.11,
-    },
-    MachineType {
-        name: "e2-small",
-        memory: 2 * GIB,
-        usd_month: 12.23,
-    },
-    MachineType {
-        name: "e2-medium",
-        memory: 4 * GIB,
-        usd_month: 24.46,
-    },
-    MachineType {
-        name: "e2-standard-2",
-        memory: 8 * GIB,
-        usd_month: 48.91,
-    },
-];
-
-pub fn machine_type(name: &str) -> Option<(usize, &'static MachineType)> {
-    LADDER.iter().enumerate().find(|(_, m)| m.name == name)
-}
+pub use clawops_proto::machine_types::{LADDER, MachineType, find as machine_type};
 
 /// What resizing a GCE VM costs in availability.
 pub const GCE_DOWNTIME: &str = "about 1–2 minutes for the VM to stop and start, plus the \
@@ -79,7 +45,10 @@ pub struct Advice {
     pub summary: String,
     pub from_machine_type: Option<String>,
     pub to_machine_type: Option<String>,
-    /// Exact commands to run, in order (empty when there is nothing to run).
+    /// The one command that does it: `clawops resize TYPE` (stop, resize, start, wait).
+    pub resize_command: Option<String>,
+    /// The same by hand: the exact gcloud commands, in order (empty when there is nothing to
+    /// run).
     pub commands: Vec<String>,
     pub price_before_usd_month: Option<f64>,
     pub price_after_usd_month: Option<f64>,
@@ -259,6 +228,7 @@ fn raise_limit(o: &Oom, host: &HostMemory) -> Advice {
         ),
         from_machine_type: None,
         to_machine_type: None,
+        resize_command: None,
         commands: Vec::new(),
         price_before_usd_month: None,
         price_after_usd_month: None,
@@ -308,6 +278,7 @@ fn upgrade(machine: &Machine, host: &HostMemory, reason: String) -> Advice {
                 reason,
                 from_machine_type: Some(machine.machine_type.clone()),
                 to_machine_type: Some(to.name.into()),
+                resize_command: Some(resize_command(to.name)),
                 commands: resize_commands(machine, to.name),
                 price_before_usd_month: from.map(|f| f.usd_month),
                 price_after_usd_month: Some(to.usd_month),
@@ -330,6 +301,7 @@ fn upgrade(machine: &Machine, host: &HostMemory, reason: String) -> Advice {
                 reason,
                 from_machine_type: Machine::known(&machine.machine_type).map(str::to_owned),
                 to_machine_type: None,
+                resize_command: None,
                 commands: Vec::new(),
                 price_before_usd_month: None,
                 price_after_usd_month: None,
@@ -351,9 +323,9 @@ fn step_down(machine: &Machine, week: WeekSummary, t: &Thresholds) -> Option<Adv
     if week.oom_kills > 0 || f64::from(week.max_pressure_some_avg10) >= t.pressure_pct / 2.0 {
         return None;
     }
-    let fits = |memory: u64| {
-        week.peak_used <= memory / 10 * 6
-            && memory.saturating_sub(week.peak_used) >= 2 * t.low_available
+    let room = Room {
+        week,
+        low_available: t.low_available,
     };
     let reason = format!(
         "for the last 7 days ({} hours sampled) at most {} of {} was in use, with no OOM kills \
@@ -367,44 +339,74 @@ fn step_down(machine: &Machine, week: WeekSummary, t: &Thresholds) -> Option<Adv
         .on_gce
         .then(|| machine_type(&machine.machine_type))
         .flatten();
-    if let Some((i, from)) = current {
-        let to = LADDER[..i].last().filter(|m| fits(m.memory))?;
-        Machine::known(&machine.name)?;
-        let free = if to.name == "e2-micro" {
-            "; one e2-micro per billing account is free-tier eligible in us-west1, us-central1 \
-             and us-east1"
-        } else {
-            ""
-        };
-        return Some(Advice {
-            kind: AdviceKind::Downgrade,
-            reason,
-            summary: format!(
-                "{} may step down from {} to {} ({} would still leave {} free at the peak; \
-                 ≈${:.2} → ${:.2}/month, us-central1 list price{free}).",
-                machine.name,
-                from.name,
-                to.name,
-                human(to.memory),
-                human(to.memory - week.peak_used),
-                from.usd_month,
-                to.usd_month
-            ),
-            from_machine_type: Some(from.name.into()),
-            to_machine_type: Some(to.name.into()),
-            commands: resize_commands(machine, to.name),
-            price_before_usd_month: Some(from.usd_month),
-            price_after_usd_month: Some(to.usd_month),
-            downtime: GCE_DOWNTIME.into(),
-            memory_before: from.memory,
-            memory_after: to.memory,
-            service: None,
-        });
+    match current {
+        Some((i, from)) => step_down_listed(machine, (i, from), &room, reason),
+        None => step_down_unlisted(machine, &room, reason),
     }
-    // Off GCE (or an unlisted type): the smallest power-of-two GiB size that fits, if it is at
-    // most half of what the host has.
-    let target = (0..8).map(|p| GIB << p).find(|&m| fits(m))?;
-    if target > week.total / 2 {
+}
+
+/// What a smaller machine would have to hold.
+struct Room {
+    week: WeekSummary,
+    low_available: u64,
+}
+
+impl Room {
+    /// The week's peak fits in 60% of `memory` and leaves twice the low-memory threshold.
+    fn fits(&self, memory: u64) -> bool {
+        self.week.peak_used <= memory / 10 * 6
+            && memory.saturating_sub(self.week.peak_used) >= 2 * self.low_available
+    }
+}
+
+/// On a listed GCE type: the next rung down, when it fits.
+fn step_down_listed(
+    machine: &Machine,
+    (i, from): (usize, &MachineType),
+    room: &Room,
+    reason: String,
+) -> Option<Advice> {
+    let to = LADDER[..i].last().filter(|m| room.fits(m.memory))?;
+    Machine::known(&machine.name)?;
+    let free = if to.name == "e2-micro" {
+        "; one e2-micro per billing account is free-tier eligible in us-west1, us-central1 \
+         and us-east1"
+    } else {
+        ""
+    };
+    Some(Advice {
+        kind: AdviceKind::Downgrade,
+        reason,
+        summary: format!(
+            "{} may step down from {} to {} ({} would still leave {} free at the peak; \
+             ≈${:.2} → ${:.2}/month, us-central1 list price{free}).",
+            machine.name,
+            from.name,
+            to.name,
+            human(to.memory),
+            human(to.memory - room.week.peak_used),
+            from.usd_month,
+            to.usd_month
+        ),
+        from_machine_type: Some(from.name.into()),
+        to_machine_type: Some(to.name.into()),
+        resize_command: Some(resize_command(to.name)),
+        commands: resize_commands(machine, to.name),
+        price_before_usd_month: Some(from.usd_month),
+        price_after_usd_month: Some(to.usd_month),
+        downtime: GCE_DOWNTIME.into(),
+        memory_before: from.memory,
+        memory_after: to.memory,
+        service: None,
+    })
+}
+
+/// Off GCE (or an unlisted type): the smallest power-of-two GiB size that fits, if it is at
+/// most half of what the host has.
+fn step_down_unlisted(machine: &Machine, room: &Room, reason: String) -> Option<Advice> {
+    let total = room.week.total;
+    let target = (0..8).map(|p| GIB << p).find(|&m| room.fits(m))?;
+    if target > total / 2 {
         return None;
     }
     Some(Advice {
@@ -414,10 +416,11 @@ fn step_down(machine: &Machine, week: WeekSummary, t: &Thresholds) -> Option<Adv
             "This machine{} may step down to {} of RAM (it has {}).",
             gce_name(machine),
             human(target),
-            human(week.total)
+            human(total)
         ),
         from_machine_type: Machine::known(&machine.machine_type).map(str::to_owned),
         to_machine_type: None,
+        resize_command: None,
         commands: Vec::new(),
         price_before_usd_month: None,
         price_after_usd_month: None,
@@ -426,7 +429,7 @@ fn step_down(machine: &Machine, week: WeekSummary, t: &Thresholds) -> Option<Adv
         } else {
             HOST_DOWNTIME.into()
         },
-        memory_before: week.total,
+        memory_before: total,
         memory_after: target,
         service: None,
     })
@@ -445,6 +448,12 @@ fn gce_name(machine: &Machine) -> String {
         Some(name) if machine.on_gce => format!(" ({name})"),
         _ => String::new(),
     }
+}
+
+/// The clawops command that resizes this VM. The agent cannot know which `--via` or `-t` the
+/// operator reaches it with, so the command names only the type.
+fn resize_command(to: &str) -> String {
+    format!("clawops resize {to}")
 }
 
 /// stop → set-machine-type → start, with the VM's name, zone and (when known) project.

@@ -88,6 +88,7 @@ fn kernel_oom_kill_on_e2_micro_means_e2_small() {
     assert_eq!(a.kind, AdviceKind::Upgrade);
     assert_eq!(a.to_machine_type.as_deref(), Some("e2-small"));
     assert!(a.reason.contains("OOM-killed 1 process "), "{}", a.reason);
+    assert_eq!(a.resize_command.as_deref(), Some("clawops resize e2-small"));
     assert_eq!(
         a.commands,
         [

@@ -152,6 +152,7 @@ fn advice(a: memory::Advice) -> pb::Advice {
         from_machine_type: a.from_machine_type.unwrap_or_default(),
         to_machine_type: a.to_machine_type.unwrap_or_default(),
         commands: a.commands,
+        resize_command: a.resize_command.unwrap_or_default(),
         price_before_usd_month: a.price_before_usd_month.unwrap_or(0.0),
         price_after_usd_month: a.price_after_usd_month.unwrap_or(0.0),
         downtime: a.downtime,

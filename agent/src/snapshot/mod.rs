@@ -349,72 +349,118 @@ fn helper_images(engine: &Engine<'_>, containers: &[Mounted]) -> Vec<String> {
     images
 }
 
-/// Appends one directory; `None` when it does not exist.
+/// Appends one directory; `None` when it does not exist. Read through a container that mounts
+/// it, else a helper container, else (no image at all) the agent's own file access.
 async fn read_dir(
     engine: &Engine<'_>,
     containers: &[Mounted],
     dir: &Path,
     out: &mut Writer,
 ) -> Result<Option<SnapshotDir>, SnapshotError> {
-    let docker = engine.docker;
-    let found = |method, excluded| {
-        Some(SnapshotDir {
-            path: dir.to_owned(),
-            method,
-            excluded,
-        })
-    };
     if let Some(route) = engine::route(containers, engine.service, dir) {
-        match engine::stat_dir(docker, &route.container, &route.path).await? {
-            None => return Ok(None),
-            Some(false) => return Err(SnapshotError::NotADirectory(dir.to_owned())),
-            Some(true) => {}
-        }
-        let via = format!("container {}", route.name);
-        copy_from(
-            docker,
-            &route.container,
-            &route.path,
-            dir,
-            &route.excluded,
-            &via,
-            out,
-        )
-        .await?;
-        let method = Method::Container {
-            container: route.name,
-            path: route.path,
-        };
-        return Ok(found(method, route.excluded));
+        return read_through_container(engine, route, dir, out).await;
     }
     for image in helper_images(engine, containers) {
-        let helper = match Helper::create(docker, &image, dir, false, None).await {
-            Ok(h) => h,
-            Err(HelperError::NoSource) => return Ok(None),
-            Err(HelperError::NoImage) => continue,
-            Err(HelperError::Engine(e)) => return Err(e.into()),
-        };
-        let via = format!("a helper container from {image}");
-        let copied = match engine::stat_dir(docker, helper.id(), Path::new(HELPER_PATH)).await {
-            Ok(Some(true)) => {
-                copy_from(
-                    docker,
-                    helper.id(),
-                    Path::new(HELPER_PATH),
-                    dir,
-                    &[],
-                    &via,
-                    out,
-                )
-                .await
-            }
-            Ok(_) => Err(SnapshotError::NotADirectory(dir.to_owned())),
-            Err(e) => Err(e),
-        };
-        helper.remove().await;
-        copied?;
-        return Ok(found(Method::Helper { image }, Vec::new()));
+        match read_through_helper(engine, image, dir, out).await? {
+            Helped::NoImage => continue,
+            Helped::Read(found) => return Ok(found),
+        }
     }
+    read_from_filesystem(dir, out).await
+}
+
+/// A snapshot directory read by `method`.
+fn found(dir: &Path, method: Method, excluded: Vec<PathBuf>) -> Option<SnapshotDir> {
+    Some(SnapshotDir {
+        path: dir.to_owned(),
+        method,
+        excluded,
+    })
+}
+
+/// Through the archive API of a container that mounts `dir`.
+async fn read_through_container(
+    engine: &Engine<'_>,
+    route: engine::Route,
+    dir: &Path,
+    out: &mut Writer,
+) -> Result<Option<SnapshotDir>, SnapshotError> {
+    let docker = engine.docker;
+    match engine::stat_dir(docker, &route.container, &route.path).await? {
+        None => return Ok(None),
+        Some(false) => return Err(SnapshotError::NotADirectory(dir.to_owned())),
+        Some(true) => {}
+    }
+    let via = format!("container {}", route.name);
+    copy_from(
+        docker,
+        &route.container,
+        &route.path,
+        dir,
+        &route.excluded,
+        &via,
+        out,
+    )
+    .await?;
+    let method = Method::Container {
+        container: route.name,
+        path: route.path,
+    };
+    Ok(found(dir, method, route.excluded))
+}
+
+/// What a helper container from one image could do.
+enum Helped {
+    /// The image is gone: try the next one.
+    NoImage,
+    Read(Option<SnapshotDir>),
+}
+
+/// Through a helper container from `image` that mounts `dir` (created, never started).
+async fn read_through_helper(
+    engine: &Engine<'_>,
+    image: String,
+    dir: &Path,
+    out: &mut Writer,
+) -> Result<Helped, SnapshotError> {
+    let docker = engine.docker;
+    let helper = match Helper::create(docker, &image, dir, false, None).await {
+        Ok(h) => h,
+        Err(HelperError::NoSource) => return Ok(Helped::Read(None)),
+        Err(HelperError::NoImage) => return Ok(Helped::NoImage),
+        Err(HelperError::Engine(e)) => return Err(e.into()),
+    };
+    let via = format!("a helper container from {image}");
+    let copied = match engine::stat_dir(docker, helper.id(), Path::new(HELPER_PATH)).await {
+        Ok(Some(true)) => {
+            copy_from(
+                docker,
+                helper.id(),
+                Path::new(HELPER_PATH),
+                dir,
+                &[],
+                &via,
+                out,
+            )
+            .await
+        }
+        Ok(_) => Err(SnapshotError::NotADirectory(dir.to_owned())),
+        Err(e) => Err(e),
+    };
+    helper.remove().await;
+    copied?;
+    Ok(Helped::Read(found(
+        dir,
+        Method::Helper { image },
+        Vec::new(),
+    )))
+}
+
+/// With the agent's own permissions, when no image is there to make a helper from.
+async fn read_from_filesystem(
+    dir: &Path,
+    out: &mut Writer,
+) -> Result<Option<SnapshotDir>, SnapshotError> {
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -431,7 +477,7 @@ async fn read_dir(
             io::ErrorKind::PermissionDenied => unreadable(dir, path),
             _ => SnapshotError::Io { path, source: e },
         })?;
-    Ok(found(Method::Filesystem, Vec::new()))
+    Ok(found(dir, Method::Filesystem, Vec::new()))
 }
 
 /// Streams the engine's archive of `path` in `container` into the snapshot as `dir`.

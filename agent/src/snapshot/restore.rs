@@ -177,28 +177,7 @@ async fn restore_dir(
     };
     let (mut commands, mut left) = rm_commands(&extras);
     let first_rm = (!commands.is_empty()).then(|| commands.remove(0));
-    let mut created = None;
-    for image in images {
-        match Helper::create(docker, image, &source, true, first_rm.clone()).await {
-            Ok(h) => {
-                created = Some((h, image.clone()));
-                break;
-            }
-            Err(HelperError::NoImage) => continue,
-            Err(HelperError::NoSource) => {
-                return Err(failed(format!(
-                    "{} does not exist; create it (owned by the gateway's user) and retry",
-                    source.display()
-                )));
-            }
-            Err(HelperError::Engine(e)) => return Err(e.into()),
-        }
-    }
-    let Some((helper, image)) = created else {
-        return Err(SnapshotError::NoImage {
-            dir: dir.path.clone(),
-        });
-    };
+    let (helper, image) = writable_helper(engine, images, &source, first_rm.clone(), dir).await?;
 
     upload(docker, helper.id(), snapshot, dir, &target).await?;
 
@@ -232,6 +211,36 @@ async fn restore_dir(
         );
     }
     Ok(left.into_iter().map(|rel| dir.path.join(rel)).collect())
+}
+
+/// A helper container mounting `source` writable, from the first of `images` that exists;
+/// `first_rm` is its command.
+async fn writable_helper(
+    engine: &Engine<'_>,
+    images: &[String],
+    source: &Path,
+    first_rm: Option<Vec<String>>,
+    dir: &SnapshotDir,
+) -> Result<(Helper, String), SnapshotError> {
+    for image in images {
+        match Helper::create(engine.docker, image, source, true, first_rm.clone()).await {
+            Ok(h) => return Ok((h, image.clone())),
+            Err(HelperError::NoImage) => continue,
+            Err(HelperError::NoSource) => {
+                return Err(SnapshotError::Restore {
+                    dir: dir.path.clone(),
+                    why: format!(
+                        "{} does not exist; create it (owned by the gateway's user) and retry",
+                        source.display()
+                    ),
+                });
+            }
+            Err(HelperError::Engine(e)) => return Err(e.into()),
+        }
+    }
+    Err(SnapshotError::NoImage {
+        dir: dir.path.clone(),
+    })
 }
 
 /// Runs the `rm` commands: the first in `helper` (created with it), each other one in a helper

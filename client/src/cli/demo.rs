@@ -79,7 +79,25 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
     let mut steps = Steps { n: 0, total: 7 };
     let quiet = Output::new(false);
     let _ = out;
+    build_and_up(client, app, &mut steps, &quiet).await?;
+    updates(client, app, &mut steps, &quiet).await?;
 
+    steps.next("What happened, from the journal", "clawops history");
+    history::run(client.clone(), history::HistoryArgs { limit: 10 }, &quiet).await?;
+
+    steps.next("Where things stand", "clawops status");
+    status::run(client.clone(), status::StatusArgs {}, &quiet).await?;
+    println!("\nDemo complete: every step behaved as expected.");
+    Ok(())
+}
+
+/// Steps 1–2: build the image, start the gateway.
+async fn build_and_up(
+    client: &Client,
+    app: &DemoApp,
+    steps: &mut Steps,
+    quiet: &Output,
+) -> Result<(), ClientError> {
     steps.next("Build the gateway image from the checkout", "clawops build");
     let code = build::run(
         client.clone(),
@@ -88,7 +106,7 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
             service: String::new(),
             requested_by: Some("demo".into()),
         },
-        &quiet,
+        quiet,
     )
     .await?;
     check(code == 0, "the image is built and tagged with the commit")?;
@@ -103,18 +121,26 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
             no_wait: false,
             requested_by: Some("demo".into()),
         },
-        &quiet,
+        quiet,
     )
     .await?;
     check(code == 0, "the gateway is up and ready")?;
     check(
         app.served_version().await.as_deref() == Some("v1"),
         "/healthz answers with v1",
-    )?;
+    )
+}
 
+/// Steps 3–5: a no-op update, a good one, a broken one that rolls back.
+async fn updates(
+    client: &Client,
+    app: &DemoApp,
+    steps: &mut Steps,
+    quiet: &Output,
+) -> Result<(), ClientError> {
     steps.next("Nothing was pushed: update is a no-op", "clawops update");
     let started = Instant::now();
-    let code = update::update(client.clone(), demo_update(), &quiet).await?;
+    let code = update::update(client.clone(), demo_update(), quiet).await?;
     check(
         code == 0 && last_result(client).await == "up_to_date",
         &format!(
@@ -131,7 +157,7 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
         .commit("v2", "ok", "v2: a new gateway version")
         .map_err(|e| ClientError::Failed(e.to_string()))?;
     println!("      pushed {}", &v2[..12]);
-    let code = update::update(client.clone(), demo_update(), &quiet).await?;
+    let code = update::update(client.clone(), demo_update(), quiet).await?;
     check(code == 0, "fetched, fast-forwarded, built, swapped, ready")?;
     check(
         app.served_version().await.as_deref() == Some("v2"),
@@ -146,7 +172,7 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
         .commit("v3", "exit", "v3: breaks the config")
         .map_err(|e| ClientError::Failed(e.to_string()))?;
     println!("      pushed {}", &v3[..12]);
-    let code = update::update(client.clone(), demo_update(), &quiet).await?;
+    let code = update::update(client.clone(), demo_update(), quiet).await?;
     check(code == 1, "the update failed (exit code 1)…")?;
     check(
         last_result(client).await == "rolled_back",
@@ -155,15 +181,7 @@ async fn flow(client: &Client, app: &DemoApp, out: &Output) -> Result<(), Client
     check(
         app.served_version().await.as_deref() == Some("v2"),
         "v2 serves again; the gateway was down only between stop and ready",
-    )?;
-
-    steps.next("What happened, from the journal", "clawops history");
-    history::run(client.clone(), history::HistoryArgs { limit: 10 }, &quiet).await?;
-
-    steps.next("Where things stand", "clawops status");
-    status::run(client.clone(), status::StatusArgs {}, &quiet).await?;
-    println!("\nDemo complete: every step behaved as expected.");
-    Ok(())
+    )
 }
 
 fn demo_update() -> UpdateArgs {

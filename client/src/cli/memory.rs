@@ -1,5 +1,5 @@
 //! `clawops memory`
-use std::{io::IsTerminal, time::Duration};
+use std::{fmt::Write, io::IsTerminal, time::Duration};
 
 use clap::Args;
 use clawops::{Client, ClientError, proto};
@@ -13,7 +13,8 @@ const LONG: u32 = 72;
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// Memory of the VM and the gateway: available memory, pressure, OOM kills, each container's
-/// usage, recent history, and advice on the machine type with the exact gcloud commands.
+/// usage, recent history, and advice on the machine type with the command that applies it
+/// (`clawops resize TYPE`, and the gcloud commands it runs).
 /// Advice is not failure: the exit code is 0 unless --fail-on-advice is given.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -174,6 +175,7 @@ pub fn to_json(r: &proto::MemoryReport) -> Value {
             "reason": a.reason,
             "from_machine_type": opt(!a.from_machine_type.is_empty(), &a.from_machine_type),
             "to_machine_type": opt(!a.to_machine_type.is_empty(), &a.to_machine_type),
+            "resize_command": opt(!a.resize_command.is_empty(), &a.resize_command),
             "commands": a.commands,
             "price_before_usd_month": opt(a.price_before_usd_month > 0.0, a.price_before_usd_month),
             "price_after_usd_month": opt(a.price_after_usd_month > 0.0, a.price_after_usd_month),
@@ -225,11 +227,20 @@ fn pct(part: u64, whole: u64) -> String {
 }
 
 fn human(r: &proto::MemoryReport, detailed: bool) -> String {
-    use std::fmt::Write;
     let mut s = String::new();
     let host = r.host.unwrap_or_default();
-    let machine = r.machine.clone().unwrap_or_default();
     let history = r.history.clone().unwrap_or_default();
+    machine_line(&mut s, &r.machine.clone().unwrap_or_default());
+    host_lines(&mut s, &host);
+    let _ = writeln!(s, "agent       {} RSS", bytes_human(r.agent_rss_bytes));
+    container_lines(&mut s, r);
+    event_lines(&mut s, &r.events, detailed);
+    history_lines(&mut s, &history, &host, &r.containers, detailed);
+    advice_lines(&mut s, r);
+    s
+}
+
+fn machine_line(s: &mut String, machine: &proto::Machine) {
     if machine.on_gce {
         let _ = writeln!(
             s,
@@ -239,6 +250,10 @@ fn human(r: &proto::MemoryReport, detailed: bool) -> String {
     } else {
         let _ = writeln!(s, "machine     not on GCE (no metadata server answered)");
     }
+}
+
+/// Available memory, pressure and OOM kills.
+fn host_lines(s: &mut String, host: &proto::HostMemory) {
     let _ = writeln!(
         s,
         "host        {} available of {} ({}) · used {} · swap {} of {}",
@@ -274,7 +289,9 @@ fn human(r: &proto::MemoryReport, detailed: bool) -> String {
             host.oom_kills_since_start, host.oom_kills_total
         );
     }
-    let _ = writeln!(s, "agent       {} RSS", bytes_human(r.agent_rss_bytes));
+}
+
+fn container_lines(s: &mut String, r: &proto::MemoryReport) {
     if !r.docker_error.is_empty() {
         let _ = writeln!(s, "containers  unknown: {}", r.docker_error);
     } else if r.containers.is_empty() {
@@ -311,26 +328,27 @@ fn human(r: &proto::MemoryReport, detailed: bool) -> String {
         }
         let _ = writeln!(s, "{line}");
     }
-    if !r.events.is_empty() {
-        let _ = writeln!(s, "events");
-        for e in r.events.iter().rev().take(if detailed { 20 } else { 5 }) {
-            let code = if e.kind == "die" {
-                format!(" (exit {})", e.exit_code)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                s,
-                "  {}  {:<3} {}{code}",
-                time_human(e.at.as_ref()),
-                e.kind,
-                e.container
-            );
-        }
+}
+
+fn event_lines(s: &mut String, events: &[proto::MemoryEvent], detailed: bool) {
+    if events.is_empty() {
+        return;
     }
-    history_lines(&mut s, &history, &host, &r.containers, detailed);
-    advice_lines(&mut s, r);
-    s
+    let _ = writeln!(s, "events");
+    for e in events.iter().rev().take(if detailed { 20 } else { 5 }) {
+        let code = if e.kind == "die" {
+            format!(" (exit {})", e.exit_code)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  {}  {:<3} {}{code}",
+            time_human(e.at.as_ref()),
+            e.kind,
+            e.container
+        );
+    }
 }
 
 fn history_lines(
@@ -340,7 +358,6 @@ fn history_lines(
     containers: &[proto::ContainerMemory],
     detailed: bool,
 ) {
-    use std::fmt::Write;
     if h.samples.is_empty() {
         return;
     }
@@ -386,7 +403,6 @@ fn history_lines(
 }
 
 fn advice_lines(s: &mut String, r: &proto::MemoryReport) {
-    use std::fmt::Write;
     if r.advice.is_empty() {
         let _ = writeln!(s, "advice      none: memory is fine for this machine");
         return;
@@ -394,11 +410,17 @@ fn advice_lines(s: &mut String, r: &proto::MemoryReport) {
     for a in &r.advice {
         let _ = writeln!(s, "advice      {}: {}", kind_name(a.kind), a.summary);
         let _ = writeln!(s, "  why       {}", a.reason);
-        if !a.commands.is_empty() {
-            let _ = writeln!(s, "  run");
-            for c in &a.commands {
-                let _ = writeln!(s, "    {c}");
-            }
+        if !a.resize_command.is_empty() {
+            let _ = writeln!(s, "  run       {}", a.resize_command);
+        }
+        // The same by hand, for those without clawops at hand or who want each step.
+        for (i, c) in a.commands.iter().enumerate() {
+            let label = match (i, a.resize_command.is_empty()) {
+                (0, true) => "run",
+                (0, false) => "by hand",
+                _ => "",
+            };
+            let _ = writeln!(s, "  {label:<9} {c}");
         }
         if !a.downtime.is_empty() {
             let _ = writeln!(s, "  downtime  {}", a.downtime);

@@ -17,6 +17,7 @@ mod install;
 mod logs;
 mod memory;
 mod output;
+mod resize;
 mod status;
 mod targets;
 mod token;
@@ -90,6 +91,7 @@ pub enum Command {
     Token(token::TokenArgs),
     Tunnel(tunnel::TunnelArgs),
     Completions(completions::CompletionsArgs),
+    Resize(resize::ResizeArgs),
 }
 
 /// Commands that talk to an agent (remote or in-process).
@@ -152,6 +154,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, ClientError> {
         Command::Token(args) => token::run(args, &cli.conn, out).await,
         Command::Tunnel(args) => tunnel::run(args, &cli.conn, out).await,
         Command::Completions(args) => completions::run(args),
+        Command::Resize(args) => resize::run(args, &cli.conn, out).await,
         Command::Agent(command) => {
             let opts = connect_options(&cli.conn)?;
             let client = Client::connect(&opts).await?;

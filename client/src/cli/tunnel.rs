@@ -7,7 +7,7 @@ use std::{
 };
 
 use clap::Args;
-use clawops::ClientError;
+use clawops::{ClientError, targets::Resolved};
 use nix::{
     sys::signal::{Signal, killpg},
     unistd::Pid,
@@ -48,84 +48,140 @@ pub struct TunnelArgs {
 
 pub async fn run(args: TunnelArgs, conn: &ConnArgs, out: &Output) -> Result<u8, ClientError> {
     let resolved = resolve_target(conn)?;
-    let via = resolved.target.to_string();
-    let remote_port = if args.gateway {
-        args.gateway_port
-    } else {
-        resolved.agent_port
-    };
-    let local_port = args.local_port.unwrap_or(remote_port);
-    let Some((program, argv)) =
-        resolved
-            .target
-            .local_forward_command(local_port, remote_port, &resolved.ssh_options)
-    else {
-        return Err(ClientError::Usage(format!(
-            "{via} is already a direct address; `clawops tunnel` needs an ssh:// or gcloud:// \
-             target (-t NAME or --via)"
-        )));
-    };
-    // Saying so now beats ssh's "Address already in use" after it has connected.
-    if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", local_port)) {
-        return Err(ClientError::Usage(format!(
-            "cannot listen on 127.0.0.1:{local_port} here ({e}): another tunnel, or a gateway \
-             running on this machine? Choose another port with --local-port"
-        )));
-    }
-    eprintln!("clawops: connecting to {via}…");
-    tracing::debug!(%program, ?argv, "opening the tunnel");
-    // Its own process group, so that stopping it also stops the ssh that gcloud starts.
-    let mut child = Command::new(&program)
-        .args(&argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            ClientError::Connect(if e.kind() == std::io::ErrorKind::NotFound {
-                format!("{program} is not installed or not on PATH")
-            } else {
-                format!("cannot start {program}: {e}")
-            })
-        })?;
-    let group = child.id().map(|id| Pid::from_raw(id as i32));
-    let last_line = Arc::new(Mutex::new(String::new()));
-    let relay = {
-        let stderr = child.stderr.take().expect("piped stderr");
-        let last_line = last_line.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("{line}");
-                if !line.trim().is_empty() {
-                    *last_line.lock().unwrap_or_else(|e| e.into_inner()) = line.trim().to_owned();
-                }
-            }
-        })
-    };
+    let forward = Forward::plan(&args, &resolved)?;
+    eprintln!("clawops: connecting to {}…", resolved.target);
+    let mut ssh = Ssh::spawn(&forward)?;
     let signal_err = |e: std::io::Error| ClientError::Failed(format!("cannot handle signals: {e}"));
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_err)?;
-    let probe = remote_answers(local_port);
+    let probe = remote_answers(forward.local_port);
     tokio::pin!(probe);
     let mut announced = false;
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status,
+            status = ssh.child.wait() => break status,
             answers = &mut probe, if !announced => {
                 announced = true;
-                announce(&Announce { gateway: args.gateway, local_port, remote_port, answers,
-                    flag: resolved.flag(), token_path: resolved.token_path.clone() }, out);
+                announce(&Announce { gateway: args.gateway, local_port: forward.local_port,
+                    remote_port: forward.remote_port, answers, flag: resolved.flag(),
+                    token_path: resolved.token_path.clone() }, out);
             }
-            _ = sigint.recv() => return stop(group, &mut child).await,
-            _ = sigterm.recv() => return stop(group, &mut child).await,
+            _ = sigint.recv() => return stop(ssh.group, &mut ssh.child).await,
+            _ = sigterm.recv() => return stop(ssh.group, &mut ssh.child).await,
         }
     };
     // gcloud's own ssh may hold stderr open a little longer than gcloud itself.
-    let _ = tokio::time::timeout(Duration::from_secs(1), relay).await;
-    let last = last_line.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let _ = tokio::time::timeout(Duration::from_secs(1), ssh.relay).await;
+    let last = ssh
+        .last_line
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    closed(&forward.program, status, &last)
+}
+
+/// What to forward, and the ssh/gcloud command that does it.
+struct Forward {
+    program: String,
+    argv: Vec<String>,
+    local_port: u16,
+    remote_port: u16,
+}
+
+impl Forward {
+    /// Refuses a direct address and a local port that is taken.
+    fn plan(args: &TunnelArgs, resolved: &Resolved) -> Result<Self, ClientError> {
+        let remote_port = if args.gateway {
+            args.gateway_port
+        } else {
+            resolved.agent_port
+        };
+        let local_port = args.local_port.unwrap_or(remote_port);
+        let Some((program, argv)) =
+            resolved
+                .target
+                .local_forward_command(local_port, remote_port, &resolved.ssh_options)
+        else {
+            return Err(ClientError::Usage(format!(
+                "{} is already a direct address; `clawops tunnel` needs an ssh:// or gcloud:// \
+                 target (-t NAME or --via)",
+                resolved.target
+            )));
+        };
+        // Saying so now beats ssh's "Address already in use" after it has connected.
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", local_port)) {
+            return Err(ClientError::Usage(format!(
+                "cannot listen on 127.0.0.1:{local_port} here ({e}): another tunnel, or a gateway \
+                 running on this machine? Choose another port with --local-port"
+            )));
+        }
+        Ok(Self {
+            program,
+            argv,
+            local_port,
+            remote_port,
+        })
+    }
+}
+
+/// The running ssh (or gcloud), its stderr relayed to ours.
+struct Ssh {
+    child: Child,
+    group: Option<Pid>,
+    relay: tokio::task::JoinHandle<()>,
+    /// Its last non-empty stderr line, to explain an exit.
+    last_line: Arc<Mutex<String>>,
+}
+
+impl Ssh {
+    fn spawn(forward: &Forward) -> Result<Self, ClientError> {
+        let program = &forward.program;
+        tracing::debug!(%program, argv = ?forward.argv, "opening the tunnel");
+        // Its own process group, so that stopping it also stops the ssh that gcloud starts.
+        let mut child = Command::new(program)
+            .args(&forward.argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                ClientError::Connect(if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("{program} is not installed or not on PATH")
+                } else {
+                    format!("cannot start {program}: {e}")
+                })
+            })?;
+        let group = child.id().map(|id| Pid::from_raw(id as i32));
+        let last_line = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let relay = tokio::spawn(relay_stderr(stderr, last_line.clone()));
+        Ok(Self {
+            child,
+            group,
+            relay,
+            last_line,
+        })
+    }
+}
+
+async fn relay_stderr(stderr: tokio::process::ChildStderr, last_line: Arc<Mutex<String>>) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("{line}");
+        if !line.trim().is_empty() {
+            *last_line.lock().unwrap_or_else(|e| e.into_inner()) = line.trim().to_owned();
+        }
+    }
+}
+
+/// The tunnel ended by itself: fine if ssh exited cleanly, else its last words.
+fn closed(
+    program: &str,
+    status: std::io::Result<std::process::ExitStatus>,
+    last: &str,
+) -> Result<u8, ClientError> {
     match status {
         Ok(s) if s.success() => {
             eprintln!("clawops: the tunnel closed ({program} exited)");
@@ -134,7 +190,7 @@ pub async fn run(args: TunnelArgs, conn: &ConnArgs, out: &Output) -> Result<u8, 
         Ok(s) => Err(ClientError::Connect(format!(
             "{program} exited ({}): {}",
             s.code().map_or("signal".into(), |c| c.to_string()),
-            if last.is_empty() { "no message" } else { &last }
+            if last.is_empty() { "no message" } else { last }
         ))),
         Err(e) => Err(ClientError::Connect(format!("waiting for {program}: {e}"))),
     }
