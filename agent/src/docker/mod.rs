@@ -16,12 +16,14 @@ mod error;
 mod events;
 mod images;
 pub mod models;
+mod session;
 
 pub use archive::{ExecOutput, PathStat, TempContainer};
 pub use build::BuildRequest;
 pub use containers::{ListFilter, LogChunk, LogsRequest, first_name as container_name};
 pub use error::DockerError;
 pub use events::EventsRequest;
+pub use session::{Attached, ExecSpec, TtySize};
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";
