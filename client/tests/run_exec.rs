@@ -294,3 +294,130 @@ async fn exec_runs_in_the_gateway_and_bad_input_touches_nothing() {
     assert_eq!(state.running, Some(true));
     assert!(one_offs(&f.project).await.is_empty());
 }
+
+/// A tmux server on its own socket, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux (apt-get install tmux)");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-J", "-S", "-", "-t", "tty"])
+    }
+
+    /// Waits until the pane shows a line satisfying `ok`.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.lines().any(&ok) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} on the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn type_line(&self, line: &str) {
+        self.run(&["send-keys", "-t", "tty", "-l", line]);
+        self.run(&["send-keys", "-t", "tty", "Enter"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_session_is_raw_follows_resizes_and_restores_the_terminal() {
+    let f = fixture().await;
+    let bin = client_binary();
+    let token = f.agent.token_file();
+    let url = f.agent.url();
+    let clawops = [
+        bin.to_str().unwrap(),
+        "--addr",
+        &url,
+        "--token-file",
+        token.to_str().unwrap(),
+        "exec",
+        "--",
+        "sh",
+    ];
+    // The pane's shell (the test's own fixed script) reports how clawops ended and what state
+    // it left the terminal in.
+    let script = format!(
+        "{}; echo EXIT=$?; stty -a; sleep 60",
+        shlex::try_join(clawops).unwrap()
+    );
+    let tmux = Tmux {
+        socket: unique("clawops-tty"),
+    };
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tty",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    tmux.run(&["set-option", "-t", "tty", "status", "off"]);
+    tmux.wait_for("prompt", |l| l.trim_end().ends_with('#'));
+
+    tmux.type_line("echo $((6*7))");
+    tmux.wait_for("42", |l| l.trim() == "42");
+
+    tmux.run(&["resize-window", "-t", "tty", "-x", "123", "-y", "37"]);
+    let size = tmux.run(&[
+        "display-message",
+        "-p",
+        "-t",
+        "tty",
+        "#{pane_height} #{pane_width}",
+    ]);
+    let size = size.trim().to_owned();
+    assert_eq!(size, "37 123");
+    tmux.type_line("stty size");
+    tmux.wait_for("the new size", |l| l.trim() == size);
+
+    tmux.type_line("exit 5");
+    let screen = tmux.wait_for("exit code", |l| l.trim() == "EXIT=5");
+    let flags: Vec<&str> = screen
+        .split_once("EXIT=5")
+        .unwrap()
+        .1
+        .split([' ', ';', '\n'])
+        .collect();
+    for restored in ["icanon", "echo", "isig", "opost"] {
+        assert!(
+            flags.contains(&restored),
+            "{restored} not restored:\n{screen}"
+        );
+    }
+}
