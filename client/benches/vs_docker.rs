@@ -4,7 +4,7 @@
 //!
 //! Environment: CLAWOPS_BENCH_IDLE_SECS (default 240) — how long the idle agent samples memory
 //! once it has gone quiet (at one sample a second: 240 s ≈ 40 minutes of the default 10 s
-//! interval).
+//! interval). CLAWOPS_BENCH_ONLY=session — only the run/exec rows (`vs_docker/session.rs`).
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -22,6 +22,9 @@ use testkit::{
     cleanup::{AppGuard, ImageGuard},
     container::ServiceContainer,
 };
+
+#[path = "vs_docker/session.rs"]
+mod session;
 
 struct Row {
     measure: &'static str,
@@ -244,6 +247,20 @@ fn main() {
 
     eprintln!("deploying v1 with clawops and with the manual chain…");
     run(&["update"], 1, false);
+    let gateway = format!("{}-openclaw-gateway-1", app.project);
+    let image = format!("{}:latest", app.image_repo);
+    let session_setup = session::Setup {
+        clawops: &clawops,
+        agent: &agent,
+        gateway: &gateway,
+        service: "openclaw-gateway",
+        image: &image,
+    };
+    if std::env::var("CLAWOPS_BENCH_ONLY").as_deref() == Ok("session") {
+        eprintln!("measuring run/exec only (CLAWOPS_BENCH_ONLY=session)…");
+        print_rows(&session::rows(&session_setup));
+        return;
+    }
     timed_chain(1, &manual_chain, &manual);
     remember_manual_image();
 
@@ -281,7 +298,6 @@ fn main() {
         met: Some(ratio >= 10.0 && ours <= Duration::from_millis(500)),
     });
 
-    let gateway = format!("{}-openclaw-gateway-1", app.project);
     // memory --json vs docker stats --no-stream.
     let ours = run(&["memory", "--json"], 9, false);
     let theirs = timed(
@@ -332,8 +348,10 @@ fn main() {
         met: None,
     });
 
+    eprintln!("measuring run/exec…");
+    rows.extend(session::rows(&session_setup));
+
     // logs --tail 100000 vs docker logs --tail 100000.
-    let image = format!("{}:latest", app.image_repo);
     rt.block_on(
         ServiceContainer::new(&app.project, "chatty", &image)
             .script("seq 1 100000; exec sleep 3600")
@@ -477,10 +495,15 @@ fn main() {
         met: Some(peak <= 2 * idle_end),
     });
 
+    print_rows(&rows);
+    drop(rt);
+}
+
+fn print_rows(rows: &[Row]) {
     println!(
         "\n| measure | clawops | docker CLI | ratio | target | met |\n|---|---|---|---|---|---|"
     );
-    for r in &rows {
+    for r in rows {
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             r.measure,
@@ -495,5 +518,4 @@ fn main() {
             }
         );
     }
-    drop(rt);
 }

@@ -152,7 +152,7 @@ impl From<crate::session::SessionError> for Status {
                 Status::invalid_argument(e.to_string())
             }
             S::NotRunning { .. } => Status::failed_precondition(e.to_string()),
-            S::Up(u) => u.into(),
+            S::Up(u) => (*u).into(),
             S::Docker(d) => d.into(),
         }
     }

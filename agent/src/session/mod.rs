@@ -44,8 +44,9 @@ pub enum SessionError {
         /// Services that do have a running container.
         running: Vec<String>,
     },
+    /// Boxed: loading the project can fail in many rich ways, and this enum travels often.
     #[error(transparent)]
-    Up(#[from] crate::up::UpError),
+    Up(Box<crate::up::UpError>),
     #[error(transparent)]
     Docker(#[from] DockerError),
 }
@@ -85,6 +86,12 @@ impl SessionRequest {
             return Err(SessionError::BadEnv { index: index + 1 });
         }
         Ok(())
+    }
+}
+
+impl From<crate::up::UpError> for SessionError {
+    fn from(e: crate::up::UpError) -> Self {
+        SessionError::Up(Box::new(e))
     }
 }
 
