@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Log data is passed through without a copy.
         .bytes(".clawops.v1.LogLine.data")
+        // Session streams too: stdin and output pass through without a copy.
+        .bytes(".clawops.v1.SessionInput")
+        .bytes(".clawops.v1.SessionOutput")
         .compile_fds(descriptors)?;
     Ok(())
 }

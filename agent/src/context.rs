@@ -64,6 +64,8 @@ impl AgentContext {
 pub struct Counters {
     pub streams: Arc<AtomicU32>,
     pub log_follows: Arc<AtomicU32>,
+    /// Open `clawops run` / `clawops exec` sessions.
+    pub sessions: Arc<AtomicU32>,
     /// Calls received (any service), so the agent knows when it has gone quiet.
     pub requests: Arc<AtomicU64>,
 }

@@ -22,6 +22,7 @@ pub mod readiness;
 pub mod reconcile;
 pub mod rpc;
 pub mod server;
+pub mod session;
 pub mod snapshot;
 pub mod startup;
 pub mod status;

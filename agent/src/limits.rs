@@ -1,5 +1,6 @@
 //! Bounds on what one client can make the agent hold: request fields that end up in the journal
-//! and in lock messages, and long-lived log follows (each holds a Docker stream and a task).
+//! and in lock messages, and long-lived log follows and run/exec sessions (each holds Docker
+//! streams and a task).
 use std::sync::{
     Arc,
     atomic::{AtomicU32, Ordering},
@@ -16,6 +17,8 @@ pub struct LimitsConfig {
     pub max_requested_by_bytes: usize,
     /// Log follows (`clawops logs -f`) open at once, across all clients.
     pub max_log_follows: u32,
+    /// `clawops run` / `clawops exec` sessions open at once, across all clients.
+    pub max_sessions: u32,
     /// HTTP/2 streams one connection may have open at once.
     pub max_streams_per_connection: u32,
     /// Requests one connection may have in flight at once (streams included).
@@ -29,6 +32,7 @@ impl Default for LimitsConfig {
         Self {
             max_requested_by_bytes: 256,
             max_log_follows: 8,
+            max_sessions: 8,
             max_streams_per_connection: 32,
             max_requests_per_connection: 32,
             journal_max_mb: 8,
@@ -44,6 +48,10 @@ pub enum LimitError {
         "{max} log follows are already open (limits.max_log_follows); close one (or raise the limit in agent.toml) and retry"
     )]
     TooManyFollows { max: u32 },
+    #[error(
+        "{max} run/exec sessions are already open (limits.max_sessions); end one (or raise the limit in agent.toml) and retry"
+    )]
+    TooManySessions { max: u32 },
 }
 
 pub fn check_requested_by(requested_by: &str, max: usize) -> Result<(), LimitError> {
@@ -58,13 +66,22 @@ pub fn check_requested_by(requested_by: &str, max: usize) -> Result<(), LimitErr
 
 /// Counts one more log follow, unless `max` are already open.
 pub fn follow_slot(counter: &Arc<AtomicU32>, max: u32) -> Result<CountGuard, LimitError> {
+    slot(counter, max).ok_or(LimitError::TooManyFollows { max })
+}
+
+/// Counts one more run/exec session, unless `max` are already open.
+pub fn session_slot(counter: &Arc<AtomicU32>, max: u32) -> Result<CountGuard, LimitError> {
+    slot(counter, max).ok_or(LimitError::TooManySessions { max })
+}
+
+fn slot(counter: &Arc<AtomicU32>, max: u32) -> Option<CountGuard> {
     // Reserve first, then hand the slot to a guard (which gives it back on drop).
     counter
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < max).then_some(n + 1)
         })
-        .map_err(|_| LimitError::TooManyFollows { max })?;
-    Ok(CountGuard::adopt(counter))
+        .ok()?;
+    Some(CountGuard::adopt(counter))
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ use testkit::{
 
 #[path = "vs_docker/image_mode.rs"]
 mod image_mode;
+#[path = "vs_docker/session.rs"]
+mod session;
 
 struct Row {
     measure: &'static str,
@@ -177,10 +179,16 @@ const EXTRA_MEASURES: &[(&str, Measure)] = &[
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    if let Ok(only) = std::env::var("CLAWOPS_BENCH_ONLY") {
+    // `session` shares the demo app's agent: it is picked out below, once that runs.
+    if let Ok(only) = std::env::var("CLAWOPS_BENCH_ONLY")
+        && only != "session"
+    {
         let Some((_, measure)) = EXTRA_MEASURES.iter().find(|(name, _)| *name == only) else {
             let names: Vec<_> = EXTRA_MEASURES.iter().map(|(name, _)| *name).collect();
-            panic!("CLAWOPS_BENCH_ONLY={only}: expected one of {}", names.join(", "));
+            panic!(
+                "CLAWOPS_BENCH_ONLY={only}: expected session or one of {}",
+                names.join(", ")
+            );
         };
         print_rows(&measure(&rt));
         return;
@@ -267,6 +275,20 @@ fn main() {
 
     eprintln!("deploying v1 with clawops and with the manual chain…");
     run(&["update"], 1, false);
+    let gateway = format!("{}-openclaw-gateway-1", app.project);
+    let image = format!("{}:latest", app.image_repo);
+    let session_setup = session::Setup {
+        clawops: &clawops,
+        agent: &agent,
+        gateway: &gateway,
+        service: "openclaw-gateway",
+        image: &image,
+    };
+    if std::env::var("CLAWOPS_BENCH_ONLY").as_deref() == Ok("session") {
+        eprintln!("measuring run/exec only (CLAWOPS_BENCH_ONLY=session)…");
+        print_rows(&session::rows(&session_setup));
+        return;
+    }
     timed_chain(1, &manual_chain, &manual);
     remember_manual_image();
 
@@ -304,7 +326,6 @@ fn main() {
         met: Some(ratio >= 10.0 && ours <= Duration::from_millis(500)),
     });
 
-    let gateway = format!("{}-openclaw-gateway-1", app.project);
     // memory --json vs docker stats --no-stream.
     let ours = run(&["memory", "--json"], 9, false);
     let theirs = timed(
@@ -355,8 +376,10 @@ fn main() {
         met: None,
     });
 
+    eprintln!("measuring run/exec…");
+    rows.extend(session::rows(&session_setup));
+
     // logs --tail 100000 vs docker logs --tail 100000.
-    let image = format!("{}:latest", app.image_repo);
     rt.block_on(
         ServiceContainer::new(&app.project, "chatty", &image)
             .script("seq 1 100000; exec sleep 3600")

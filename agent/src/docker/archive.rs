@@ -215,7 +215,17 @@ impl TempContainer {
             "{prefix}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let id = engine.create_container(Some(&name), body).await?;
+        Self::create_named(engine, &name, what, body).await
+    }
+
+    /// Creates it as `name`.
+    pub async fn create_named(
+        engine: &Engine,
+        name: &str,
+        what: &'static str,
+        body: ContainerCreateBody,
+    ) -> Result<Self, DockerError> {
+        let id = engine.create_container(Some(name), body).await?;
         Ok(Self {
             engine: engine.clone(),
             id: Some(id),

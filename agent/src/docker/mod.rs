@@ -17,6 +17,7 @@ mod events;
 mod images;
 pub mod models;
 mod registry;
+mod session;
 
 pub use archive::{ExecOutput, PathStat, TempContainer};
 pub use build::BuildRequest;
@@ -24,6 +25,7 @@ pub use containers::{ListFilter, LogChunk, LogsRequest, first_name as container_
 pub use error::DockerError;
 pub use events::EventsRequest;
 pub use registry::{PullRequest, PullStatus, RegistryCredentials};
+pub use session::{Attached, ExecSpec, TtySize};
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";

@@ -12,7 +12,9 @@ impl From<crate::limits::LimitError> for Status {
         use crate::limits::LimitError as L;
         match e {
             L::RequestedByTooLong { .. } => Status::invalid_argument(e.to_string()),
-            L::TooManyFollows { .. } => Status::resource_exhausted(e.to_string()),
+            L::TooManyFollows { .. } | L::TooManySessions { .. } => {
+                Status::resource_exhausted(e.to_string())
+            }
         }
     }
 }
@@ -149,6 +151,20 @@ impl From<crate::up::UpError> for Status {
             | U::BindNotWritable { .. }
             | U::PortInUse { .. }
             | U::Dependency { .. } => Status::failed_precondition(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::session::SessionError> for Status {
+    fn from(e: crate::session::SessionError) -> Self {
+        use crate::session::SessionError as S;
+        match e {
+            S::NoCommand | S::CommandTooLong { .. } | S::BadEnv { .. } => {
+                Status::invalid_argument(e.to_string())
+            }
+            S::NotRunning { .. } => Status::failed_precondition(e.to_string()),
+            S::Up(u) => (*u).into(),
+            S::Docker(d) => d.into(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::{pin::Pin, sync::Arc};
 use clawops_proto::v1::{self as pb, agent_server::Agent};
 use futures::Stream;
 use tokio::sync::mpsc;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::context::{AgentContext, CountGuard};
 
@@ -16,6 +16,7 @@ pub mod errors;
 mod logs;
 pub mod memory;
 mod operation;
+mod session;
 mod status;
 mod up;
 mod update;
@@ -63,6 +64,7 @@ impl Agent for AgentService {
     type UpdateStream = EventStream<pb::DeployEvent>;
     type RollbackStream = EventStream<pb::DeployEvent>;
     type LogsStream = EventStream<pb::LogChunk>;
+    type SessionStream = EventStream<pb::SessionOutput>;
 
     async fn build(
         &self,
@@ -126,5 +128,12 @@ impl Agent for AgentService {
         req: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryReply>, Status> {
         status::history(&self.ctx, req).await
+    }
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::SessionInput>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        session::session(&self.ctx, req).await
     }
 }

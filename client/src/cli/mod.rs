@@ -18,8 +18,10 @@ mod logs;
 mod memory;
 mod output;
 mod resize;
+mod run;
 mod status;
 mod targets;
+mod terminal;
 mod token;
 mod tunnel;
 mod up;
@@ -106,6 +108,8 @@ pub enum AgentCommand {
     Rollback(update::RollbackArgs),
     Verify(verify::VerifyArgs),
     Memory(memory::MemoryArgs),
+    Run(run::RunArgs),
+    Exec(run::ExecArgs),
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +213,8 @@ async fn run_agent_command(
         AgentCommand::Rollback(args) => update::rollback(client, args, out).await,
         AgentCommand::Verify(args) => verify::run(client, args, out).await,
         AgentCommand::Memory(args) => memory::run(client, args, out).await,
+        AgentCommand::Run(args) => run::run(client, args, out).await,
+        AgentCommand::Exec(args) => run::exec(client, args, out).await,
     }
 }
 
