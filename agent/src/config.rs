@@ -115,6 +115,11 @@ pub struct AppConfig {
     pub service: String,
     /// Compose files relative to the repo. Default: docker-compose.yml / compose.yaml (+ override).
     pub compose_files: Vec<PathBuf>,
+    /// Update replays the checkout's local commits onto each new upstream commit (as
+    /// `clawops update --rebase`); a conflict aborts the rebase and the update.
+    pub rebase: bool,
+    /// Compose profiles to enable: services with `profiles:` start only when one is listed.
+    pub profiles: Vec<String>,
 }
 
 impl Default for AppConfig {
@@ -127,6 +132,8 @@ impl Default for AppConfig {
             project: None,
             service: "openclaw-gateway".into(),
             compose_files: Vec::new(),
+            rebase: false,
+            profiles: Vec::new(),
         }
     }
 }
