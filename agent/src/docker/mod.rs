@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod images;
 pub mod models;
+mod networks;
 
 pub use archive::{ExecOutput, PathStat, TempContainer};
 pub use build::BuildRequest;
