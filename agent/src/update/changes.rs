@@ -171,6 +171,7 @@ mod tests {
             files: vec![],
             project_name: Some("p".into()),
             env: Default::default(),
+            profiles: Vec::new(),
         })
         .unwrap();
         Profile::of(&project)
