@@ -88,6 +88,9 @@ struct WritableBind<'a> {
     user: &'a ContainerUser,
 }
 
+// UpError is what every Up step returns (the async ones are not linted); these two helpers
+// return it as they are.
+#[allow(clippy::result_large_err)]
 impl WritableBind<'_> {
     /// The source exists (created when it is under the state dirs) and the container's user
     /// can write it; a note when it was created.
