@@ -117,6 +117,11 @@ pub struct AppConfig {
     pub service: String,
     /// Compose files relative to the repo. Default: docker-compose.yml / compose.yaml (+ override).
     pub compose_files: Vec<PathBuf>,
+    /// Update replays the checkout's local commits onto each new upstream commit (as
+    /// `clawops update --rebase`); a conflict aborts the rebase and the update.
+    pub rebase: bool,
+    /// Compose profiles to enable: services with `profiles:` start only when one is listed.
+    pub profiles: Vec<String>,
     /// Image mode: deploy this registry image (`repo:tag` or `repo@sha256:…`) instead of
     /// building the checkout. Unset: a service with `image:` and no `build:` is pulled too.
     pub image: Option<String>,
@@ -141,6 +146,8 @@ impl Default for AppConfig {
             service: "openclaw-gateway".into(),
             compose_files: Vec::new(),
             image: None,
+            rebase: false,
+            profiles: Vec::new(),
         }
     }
 }

@@ -25,6 +25,24 @@ const HARDENING: &[&str] = &[
     "protocol.file.allow=always",
 ];
 
+/// A rebase runs nothing but git itself and touches nothing but the current branch: no
+/// signing program, no stash, no other branches moved, no recorded resolutions replayed.
+const REBASE_SAFETY: &[&str] = &[
+    "commit.gpgSign=false",
+    "rebase.autoStash=false",
+    "rebase.autoSquash=false",
+    "rebase.updateRefs=false",
+    "rebase.backend=merge",
+    "rerere.enabled=false",
+    "sequence.editor=true",
+];
+
+/// The scratch worktree a rebase runs in, inside the common git directory.
+const SCRATCH_WORKTREE: &str = "clawops-rebase";
+
+/// Who the commits a rebase rewrites are committed by.
+const COMMITTER: (&str, &str) = ("clawops-agent", "clawops-agent@localhost");
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("{0} is not a git checkout: clone your fork there first (`git clone URL {0}`)")]
@@ -88,12 +106,17 @@ impl Repo {
     }
 
     async fn git(&self, args: &[&str]) -> Result<String, GitError> {
+        self.git_with(&[], args).await
+    }
+
+    /// `git` with `config` (`key=value`) on top of [`HARDENING`].
+    async fn git_with(&self, config: &[&str], args: &[&str]) -> Result<String, GitError> {
         let mut cmd = Command::new("git");
         // safe.directory: the agent (root or the clawops user) is not the repo's owner; this
         // trusts exactly this one repository, not all of them.
         cmd.arg("-c")
             .arg(format!("safe.directory={}", self.path.display()))
-            .args(HARDENING.iter().flat_map(|c| ["-c", c]))
+            .args(HARDENING.iter().chain(config).flat_map(|c| ["-c", c]))
             .arg("-C")
             .arg(&self.path)
             .args(args)
@@ -102,6 +125,11 @@ impl Repo {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("LC_ALL", "C")
             .env("HOME", &self.home)
+            // Only a rebase commits; its commits say the agent made them, whatever identity
+            // (or none) the owner configured.
+            .env("GIT_COMMITTER_NAME", COMMITTER.0)
+            .env("GIT_COMMITTER_EMAIL", COMMITTER.1)
+            .env("GIT_EDITOR", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -266,11 +294,106 @@ impl Repo {
     }
 
     /// Moves the current branch back to `sha`, keeping local changes (refuses, like git, when a
-    /// file it would touch has any): undoes our own fast-forward.
+    /// file it would touch has any): undoes our own fast-forward, and moves the branch to the
+    /// commit a rebase made.
     pub async fn reset_keep(&self, sha: &str) -> Result<(), GitError> {
         self.git(&["reset", "--quiet", "--keep", sha, "--"])
             .await
             .map(|_| ())
+    }
+
+    /// Replays HEAD's commits that `onto` lacks on top of it, in a scratch worktree inside the
+    /// git directory, so the checkout itself (HEAD, index, files) is untouched until the rebase
+    /// has succeeded, and also when the agent dies half-way. The caller moves the branch to the
+    /// sha of [`Rebased::Done`].
+    pub async fn rebase(&self, onto: &str) -> Result<Rebased, GitError> {
+        let common = self
+            .git(&["rev-parse", "--path-format=absolute", "--git-common-dir"])
+            .await?;
+        let scratch = Path::new(&common).join(SCRATCH_WORKTREE);
+        let scratch_arg = scratch.display().to_string();
+        // One left by an agent that died during a rebase.
+        let _ = self
+            .git(&["worktree", "remove", "--force", "--", &scratch_arg])
+            .await;
+        self.git(&["worktree", "prune"]).await?;
+        self.git(&[
+            "worktree",
+            "add",
+            "--detach",
+            "--quiet",
+            "--",
+            &scratch_arg,
+            "HEAD",
+        ])
+        .await?;
+        let worktree = Repo {
+            path: scratch.clone(),
+            ..self.clone()
+        };
+        let result = worktree.rebase_here(onto).await;
+        let removed = self
+            .git(&["worktree", "remove", "--force", "--", &scratch_arg])
+            .await;
+        let rebased = result?;
+        removed?;
+        Ok(rebased)
+    }
+
+    async fn rebase_here(&self, onto: &str) -> Result<Rebased, GitError> {
+        let args = [
+            "rebase",
+            "--quiet",
+            "--no-verify",
+            "--no-autostash",
+            "--no-autosquash",
+            "--no-gpg-sign",
+            "--end-of-options",
+            onto,
+        ];
+        let failure = match self.git_with(REBASE_SAFETY, &args).await {
+            Ok(_) => return Ok(Rebased::Done(self.head().await?)),
+            Err(e) => e,
+        };
+        if !self.rebase_in_progress().await? {
+            return Err(failure);
+        }
+        let conflicts = self
+            .git(&["diff", "--name-only", "--diff-filter=U", "-z"])
+            .await
+            .unwrap_or_default();
+        self.git_with(REBASE_SAFETY, &["rebase", "--abort"]).await?;
+        let mut files: Vec<String> = conflicts
+            .split('\0')
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect();
+        files.sort();
+        files.dedup();
+        Ok(Rebased::Conflict(files))
+    }
+
+    /// Whether a rebase (ours, or one the operator left) is stopped in the checkout.
+    pub async fn rebase_in_progress(&self) -> Result<bool, GitError> {
+        for dir in ["rebase-merge", "rebase-apply"] {
+            let path = self.git(&["rev-parse", "--git-path", dir]).await?;
+            if self.path.join(path).exists() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Porcelain v2 status (branch header, changes, untracked files): two equal answers mean
+    /// the checkout's HEAD, index and working tree are as they were.
+    pub async fn status_v2(&self) -> Result<String, GitError> {
+        self.git(&[
+            "status",
+            "--porcelain=v2",
+            "--branch",
+            "--untracked-files=all",
+        ])
+        .await
     }
 
     pub async fn checkout_branch(&self, branch: &str) -> Result<(), GitError> {
@@ -289,6 +412,15 @@ impl Repo {
             Err(e) => Err(e),
         }
     }
+}
+
+/// How a rebase ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebased {
+    /// The rebased commit.
+    Done(String),
+    /// Aborted; the files that conflicted.
+    Conflict(Vec<String>),
 }
 
 /// Refuses refs that git could read as options or that are not valid ref names, before they

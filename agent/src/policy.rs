@@ -334,6 +334,7 @@ mod tests {
                 files: vec![],
                 project_name: Some("p".into()),
                 env: Default::default(),
+                profiles: Vec::new(),
             })
             .unwrap();
             let roots = Roots::new(&self.repo(), &[self.state()], policy);

@@ -393,6 +393,7 @@ fn exercise(dir: &Path, case: &Case, tally: &RefCell<Tally>) {
         files: Vec::new(),
         project_name: None,
         env: case.env.clone(),
+        profiles: Vec::new(),
     });
     let mut t = tally.borrow_mut();
     t.cases += 1;

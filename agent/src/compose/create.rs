@@ -1,12 +1,15 @@
 //! A service → Docker create options, named and labelled as compose v2 does, with a config hash
 //! that changes exactly when the container would differ (effective config or image id).
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
 use super::{
     ComposeError,
-    model::{Condition, MountKind, NetworkMode, Project, Restart, Service},
+    model::{
+        Condition, DEFAULT_NETWORK, MountKind, NetworkMode, Project, Restart, Service,
+        ServiceNetwork,
+    },
 };
 use crate::docker::{
     LABEL_CONFIG_HASH, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
@@ -48,7 +51,11 @@ pub struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub config_hash: String,
+    /// Create options; they attach the container to its first network only.
     pub body: ContainerCreateBody,
+    /// The service's other networks (docker name, endpoint), to connect before it starts:
+    /// engines before API 1.44 accept one network at create.
+    pub networks: Vec<(String, EndpointSettings)>,
 }
 
 /// Create options for `service` of `project`.
@@ -62,8 +69,35 @@ pub fn container_spec(
         .image
         .map(str::to_owned)
         .unwrap_or_else(|| svc.image_ref(&project.name));
-    let network_mode = match &svc.network_mode {
-        None => project.default_network(),
+    let name = project.container_name(service);
+    let mut networks = endpoints(project, svc, &name);
+    let network_mode = match networks.first() {
+        Some((primary, _)) => primary.clone(),
+        None => network_mode(svc, input)?,
+    };
+    let config_hash = config_hash(svc, input.image_id, &network_mode);
+    let labels = container_labels(project, svc, &config_hash, input.image_id);
+    let (host, anonymous) = host_config(project, svc, network_mode);
+    let networking_config = (!networks.is_empty()).then(|| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([networks.remove(0)])),
+    });
+    let mut body = create_body(svc, &image, labels, host);
+    body.volumes = (!anonymous.is_empty()).then_some(anonymous);
+    body.networking_config = networking_config;
+    Ok(ContainerSpec {
+        service: service.to_owned(),
+        name,
+        image,
+        config_hash,
+        body,
+        networks,
+    })
+}
+
+/// `network_mode:` as docker takes it (services without it join networks instead).
+fn network_mode(svc: &Service, input: &SpecInput<'_>) -> Result<String, ComposeError> {
+    Ok(match &svc.network_mode {
+        None => String::new(),
         Some(NetworkMode::Bridge) => "bridge".into(),
         Some(NetworkMode::Host) => "host".into(),
         Some(NetworkMode::None) => "none".into(),
@@ -72,19 +106,53 @@ pub fn container_spec(
             Some(id) => format!("container:{id}"),
             None => {
                 return Err(ComposeError::Project(format!(
-                    "service {service}: network_mode service:{s} needs {s}'s container, which is not running; start {s} first"
+                    "service {}: network_mode service:{s} needs {s}'s container, which is not running; start {s} first",
+                    svc.name
                 )));
             }
         },
+    })
+}
+
+/// The networks a service without `network_mode` joins, by docker name, first one first
+/// (`default` unless it lists others); aliases are the container name, the service name
+/// and its own, as compose gives them.
+fn endpoints(project: &Project, svc: &Service, name: &str) -> Vec<(String, EndpointSettings)> {
+    if svc.network_mode.is_some() {
+        return Vec::new();
+    }
+    let default = BTreeMap::from([(DEFAULT_NETWORK.to_owned(), ServiceNetwork::default())]);
+    let listed = if svc.networks.is_empty() {
+        &default
+    } else {
+        &svc.networks
     };
-    let config_hash = config_hash(svc, input.image_id, &network_mode);
-    let name = project.container_name(service);
-    let mut labels = labels(project, service);
+    listed
+        .iter()
+        .map(|(key, net)| {
+            let mut aliases = vec![name.to_owned(), svc.name.clone()];
+            aliases.extend(net.aliases.iter().cloned());
+            let endpoint = EndpointSettings {
+                aliases: Some(aliases),
+                ..Default::default()
+            };
+            (project.network_name(key), endpoint)
+        })
+        .collect()
+}
+
+fn container_labels(
+    project: &Project,
+    svc: &Service,
+    config_hash: &str,
+    image_id: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = labels(project, &svc.name);
     labels.extend(svc.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    labels.insert(LABEL_CONFIG_HASH.into(), config_hash.clone());
+    labels.insert(LABEL_CONFIG_HASH.into(), config_hash.to_owned());
     labels.insert(LABEL_NUMBER.into(), "1".into());
     labels.insert(LABEL_ONEOFF.into(), "False".into());
-    labels.insert(LABEL_IMAGE.into(), input.image_id.to_owned());
+    labels.insert(LABEL_IMAGE.into(), image_id.to_owned());
     if !svc.depends_on.is_empty() {
         let deps: Vec<String> = svc
             .depends_on
@@ -100,15 +168,25 @@ pub fn container_spec(
             .collect();
         labels.insert(LABEL_DEPENDS_ON.into(), deps.join(","));
     }
+    labels
+}
 
+/// Host options, and the anonymous volumes (which docker takes in the body).
+fn host_config(
+    project: &Project,
+    svc: &Service,
+    network_mode: String,
+) -> (HostConfig, Vec<String>) {
     let mut host = HostConfig {
-        network_mode: Some(network_mode.clone()),
+        network_mode: Some(network_mode),
         init: svc.init,
         cap_add: non_empty(&svc.cap_add),
         cap_drop: non_empty(&svc.cap_drop),
         security_opt: non_empty(&svc.security_opt),
         group_add: non_empty(&svc.group_add),
         memory: svc.mem_limit,
+        memory_reservation: svc.mem_reservation,
+        pids_limit: svc.pids_limit,
         nano_cpus: svc.cpus.map(|c| (c * 1e9).round() as i64),
         restart_policy: svc.restart.as_ref().map(restart_policy),
         log_config: svc.logging.as_ref().map(|l| HostConfigLogConfig {
@@ -125,6 +203,13 @@ pub fn container_spec(
                 .collect(),
         );
     }
+    let anonymous = mounts(project, svc, &mut host);
+    host.port_bindings = port_bindings(svc);
+    (host, anonymous)
+}
+
+/// Binds (volumes, configs, secrets) and tmpfs into `host`; returns the anonymous volumes.
+fn mounts(project: &Project, svc: &Service, host: &mut HostConfig) -> Vec<String> {
     let mut binds = Vec::new();
     let mut anonymous = Vec::new();
     let mut tmpfs = HashMap::new();
@@ -149,37 +234,55 @@ pub fn container_spec(
             }
         }
     }
+    // File-based configs and secrets are read-only bind mounts, as docker compose makes them.
+    for f in svc.configs.iter().chain(&svc.secrets) {
+        binds.push(format!("{}:{}:ro", f.file.display(), f.target));
+    }
     host.binds = (!binds.is_empty()).then_some(binds);
     host.tmpfs = (!tmpfs.is_empty()).then_some(tmpfs);
-    let mut exposed = Vec::new();
-    if !svc.ports.is_empty() {
-        let mut map: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for p in &svc.ports {
-            let key = format!("{}/{}", p.target, p.protocol);
-            if !exposed.contains(&key) {
-                exposed.push(key.clone());
-            }
-            map.entry(key)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: Some(p.host_ip.clone()),
-                    host_port: Some(p.published.map(|n| n.to_string()).unwrap_or_default()),
-                });
-        }
-        host.port_bindings = Some(map);
+    anonymous
+}
+
+type PortMap = HashMap<String, Option<Vec<PortBinding>>>;
+
+fn port_bindings(svc: &Service) -> Option<PortMap> {
+    if svc.ports.is_empty() {
+        return None;
     }
-    let networking_config = svc.network_mode.is_none().then(|| NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            network_mode.clone(),
-            EndpointSettings {
-                aliases: Some(vec![name.clone(), service.to_owned()]),
-                ..Default::default()
-            },
-        )])),
-    });
-    let body = ContainerCreateBody {
-        image: Some(image.clone()),
+    let mut map: PortMap = HashMap::new();
+    for p in &svc.ports {
+        map.entry(format!("{}/{}", p.target, p.protocol))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(p.host_ip.clone()),
+                host_port: Some(p.published.map(|n| n.to_string()).unwrap_or_default()),
+            });
+    }
+    Some(map)
+}
+
+/// The exposed ports, in the order the service lists them.
+fn exposed_ports(svc: &Service) -> Vec<String> {
+    let mut exposed = Vec::new();
+    for p in &svc.ports {
+        let key = format!("{}/{}", p.target, p.protocol);
+        if !exposed.contains(&key) {
+            exposed.push(key);
+        }
+    }
+    exposed
+}
+
+fn create_body(
+    svc: &Service,
+    image: &str,
+    labels: BTreeMap<String, String>,
+    host: HostConfig,
+) -> ContainerCreateBody {
+    let exposed = exposed_ports(svc);
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
         hostname: svc.hostname.clone(),
         user: svc.user.clone(),
         working_dir: svc.working_dir.clone(),
@@ -214,24 +317,15 @@ pub fn container_spec(
             start_interval: None,
         }),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        volumes: (!anonymous.is_empty()).then_some(anonymous),
         labels: Some(labels.into_iter().collect()),
         host_config: Some(host),
-        networking_config,
         ..Default::default()
-    };
-    Ok(ContainerSpec {
-        service: service.to_owned(),
-        name,
-        image,
-        config_hash,
-        body,
-    })
+    }
 }
 
 /// The project labels compose v2 puts on every container (and, with `service`, the service's).
-pub fn labels(project: &Project, service: &str) -> std::collections::BTreeMap<String, String> {
-    let mut l = std::collections::BTreeMap::new();
+pub fn labels(project: &Project, service: &str) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
     l.insert(LABEL_PROJECT.to_owned(), project.name.clone());
     l.insert(LABEL_SERVICE.to_owned(), service.to_owned());
     l.insert(LABEL_VERSION.to_owned(), COMPOSE_VERSION.to_owned());
@@ -265,6 +359,7 @@ fn config_hash(svc: &Service, image_id: &str, network_mode: &str) -> String {
     }
     let mut effective = svc.clone();
     effective.build = None;
+    effective.pull_policy = None;
     let json = serde_json::to_vec(&Input {
         service: &effective,
         image_id,

@@ -9,15 +9,49 @@
 
 use super::interpolate::{InterpolateError, interpolate};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A problem on a line of an env file; never quotes the file's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
 pub struct DotenvError {
     pub line: usize,
-    pub message: String,
+    pub problem: Problem,
 }
 
-impl std::fmt::Display for DotenvError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    // Not echoed: it may be the first line of a token file rather than a name.
+    #[error(
+        "not a valid variable name (letters, digits, `_`, `.`, `-`; not starting with a digit)"
+    )]
+    InvalidKey,
+    // Not `{key}`: without `=` it is not known to be a name (`tok3n rest` …).
+    #[error("expected `=` after the variable name")]
+    ExpectedEquals,
+    #[error("{key}: invalid interpolation format (write a literal $ as $$)")]
+    Interpolation { key: String },
+    #[error("{key}: required variable {name} is missing a value")]
+    Required { key: String, name: String },
+    #[error("unterminated {quote} quote in the value of {key}")]
+    Unterminated { key: String, quote: char },
+    #[error("unexpected text after the quoted value of {key}")]
+    TextAfterQuote { key: String },
+}
+
+/// The text not parsed yet and the number of its first line.
+struct Cursor<'t> {
+    rest: &'t str,
+    line: usize,
+}
+
+impl<'t> Cursor<'t> {
+    fn next_line(&mut self) -> Option<&'t str> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (line, after) = split_line(self.rest);
+        self.rest = after;
+        self.line += 1;
+        Some(line)
     }
 }
 
@@ -29,93 +63,118 @@ pub fn parse(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<(String, String)>, DotenvError> {
     let mut vars: Vec<(String, String)> = Vec::new();
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rest = text;
-    let mut line_no = 1usize;
-    while !rest.is_empty() {
-        let (line, after) = split_line(rest);
-        let start_line = line_no;
-        line_no += 1;
-        rest = after;
+    let mut cursor = Cursor {
+        rest: text.strip_prefix('\u{feff}').unwrap_or(text),
+        line: 0,
+    };
+    while let Some(line) = cursor.next_line() {
+        let start_line = cursor.line;
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let err = |message: String| DotenvError {
+        entry(trimmed, &mut cursor, lookup, &mut vars).map_err(|problem| DotenvError {
             line: start_line,
-            message,
-        };
-        let body = trimmed
-            .strip_prefix("export ")
-            .map(str::trim_start)
-            .unwrap_or(trimmed);
-        let key_end = body.find(['=', ' ', '\t']).unwrap_or(body.len());
-        let key = &body[..key_end];
-        validate_key(key).map_err(err)?;
-        let after_key = body[key_end..].trim_start_matches([' ', '\t']);
-        let Some(raw) = after_key.strip_prefix('=') else {
-            if after_key.is_empty() || after_key.starts_with('#') {
-                // A bare key inherits its value from the environment, when set there.
-                let known = |k: &str| lookup(k).or_else(|| get(&vars, k));
-                if let Some(v) = known(key) {
-                    set(&mut vars, key, v);
-                }
-                continue;
-            }
-            // Not `{key}`: without `=` it is not known to be a name (`tok3n rest` …).
-            return Err(err("expected `=` after the variable name".into()));
-        };
-        let raw = raw.trim_start_matches([' ', '\t']);
-        let known = |k: &str| lookup(k).or_else(|| get(&vars, k));
-        let interp = |s: &str| -> Result<String, DotenvError> {
-            interpolate(s, &known)
-                .map(|i| i.value)
-                .map_err(|e: InterpolateError| err(format!("{key}: {}", redacted(&e))))
-        };
-        let value = match raw.chars().next() {
-            Some(q @ ('\'' | '"')) => {
-                // The closing quote may be on a later line.
-                let mut full = raw.to_owned();
-                let mut extra = rest;
-                let close = loop {
-                    if let Some(pos) = closing_quote(&full[1..], q) {
-                        break pos + 1;
-                    }
-                    if extra.is_empty() {
-                        return Err(err(format!("unterminated {q} quote in the value of {key}")));
-                    }
-                    let (next, after_next) = split_line(extra);
-                    full.push('\n');
-                    full.push_str(next);
-                    extra = after_next;
-                    line_no += 1;
-                };
-                rest = extra;
-                let inner = &full[1..close];
-                let trailing = full[close + 1..].trim_start();
-                if !(trailing.is_empty() || trailing.starts_with('#')) {
-                    return Err(err(format!(
-                        "unexpected text after the quoted value of {key}"
-                    )));
-                }
-                if q == '\'' {
-                    inner.to_owned()
-                } else {
-                    interp(&unescape_double(inner))?
-                }
-            }
-            _ => {
-                let without_comment = match raw.find(" #").or_else(|| raw.find("\t#")) {
-                    Some(pos) => &raw[..pos],
-                    None if raw.starts_with('#') => "",
-                    None => raw,
-                };
-                interp(without_comment.trim_end())?
-            }
-        };
-        set(&mut vars, key, value);
+            problem,
+        })?;
     }
     Ok(vars)
+}
+
+/// One `KEY=value` (or bare `KEY`) starting on `line`; a quoted value may take more lines.
+fn entry(
+    line: &str,
+    cursor: &mut Cursor<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    vars: &mut Vec<(String, String)>,
+) -> Result<(), Problem> {
+    let body = line
+        .strip_prefix("export ")
+        .map(str::trim_start)
+        .unwrap_or(line);
+    let key_end = body.find(['=', ' ', '\t']).unwrap_or(body.len());
+    let key = &body[..key_end];
+    validate_key(key)?;
+    let after_key = body[key_end..].trim_start_matches([' ', '\t']);
+    let known = |k: &str| lookup(k).or_else(|| get(vars, k));
+    let Some(raw) = after_key.strip_prefix('=') else {
+        if after_key.is_empty() || after_key.starts_with('#') {
+            // A bare key inherits its value from the environment, when set there.
+            if let Some(v) = known(key) {
+                set(vars, key, v);
+            }
+            return Ok(());
+        }
+        return Err(Problem::ExpectedEquals);
+    };
+    let raw = raw.trim_start_matches([' ', '\t']);
+    let value = match raw.chars().next() {
+        Some(q @ ('\'' | '"')) => quoted_value(key, q, raw, cursor, &known)?,
+        _ => {
+            let without_comment = match raw.find(" #").or_else(|| raw.find("\t#")) {
+                Some(pos) => &raw[..pos],
+                None if raw.starts_with('#') => "",
+                None => raw,
+            };
+            interpolated(key, without_comment.trim_end(), &known)?
+        }
+    };
+    set(vars, key, value);
+    Ok(())
+}
+
+/// A value in `q` quotes starting at `raw`; the closing quote may be on a later line.
+fn quoted_value(
+    key: &str,
+    q: char,
+    raw: &str,
+    cursor: &mut Cursor<'_>,
+    known: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Problem> {
+    let mut full = raw.to_owned();
+    let close = loop {
+        if let Some(pos) = closing_quote(&full[1..], q) {
+            break pos + 1;
+        }
+        let Some(next) = cursor.next_line() else {
+            return Err(Problem::Unterminated {
+                key: key.to_owned(),
+                quote: q,
+            });
+        };
+        full.push('\n');
+        full.push_str(next);
+    };
+    let inner = &full[1..close];
+    let trailing = full[close + 1..].trim_start();
+    if !(trailing.is_empty() || trailing.starts_with('#')) {
+        return Err(Problem::TextAfterQuote {
+            key: key.to_owned(),
+        });
+    }
+    if q == '\'' {
+        Ok(inner.to_owned())
+    } else {
+        interpolated(key, &unescape_double(inner), known)
+    }
+}
+
+/// The interpolated value; the error holds neither the template nor the `:?` message, both
+/// text from the file.
+fn interpolated(
+    key: &str,
+    s: &str,
+    known: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Problem> {
+    interpolate(s, known).map(|i| i.value).map_err(|e| match e {
+        InterpolateError::Invalid { .. } => Problem::Interpolation {
+            key: key.to_owned(),
+        },
+        InterpolateError::Required { name, .. } => Problem::Required {
+            key: key.to_owned(),
+            name,
+        },
+    })
 }
 
 fn split_line(s: &str) -> (&str, &str) {
@@ -125,19 +184,7 @@ fn split_line(s: &str) -> (&str, &str) {
     }
 }
 
-/// The interpolation error without the template or the `:?` message, both text from the file.
-fn redacted(e: &InterpolateError) -> String {
-    match e {
-        InterpolateError::Invalid { .. } => {
-            "invalid interpolation format (write a literal $ as $$)".into()
-        }
-        InterpolateError::Required { name, .. } => {
-            format!("required variable {name} is missing a value")
-        }
-    }
-}
-
-fn validate_key(key: &str) -> Result<(), String> {
+fn validate_key(key: &str) -> Result<(), Problem> {
     let valid = !key.is_empty()
         && key
             .chars()
@@ -146,11 +193,7 @@ fn validate_key(key: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        // Not echoed: it may be the first line of a token file rather than a name.
-        Err(
-            "not a valid variable name (letters, digits, `_`, `.`, `-`; not starting with a digit)"
-                .into(),
-        )
+        Err(Problem::InvalidKey)
     }
 }
 
@@ -247,11 +290,11 @@ mod tests {
         let e = parse("A=1\nB C\n", &|_| None).unwrap_err();
         assert_eq!(e.line, 2);
         let e = parse("A=\"open\n", &|_| None).unwrap_err();
-        assert!(e.message.contains("unterminated"), "{e}");
+        assert!(e.to_string().contains("unterminated"), "{e}");
         let e = parse("1A=x\n", &|_| None).unwrap_err();
-        assert!(e.message.contains("not a valid variable name"), "{e}");
+        assert!(e.to_string().contains("not a valid variable name"), "{e}");
         let e = parse("A=${B:?set B}\n", &|_| None).unwrap_err();
-        assert!(e.message.contains("required variable B"), "{e}");
+        assert!(e.to_string().contains("required variable B"), "{e}");
     }
 
     /// A token file given as an env_file: the error names the line, not the token.

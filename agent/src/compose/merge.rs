@@ -2,12 +2,27 @@
 //! merge rules: scalars are replaced; mappings (`environment`, `labels`, `build.args`,
 //! `depends_on`, `logging.options`) merge key by key; `command`, `entrypoint` and
 //! `healthcheck.test` are replaced; `ports` and lists of strings are appended without duplicates;
-//! `volumes` are unique by container path (the override's mount wins).
+//! `volumes`, `configs` and `secrets` are unique by container path (the override's mount wins);
+//! `networks` merge by name.
 use super::{model::Service, parse::Draft};
 
 pub fn merge(base: &mut Draft, over: Draft) {
     base.env.extend(over.env);
+    base.warnings.extend(over.warnings);
+    replace(&mut base.limits.memory, over.limits.memory);
+    replace(&mut base.limits.cpus, over.limits.cpus);
     let (b, o) = (&mut base.svc, over.svc);
+    replace(&mut b.pull_policy, o.pull_policy);
+    replace(&mut b.mem_reservation, o.mem_reservation);
+    replace(&mut b.pids_limit, o.pids_limit);
+    b.networks.extend(o.networks);
+    append_unique(&mut b.profiles, o.profiles);
+    for (list, more) in [(&mut b.configs, o.configs), (&mut b.secrets, o.secrets)] {
+        for m in more {
+            list.retain(|e| e.target != m.target);
+            list.push(m);
+        }
+    }
     replace(&mut b.image, o.image);
     replace(&mut b.restart, o.restart);
     replace(&mut b.command, o.command);

@@ -16,11 +16,14 @@ use std::{
 use serde_json::Value;
 
 pub mod create;
+mod deploy;
 pub mod dotenv;
+mod files;
 pub mod interpolate;
 mod merge;
 pub mod model;
 mod mounts;
+mod networks;
 mod order;
 mod parse;
 pub mod values;
@@ -83,6 +86,12 @@ pub enum ComposeError {
     MissingEnvFile { service: String, path: PathBuf },
     #[error("{}: an env file outside the checkout and the owner's home; clawops reads env files only from those", path.display())]
     EnvFileOutside { path: PathBuf },
+    #[error("{}: `{key}`: {} is outside the checkout (symlinks followed); configs and secrets are mounted from files in the checkout only", file.display(), path.display())]
+    FileOutside {
+        file: PathBuf,
+        key: String,
+        path: PathBuf,
+    },
     #[error(transparent)]
     Untrusted(#[from] crate::untrusted::UntrustedReadError),
     #[error("{0}")]
@@ -97,7 +106,7 @@ pub enum ComposeError {
 fn supported_keys(service: &Option<String>) -> String {
     match service {
         Some(_) => format!("supported service keys: {}", SUPPORTED_KEYS.join(", ")),
-        None => "supported top-level keys: services, volumes, name, version, x-*".into(),
+        None => "supported top-level keys: services, volumes, networks, configs, secrets, name, version, x-*".into(),
     }
 }
 
@@ -119,128 +128,223 @@ pub struct LoadOptions {
     pub project_name: Option<String>,
     /// The process environment; it takes precedence over `.env`, as in docker compose.
     pub env: HashMap<String, String>,
+    /// Enabled profiles; empty: `COMPOSE_PROFILES`, else none (services without `profiles:`).
+    pub profiles: Vec<String>,
 }
 
 /// Loads, interpolates, merges and validates the project.
 pub fn load(opts: &LoadOptions) -> Result<Project, ComposeError> {
     let dir = parse::normalize(&std::env::current_dir().unwrap_or_default().join(&opts.dir));
     let env_path = dir.join(".env");
-    let dotenv_vars = if env_path.is_file() {
-        let home = opts.env.get("HOME").map(String::as_str);
-        let real = order::env_file_within(&env_path, &dir, home).ok_or_else(|| {
-            ComposeError::EnvFileOutside {
-                path: env_path.clone(),
-            }
-        })?;
-        let text = read(&real)?;
-        dotenv::parse(&text, &|k| opts.env.get(k).cloned()).map_err(|e| ComposeError::EnvFile {
-            path: env_path.clone(),
-            message: e.to_string(),
-        })?
-    } else {
-        Vec::new()
-    };
-    let dotenv_map: HashMap<String, String> = dotenv_vars.into_iter().collect();
+    let dotenv_map = read_dotenv(&env_path, &dir, &opts.env)?;
     let lookup = |k: &str| opts.env.get(k).or_else(|| dotenv_map.get(k)).cloned();
-
     let files = config_files(&dir, &opts.files, &lookup)?;
-    let home = lookup("HOME");
-    let mut warnings = Vec::new();
-    let mut unset = BTreeSet::new();
-    let mut drafts: BTreeMap<String, parse::Draft> = BTreeMap::new();
-    let mut volumes = BTreeMap::new();
-    let mut file_name = None;
+    let mut read = Read::default();
     for file in &files {
-        let doc = read_yaml(file)?;
-        let top = match doc {
-            Value::Object(m) => m,
-            Value::Null => serde_json::Map::new(),
-            _ => {
-                return Err(ComposeError::Yaml {
-                    path: file.clone(),
-                    message: "the top level must be a mapping with `services:`".into(),
-                });
-            }
-        };
-        for (key, mut value) in top {
-            if key.starts_with("x-") {
-                continue;
-            }
-            interpolate_value(&mut value, &mut key.clone(), &lookup, &mut unset, file)?;
-            match key.as_str() {
-                "version" => warnings.push(format!(
-                    "{}: `version` is obsolete and ignored, as docker compose does",
-                    file.display()
-                )),
-                "name" => file_name = values::scalar_string(&value),
-                "services" => {
-                    let Value::Object(services) = value else {
-                        return Err(invalid_top(
-                            file,
-                            "services",
-                            "must be a mapping of services",
-                        ));
-                    };
-                    for (name, svc) in services {
-                        let loc = parse::Loc {
-                            file,
-                            service: &name,
-                            base: &dir,
-                            home: home.as_deref(),
-                        };
-                        let draft = parse::service(&loc, &svc)?;
-                        match drafts.get_mut(&name) {
-                            Some(base) => merge::merge(base, draft),
-                            None => {
-                                drafts.insert(name, draft);
-                            }
-                        }
-                    }
-                }
-                "volumes" => order::volumes(file, &value, &mut volumes)?,
-                other => {
-                    return Err(ComposeError::UnsupportedKey {
-                        file: file.clone(),
-                        service: None,
-                        key: other.to_owned(),
-                    });
-                }
-            }
-        }
-    }
-    for name in &unset {
-        warnings.push(format!(
-            "the {name} variable is not set; defaulting to a blank string"
-        ));
+        read_file(file, &dir, &lookup, &mut read)?;
     }
     let name = opts
         .project_name
         .clone()
         .or_else(|| lookup("COMPOSE_PROJECT_NAME").filter(|n| !n.is_empty()))
-        .or(file_name)
+        .or(read.file_name.take())
         .unwrap_or_else(|| crate::config::compose_project_name(&dir));
     order::validate_project_name(&name)?;
-    if drafts.is_empty() {
-        return Err(ComposeError::Project(format!(
-            "{}: the project has no services",
-            files[0].display()
-        )));
-    }
-    let mut services = BTreeMap::new();
-    for (name, draft) in drafts {
-        services.insert(name, order::finalize(draft, &lookup, &files[0], &dir)?);
-    }
+    let profiles = enabled_profiles(&opts.profiles, &lookup);
     let mut project = Project {
         name,
         working_dir: dir,
-        config_files: files,
         env_file: env_path.is_file().then_some(env_path),
-        services,
-        volumes,
-        warnings,
+        config_files: files,
+        services: BTreeMap::new(),
+        volumes: std::mem::take(&mut read.volumes),
+        networks: std::mem::take(&mut read.networks),
+        configs: std::mem::take(&mut read.configs),
+        secrets: std::mem::take(&mut read.secrets),
+        disabled_services: Vec::new(),
+        warnings: Vec::new(),
     };
+    finalize_services(&mut project, read, &lookup, &profiles)?;
     order::check_references(&mut project)?;
     Ok(project)
+}
+
+/// What the compose files declare, file after file.
+#[derive(Default)]
+struct Read {
+    drafts: BTreeMap<String, parse::Draft>,
+    volumes: BTreeMap<String, VolumeDef>,
+    networks: BTreeMap<String, NetworkDef>,
+    configs: BTreeMap<String, PathBuf>,
+    secrets: BTreeMap<String, PathBuf>,
+    file_name: Option<String>,
+    warnings: Vec<String>,
+    unset: BTreeSet<String>,
+}
+
+/// The variables of the project's `.env` (none when there is no such file); it must resolve
+/// inside the checkout or the owner's home.
+fn read_dotenv(
+    env_path: &Path,
+    dir: &Path,
+    env: &HashMap<String, String>,
+) -> Result<HashMap<String, String>, ComposeError> {
+    if !env_path.is_file() {
+        return Ok(HashMap::new());
+    }
+    let home = env.get("HOME").map(String::as_str);
+    let real = order::env_file_within(env_path, dir, home).ok_or_else(|| {
+        ComposeError::EnvFileOutside {
+            path: env_path.to_owned(),
+        }
+    })?;
+    let text = read(&real)?;
+    let vars =
+        dotenv::parse(&text, &|k| env.get(k).cloned()).map_err(|e| ComposeError::EnvFile {
+            path: env_path.to_owned(),
+            message: e.to_string(),
+        })?;
+    Ok(vars.into_iter().collect())
+}
+
+/// One compose file: every top-level key interpolated and parsed into `read`.
+fn read_file(
+    file: &Path,
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    read: &mut Read,
+) -> Result<(), ComposeError> {
+    let top = match read_yaml(file)? {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        _ => {
+            return Err(ComposeError::Yaml {
+                path: file.to_owned(),
+                message: "the top level must be a mapping with `services:`".into(),
+            });
+        }
+    };
+    for (key, mut value) in top {
+        if key.starts_with("x-") {
+            continue;
+        }
+        interpolate_value(&mut value, &mut key.clone(), lookup, &mut read.unset, file)?;
+        match key.as_str() {
+            "version" => read.warnings.push(format!(
+                "{}: `version` is obsolete and ignored, as docker compose does",
+                file.display()
+            )),
+            "name" => read.file_name = values::scalar_string(&value),
+            "services" => read_services(file, dir, lookup, &value, &mut read.drafts)?,
+            "volumes" => order::volumes(file, &value, &mut read.volumes)?,
+            "networks" => networks::definitions(file, &value, &mut read.networks)?,
+            "configs" => {
+                files::definitions(file, dir, FileKind::Config, &value, &mut read.configs)?
+            }
+            "secrets" => {
+                files::definitions(file, dir, FileKind::Secret, &value, &mut read.secrets)?
+            }
+            other => {
+                return Err(ComposeError::UnsupportedKey {
+                    file: file.to_owned(),
+                    service: None,
+                    key: other.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `services:` of one file, merged over what earlier files said.
+fn read_services(
+    file: &Path,
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    value: &Value,
+    drafts: &mut BTreeMap<String, parse::Draft>,
+) -> Result<(), ComposeError> {
+    let Value::Object(services) = value else {
+        return Err(invalid_top(
+            file,
+            "services",
+            "must be a mapping of services",
+        ));
+    };
+    let home = lookup("HOME");
+    for (name, svc) in services {
+        let loc = parse::Loc {
+            file,
+            service: name,
+            base: dir,
+            home: home.as_deref(),
+        };
+        let draft = parse::service(&loc, svc)?;
+        match drafts.get_mut(name) {
+            Some(base) => merge::merge(base, draft),
+            None => {
+                drafts.insert(name.clone(), draft);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[app] profiles`, else `COMPOSE_PROFILES` (comma-separated), as docker compose reads it.
+fn enabled_profiles(
+    configured: &[String],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> BTreeSet<String> {
+    if !configured.is_empty() {
+        return configured.iter().cloned().collect();
+    }
+    lookup("COMPOSE_PROFILES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Each service's final form; services whose profiles are all disabled are left out, as
+/// docker compose does. Warnings (obsolete keys, unset variables) go to the project.
+fn finalize_services(
+    project: &mut Project,
+    read: Read,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    profiles: &BTreeSet<String>,
+) -> Result<(), ComposeError> {
+    let first = project.config_files[0].clone();
+    project.warnings = read.warnings;
+    for name in &read.unset {
+        project.warnings.push(format!(
+            "the {name} variable is not set; defaulting to a blank string"
+        ));
+    }
+    if read.drafts.is_empty() {
+        return Err(ComposeError::Project(format!(
+            "{}: the project has no services",
+            first.display()
+        )));
+    }
+    for (name, mut draft) in read.drafts {
+        let enabled = draft.svc.profiles.is_empty()
+            || draft.svc.profiles.iter().any(|p| profiles.contains(p));
+        if !enabled {
+            project.disabled_services.push(name);
+            continue;
+        }
+        project.warnings.append(&mut draft.warnings);
+        let svc = order::finalize(draft, lookup, &first, &project.working_dir)?;
+        if svc.pull_policy == Some(PullPolicy::Always) {
+            project.warnings.push(format!(
+                "service {name}: pull_policy always: clawops never pulls; it runs the image on this machine"
+            ));
+        }
+        project.services.insert(name, svc);
+    }
+    Ok(())
 }
 
 fn invalid_top(file: &Path, key: &str, message: &str) -> ComposeError {

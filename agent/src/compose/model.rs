@@ -20,6 +20,13 @@ pub struct Project {
     pub env_file: Option<PathBuf>,
     pub services: BTreeMap<String, Service>,
     pub volumes: BTreeMap<String, VolumeDef>,
+    /// Top-level `networks:` (a `default` entry customizes `<project>_default`).
+    pub networks: BTreeMap<String, NetworkDef>,
+    /// Top-level `configs:` and `secrets:`: name → the file (resolved inside the checkout).
+    pub configs: BTreeMap<String, PathBuf>,
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// Services left out because none of their `profiles` is enabled.
+    pub disabled_services: Vec<String>,
     /// Things compose would warn about (unset variables, obsolete `version`).
     pub warnings: Vec<String>,
 }
@@ -39,9 +46,17 @@ impl Project {
             })
     }
 
-    /// Name of the project's default network: `<project>_default`.
+    /// Name of the project's default network: `<project>_default` unless renamed.
     pub fn default_network(&self) -> String {
-        format!("{}_default", self.name)
+        self.network_name(DEFAULT_NETWORK)
+    }
+
+    /// Docker name of a project network: its `name:`, else `<project>_<key>`.
+    pub fn network_name(&self, key: &str) -> String {
+        match self.networks.get(key).and_then(|n| n.name.clone()) {
+            Some(n) => n,
+            None => format!("{}_{}", self.name, key),
+        }
     }
 
     /// The container name compose v2 gives the service's first replica.
@@ -94,6 +109,27 @@ pub struct Service {
     pub stop_signal: Option<String>,
     #[serde(serialize_with = "ser_duration_opt")]
     pub stop_grace_period: Option<Duration>,
+    // New keys are left out of the serialized form (the config hash) while unset, so that
+    // containers of files that do not use them keep their hash.
+    /// Networks the service joins (key → aliases); empty: the default network.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, ServiceNetwork>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    /// `deploy.resources.reservations.memory`, bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_reservation: Option<i64>,
+    /// `deploy.resources.limits.pids`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// Not part of the container: excluded from the config hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+    /// File-based configs and secrets, bind-mounted read-only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileMount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileMount>,
 }
 
 impl Service {
@@ -229,6 +265,68 @@ pub enum NetworkMode {
 pub struct Logging {
     pub driver: Option<String>,
     pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Config,
+    Secret,
+}
+
+impl FileKind {
+    /// The compose key: `configs` or `secrets`.
+    pub fn key(self) -> &'static str {
+        match self {
+            FileKind::Config => "configs",
+            FileKind::Secret => "secrets",
+        }
+    }
+
+    pub fn singular(self) -> &'static str {
+        match self {
+            FileKind::Config => "config",
+            FileKind::Secret => "secret",
+        }
+    }
+}
+
+/// A config or secret a service mounts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileMount {
+    /// Its name under the top-level `configs:`/`secrets:`.
+    pub source: String,
+    /// Absolute path in the container.
+    pub target: String,
+    /// The file in the checkout (real path), filled in when the project is loaded.
+    pub file: PathBuf,
+}
+
+/// The network every service without `networks:` or `network_mode:` joins.
+pub const DEFAULT_NETWORK: &str = "default";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServiceNetwork {
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NetworkDef {
+    /// Docker name when set explicitly (`name:`), else `<project>_<key>`.
+    pub name: Option<String>,
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    /// Created outside the project: must exist, never created.
+    pub external: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `pull_policy`. clawops never pulls: the image must be on the machine whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PullPolicy {
+    Always,
+    Never,
+    Missing,
+    Build,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

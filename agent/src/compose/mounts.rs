@@ -48,7 +48,7 @@ fn mount_short(loc: &Loc<'_>, spec: &str) -> Result<Mount, ComposeError> {
         };
     }
     for o in opts.into_iter().flat_map(|o| o.split(',')) {
-        match values::mount_option(o).map_err(bad)? {
+        match values::mount_option(o).map_err(|e| bad(e.to_string()))? {
             Some(ro) => m.read_only = ro,
             None => m.options.push(o.to_owned()),
         }
@@ -137,7 +137,7 @@ fn mount_long(loc: &Loc<'_>, map: &Map<String, Value>) -> Result<Mount, ComposeE
 }
 
 pub(super) fn port(loc: &Loc<'_>, v: &Value) -> Result<Vec<Port>, ComposeError> {
-    let invalid = |m: String| loc.invalid("ports", m);
+    let invalid = |m: values::ValueError| loc.invalid("ports", m);
     match v {
         Value::Object(map) => {
             let mut target = None;
@@ -158,12 +158,13 @@ pub(super) fn port(loc: &Loc<'_>, v: &Value) -> Result<Vec<Port>, ComposeError> 
                     _ => return Err(loc.unsupported(&key)),
                 }
             }
-            let target = target.ok_or_else(|| invalid("a port mapping needs a target".into()))?;
+            let target =
+                target.ok_or_else(|| loc.invalid("ports", "a port mapping needs a target"))?;
             values::pair_ports(ip, published.as_deref(), &target, proto, &target).map_err(invalid)
         }
         other => {
             let spec = values::scalar_string(other)
-                .ok_or_else(|| invalid(format!("{other} is not a port mapping")))?;
+                .ok_or_else(|| loc.invalid("ports", format!("{other} is not a port mapping")))?;
             values::port_short(&spec).map_err(invalid)
         }
     }

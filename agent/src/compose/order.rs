@@ -8,8 +8,10 @@ use std::{
 use serde_json::Value;
 
 use super::{
-    ComposeError, dotenv,
-    model::{MountKind, NetworkMode, Project, Service, VolumeDef},
+    ComposeError, deploy, dotenv, files,
+    model::{
+        DEFAULT_NETWORK, FileKind, MountKind, NetworkDef, NetworkMode, Project, Service, VolumeDef,
+    },
     parse::Draft,
     values,
 };
@@ -42,6 +44,49 @@ pub fn finalize(
         key: key.to_owned(),
         message,
     };
+    svc.environment = environment(&svc, draft.env, lookup, dir)?;
+    if svc.image.is_none() && svc.build.is_none() {
+        return Err(invalid(
+            "image",
+            "the service has neither `image` nor `build`: give it one".into(),
+        ));
+    }
+    if let Some(b) = &mut svc.build
+        && b.context.as_os_str().is_empty()
+    {
+        b.context = dir.to_owned();
+    }
+    if let Some(NetworkMode::Service(_) | NetworkMode::Container(_) | NetworkMode::Host) =
+        &svc.network_mode
+        && !svc.ports.is_empty()
+    {
+        return Err(invalid(
+            "ports",
+            "cannot publish ports with this network_mode: the network stack belongs to another \
+             container (or the host); publish them there"
+                .into(),
+        ));
+    }
+    deploy::apply_limits(&draft.limits, &mut svc.mem_limit, &mut svc.cpus, &invalid)?;
+    if svc.network_mode.is_some() && !svc.networks.is_empty() {
+        return Err(invalid(
+            "networks",
+            "cannot be used with network_mode: choose one of them".into(),
+        ));
+    }
+    if svc.cpus == Some(0.0) {
+        svc.cpus = None;
+    }
+    Ok(svc)
+}
+
+/// `env_file` entries, then `environment` over them (`None`: inherit from `lookup`).
+fn environment(
+    svc: &Service,
+    entries: BTreeMap<String, Option<String>>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    dir: &Path,
+) -> Result<BTreeMap<String, String>, ComposeError> {
     let mut env = BTreeMap::new();
     for f in &svc.env_files {
         if !f.path.is_file() {
@@ -65,7 +110,7 @@ pub fn finalize(
         })?;
         env.extend(vars);
     }
-    for (k, v) in draft.env {
+    for (k, v) in entries {
         match v.or_else(|| lookup(&k)) {
             Some(v) => {
                 env.insert(k, v);
@@ -75,33 +120,7 @@ pub fn finalize(
             }
         }
     }
-    svc.environment = env;
-    if svc.image.is_none() && svc.build.is_none() {
-        return Err(invalid(
-            "image",
-            "the service has neither `image` nor `build`: give it one".into(),
-        ));
-    }
-    if let Some(b) = &mut svc.build
-        && b.context.as_os_str().is_empty()
-    {
-        b.context = dir.to_owned();
-    }
-    if let Some(NetworkMode::Service(_) | NetworkMode::Container(_) | NetworkMode::Host) =
-        &svc.network_mode
-        && !svc.ports.is_empty()
-    {
-        return Err(invalid(
-            "ports",
-            "cannot publish ports with this network_mode: the network stack belongs to another \
-             container (or the host); publish them there"
-                .into(),
-        ));
-    }
-    if svc.cpus == Some(0.0) {
-        svc.cpus = None;
-    }
-    Ok(svc)
+    Ok(env)
 }
 
 /// Top-level `volumes:`.
@@ -137,8 +156,8 @@ pub fn volumes(
                         "name" => def.name = Some(text()?),
                         "driver" => def.driver = Some(text()?),
                         "external" => {
-                            def.external =
-                                values::boolean(v).map_err(|m| invalid(key.clone(), &m))?
+                            def.external = values::boolean(v)
+                                .map_err(|m| invalid(key.clone(), &m.to_string()))?
                         }
                         "driver_opts" | "labels" => {
                             let Value::Object(m) = v else {
@@ -199,32 +218,123 @@ pub fn validate_project_name(name: &str) -> Result<(), ComposeError> {
     }
 }
 
-/// References between services and to volumes exist; there is no dependency cycle. Optional
-/// dependencies (`required: false`) on missing services are dropped with a warning.
+/// References between services and to volumes, networks, configs and secrets exist; there is
+/// no dependency cycle. Optional dependencies (`required: false`) on missing services are
+/// dropped with a warning.
 pub fn check_references(project: &mut Project) -> Result<(), ComposeError> {
     let names: Vec<String> = project.services.keys().cloned().collect();
     let file = project.config_files[0].clone();
     let mut warnings = Vec::new();
-    for svc in project.services.values_mut() {
-        let invalid = |key: &str, message: String| ComposeError::Invalid {
-            file: file.clone(),
+    let Project {
+        services,
+        volumes,
+        networks,
+        configs,
+        secrets,
+        disabled_services,
+        ..
+    } = project;
+    let refs = Refs {
+        file: &file,
+        names: &names,
+        disabled: disabled_services,
+        volumes,
+        networks,
+    };
+    for svc in services.values_mut() {
+        refs.check(svc, &mut warnings)?;
+        files::resolve(
+            &file,
+            &svc.name,
+            FileKind::Config,
+            &mut svc.configs,
+            configs,
+        )?;
+        files::resolve(
+            &file,
+            &svc.name,
+            FileKind::Secret,
+            &mut svc.secrets,
+            secrets,
+        )?;
+    }
+    project.warnings.extend(warnings);
+    project.start_order(&[])?;
+    Ok(())
+}
+
+/// What a service may refer to.
+struct Refs<'p> {
+    file: &'p Path,
+    names: &'p [String],
+    disabled: &'p [String],
+    volumes: &'p BTreeMap<String, VolumeDef>,
+    networks: &'p BTreeMap<String, NetworkDef>,
+}
+
+impl Refs<'_> {
+    fn invalid(&self, svc: &Service, key: &str, message: String) -> ComposeError {
+        ComposeError::Invalid {
+            file: self.file.to_owned(),
             service: Some(svc.name.clone()),
             key: key.to_owned(),
             message,
-        };
+        }
+    }
+
+    fn check(&self, svc: &mut Service, warnings: &mut Vec<String>) -> Result<(), ComposeError> {
+        self.dependencies(svc, warnings)?;
+        if let Some(NetworkMode::Service(target)) = &svc.network_mode
+            && !self.names.contains(target)
+        {
+            let message = format!("service:{target} names an undefined service");
+            return Err(self.invalid(svc, "network_mode", message));
+        }
+        for m in &svc.volumes {
+            if let MountKind::Volume(v) = &m.kind
+                && !self.volumes.contains_key(v)
+            {
+                let message = format!(
+                    "refers to undefined volume {v:?}: declare it under the top-level `volumes:` key"
+                );
+                return Err(self.invalid(svc, "volumes", message));
+            }
+        }
+        for net in svc.networks.keys() {
+            if net != DEFAULT_NETWORK && !self.networks.contains_key(net) {
+                let message = format!(
+                    "refers to undefined network {net:?}: declare it under the top-level `networks:` key"
+                );
+                return Err(self.invalid(svc, "networks", message));
+            }
+        }
+        Ok(())
+    }
+
+    /// `depends_on` names defined services; optional ones that are not are dropped with a
+    /// warning.
+    fn dependencies(
+        &self,
+        svc: &mut Service,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ComposeError> {
         let mut dropped = Vec::new();
         for (dep, spec) in &svc.depends_on {
-            if names.contains(dep) {
+            if self.names.contains(dep) {
                 continue;
             }
             if spec.required {
-                return Err(invalid(
-                    "depends_on",
+                let message = if self.disabled.contains(dep) {
+                    format!(
+                        "depends on service {dep:?}, whose profiles are not enabled: add one of them to [app] profiles in agent.toml"
+                    )
+                } else {
                     format!(
                         "depends on undefined service {dep:?} (services: {})",
-                        names.join(", ")
-                    ),
-                ));
+                        self.names.join(", ")
+                    )
+                };
+                return Err(self.invalid(svc, "depends_on", message));
             }
             warnings.push(format!(
                 "service {}: optional dependency {dep:?} is not defined; ignoring it",
@@ -235,30 +345,8 @@ pub fn check_references(project: &mut Project) -> Result<(), ComposeError> {
         for d in dropped {
             svc.depends_on.remove(&d);
         }
-        if let Some(NetworkMode::Service(target)) = &svc.network_mode
-            && !names.contains(target)
-        {
-            return Err(invalid(
-                "network_mode",
-                format!("service:{target} names an undefined service"),
-            ));
-        }
-        for m in &svc.volumes {
-            if let MountKind::Volume(v) = &m.kind
-                && !project.volumes.contains_key(v)
-            {
-                return Err(invalid(
-                    "volumes",
-                    format!(
-                        "refers to undefined volume {v:?}: declare it under the top-level `volumes:` key"
-                    ),
-                ));
-            }
-        }
+        Ok(())
     }
-    project.warnings.extend(warnings);
-    project.start_order(&[])?;
-    Ok(())
 }
 
 impl Project {

@@ -8,11 +8,12 @@ use std::{
 use serde_json::{Map, Value};
 
 use super::{
-    ComposeError,
+    ComposeError, deploy, files,
+    model::FileKind,
     model::{
         Build, Condition, Dependency, EnvFile, Healthcheck, Logging, NetworkMode, Restart, Service,
     },
-    mounts, values,
+    mounts, networks, values,
 };
 
 /// The service keys clawops implements (docs/ARCHITECTURE.md, "Decisions"), for error messages.
@@ -46,6 +47,12 @@ pub const SUPPORTED_KEYS: &[&str] = &[
     "hostname",
     "stop_signal",
     "stop_grace_period",
+    "networks",
+    "profiles",
+    "configs",
+    "secrets",
+    "deploy",
+    "pull_policy",
 ];
 
 /// A service as one file describes it, before merging with overrides and resolving `env`.
@@ -54,6 +61,9 @@ pub struct Draft {
     pub svc: Service,
     /// `environment` entries; `None` inherits the value from the project environment.
     pub env: BTreeMap<String, Option<String>>,
+    /// `deploy.resources.limits`, reconciled with `mem_limit`/`cpus` when finalized.
+    pub limits: deploy::Limits,
+    pub warnings: Vec<String>,
 }
 
 /// Where a value came from, for error messages.
@@ -67,12 +77,12 @@ pub struct Loc<'a> {
 }
 
 impl Loc<'_> {
-    pub fn invalid(&self, key: &str, message: impl Into<String>) -> ComposeError {
+    pub fn invalid(&self, key: &str, message: impl std::fmt::Display) -> ComposeError {
         ComposeError::Invalid {
             file: self.file.to_owned(),
             service: Some(self.service.to_owned()),
             key: key.to_owned(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
@@ -172,6 +182,18 @@ pub fn service(loc: &Loc<'_>, value: &Value) -> Result<Draft, ComposeError> {
             "stop_grace_period" => {
                 s.stop_grace_period =
                     Some(values::duration(&str_of(v)?).map_err(|m| loc.invalid(key, m))?)
+            }
+            "networks" => s.networks = networks::service_networks(loc, v)?,
+            "profiles" => s.profiles = strings(loc, key, v)?,
+            "configs" => s.configs = files::references(loc, FileKind::Config, v)?,
+            "secrets" => s.secrets = files::references(loc, FileKind::Secret, v)?,
+            "pull_policy" => s.pull_policy = Some(deploy::pull_policy(loc, &str_of(v)?)?),
+            "deploy" => {
+                let parsed = deploy::deploy(loc, v)?;
+                d.limits = parsed.limits;
+                d.warnings.extend(parsed.warnings);
+                d.svc.pids_limit = parsed.pids;
+                d.svc.mem_reservation = parsed.mem_reservation;
             }
             k if k.starts_with("x-") => {}
             other => return Err(loc.unsupported(other)),

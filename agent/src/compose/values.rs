@@ -7,13 +7,54 @@ use serde_json::Value;
 
 use super::model::Port;
 
+/// Why a value is not of its key's format; the loader prefixes the file, service and key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error(
+        "{0:?} is not a duration: use a number with a unit (ns, us, ms, s, m, h), e.g. 30s or 1m30s"
+    )]
+    Duration(String),
+    #[error("{0:?} is not a size: use e.g. 512m, 1g or a number of bytes")]
+    Size(String),
+    #[error("{0} is negative")]
+    Negative(i64),
+    /// `value` is shown as written (strings quoted), `what` says what it should be.
+    #[error("{value} is not {what}")]
+    NotA { value: String, what: &'static str },
+    #[error("{whole:?} is not a valid port mapping: {part:?} is not a port number (1-65535)")]
+    PortNumber { whole: String, part: String },
+    #[error("{whole:?}: port range {range} is reversed")]
+    PortRangeReversed { whole: String, range: String },
+    #[error("{whole:?}: the published range and the container range differ in length")]
+    PortRangeLength { whole: String },
+    #[error("{whole:?}: unknown protocol {protocol:?} (use tcp, udp or sctp)")]
+    Protocol { whole: String, protocol: String },
+    #[error("{whole:?}: {ip:?} is not an IP address (e.g. 127.0.0.1:18789:18789)")]
+    HostIp { whole: String, ip: String },
+    #[error("{whole:?}: unclosed [ in the host address")]
+    UnclosedBracket { whole: String },
+    #[error(
+        "{whole:?} is not a valid port mapping: use [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]"
+    )]
+    PortSyntax { whole: String },
+    #[error("unknown mount option {0:?} (use ro, rw, z, Z, nocopy or a propagation mode)")]
+    MountOption(String),
+}
+
+fn not_a(value: impl std::fmt::Display, what: &'static str) -> ValueError {
+    ValueError::NotA {
+        value: value.to_string(),
+        what,
+    }
+}
+
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
 /// Go's `time.ParseDuration` format, which compose uses: `1m30s`, `10s`, `500ms`, `1.5h`.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "{s:?} is not a duration: use a number with a unit (ns, us, ms, s, m, h), e.g. 30s or 1m30s"
-        )
-    };
+pub fn duration(s: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::Duration(s.to_owned());
     let t = s.trim();
     if t == "0" {
         return Ok(Duration::ZERO);
@@ -54,17 +95,17 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// docker's `RAMInBytes`: `512m`, `1g`, `1.5GB`, `1024` (binary multiples).
-pub fn bytes(v: &Value) -> Result<i64, String> {
+pub fn bytes(v: &Value) -> Result<i64, ValueError> {
     if let Some(n) = v.as_i64() {
         return if n >= 0 {
             Ok(n)
         } else {
-            Err(format!("{n} is negative"))
+            Err(ValueError::Negative(n))
         };
     }
-    let s = scalar_string(v).ok_or_else(|| format!("{v} is not a size"))?;
+    let s = scalar_string(v).ok_or_else(|| not_a(v, "a size"))?;
     let t = s.trim();
-    let bad = || format!("{s:?} is not a size: use e.g. 512m, 1g or a number of bytes");
+    let bad = || ValueError::Size(s.clone());
     let num_len = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
@@ -101,61 +142,62 @@ pub fn scalar_string(v: &Value) -> Option<String> {
 }
 
 /// compose-go's lenient boolean: after interpolation, `"true"`, `"yes"`, `"on"`, `"1"` …
-pub fn boolean(v: &Value) -> Result<bool, String> {
+pub fn boolean(v: &Value) -> Result<bool, ValueError> {
+    const WHAT: &str = "a boolean: use true or false";
     match v {
         Value::Bool(b) => Ok(*b),
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "y" | "on" | "1" => Ok(true),
             "false" | "no" | "n" | "off" | "0" => Ok(false),
-            _ => Err(format!("{s:?} is not a boolean: use true or false")),
+            _ => Err(not_a(quoted(s), WHAT)),
         },
-        other => Err(format!("{other} is not a boolean: use true or false")),
+        other => Err(not_a(other, WHAT)),
     }
 }
 
-pub fn integer(v: &Value) -> Result<i64, String> {
+pub fn integer(v: &Value) -> Result<i64, ValueError> {
+    const WHAT: &str = "an integer";
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| format!("{n} is not an integer")),
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an integer")),
-        other => Err(format!("{other} is not an integer")),
+        Value::Number(n) => n.as_i64().ok_or_else(|| not_a(n, WHAT)),
+        Value::String(s) => s.trim().parse().map_err(|_| not_a(quoted(s), WHAT)),
+        other => Err(not_a(other, WHAT)),
     }
 }
 
-pub fn float(v: &Value) -> Result<f64, String> {
+pub fn float(v: &Value) -> Result<f64, ValueError> {
+    const WHAT: &str = "a number";
     let f = match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number"))?,
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not a number"))?,
-        other => return Err(format!("{other} is not a number")),
+        Value::Number(n) => n.as_f64().ok_or_else(|| not_a(n, WHAT))?,
+        Value::String(s) => s.trim().parse().map_err(|_| not_a(quoted(s), WHAT))?,
+        other => return Err(not_a(other, WHAT)),
     };
     if f.is_finite() && f >= 0.0 {
         Ok(f)
     } else {
-        Err(format!("{f} is not a non-negative number"))
+        Err(not_a(f, "a non-negative number"))
     }
 }
 
-fn port_number(s: &str, whole: &str) -> Result<u16, String> {
+fn port_number(s: &str, whole: &str) -> Result<u16, ValueError> {
     match s.trim().parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!(
-            "{whole:?} is not a valid port mapping: {s:?} is not a port number (1-65535)"
-        )),
+        _ => Err(ValueError::PortNumber {
+            whole: whole.to_owned(),
+            part: s.to_owned(),
+        }),
     }
 }
 
 /// `a` or `a-b`, inclusive.
-fn port_range(s: &str, whole: &str) -> Result<Vec<u16>, String> {
+fn port_range(s: &str, whole: &str) -> Result<Vec<u16>, ValueError> {
     match s.split_once('-') {
         Some((a, b)) => {
             let (a, b) = (port_number(a, whole)?, port_number(b, whole)?);
             if a > b {
-                return Err(format!("{whole:?}: port range {s} is reversed"));
+                return Err(ValueError::PortRangeReversed {
+                    whole: whole.to_owned(),
+                    range: s.to_owned(),
+                });
             }
             Ok((a..=b).collect())
         }
@@ -163,20 +205,24 @@ fn port_range(s: &str, whole: &str) -> Result<Vec<u16>, String> {
     }
 }
 
-pub fn protocol(p: &str, whole: &str) -> Result<String, String> {
+pub fn protocol(p: &str, whole: &str) -> Result<String, ValueError> {
     match p {
         "tcp" | "udp" | "sctp" => Ok(p.to_owned()),
-        _ => Err(format!(
-            "{whole:?}: unknown protocol {p:?} (use tcp, udp or sctp)"
-        )),
+        _ => Err(ValueError::Protocol {
+            whole: whole.to_owned(),
+            protocol: p.to_owned(),
+        }),
     }
 }
 
-pub fn host_ip(ip: &str, whole: &str) -> Result<String, String> {
+pub fn host_ip(ip: &str, whole: &str) -> Result<String, ValueError> {
     let bare = ip.trim_start_matches('[').trim_end_matches(']');
     bare.parse::<IpAddr>()
         .map(|_| bare.to_owned())
-        .map_err(|_| format!("{whole:?}: {ip:?} is not an IP address (e.g. 127.0.0.1:18789:18789)"))
+        .map_err(|_| ValueError::HostIp {
+            whole: whole.to_owned(),
+            ip: ip.to_owned(),
+        })
 }
 
 /// Pairs published ports with targets; `published` may be empty (ephemeral).
@@ -186,16 +232,16 @@ pub fn pair_ports(
     target: &str,
     proto: String,
     whole: &str,
-) -> Result<Vec<Port>, String> {
+) -> Result<Vec<Port>, ValueError> {
     let targets = port_range(target, whole)?;
     let hosts: Vec<Option<u16>> = match published.filter(|p| !p.is_empty()) {
         None => vec![None; targets.len()],
         Some(p) => port_range(p, whole)?.into_iter().map(Some).collect(),
     };
     if hosts.len() != targets.len() {
-        return Err(format!(
-            "{whole:?}: the published range and the container range differ in length"
-        ));
+        return Err(ValueError::PortRangeLength {
+            whole: whole.to_owned(),
+        });
     }
     Ok(hosts
         .into_iter()
@@ -211,7 +257,7 @@ pub fn pair_ports(
 
 /// Short syntax: `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]`, ranges allowed,
 /// IPv6 host addresses in brackets.
-pub fn port_short(whole: &str) -> Result<Vec<Port>, String> {
+pub fn port_short(whole: &str) -> Result<Vec<Port>, ValueError> {
     let (spec, proto) = match whole.rsplit_once('/') {
         Some((s, p)) => (s, protocol(p, whole)?),
         None => (whole, "tcp".to_owned()),
@@ -219,7 +265,9 @@ pub fn port_short(whole: &str) -> Result<Vec<Port>, String> {
     let (ip, rest) = if let Some(after) = spec.strip_prefix('[') {
         let (ip, rest) = after
             .split_once("]:")
-            .ok_or_else(|| format!("{whole:?}: unclosed [ in the host address"))?;
+            .ok_or_else(|| ValueError::UnclosedBracket {
+                whole: whole.to_owned(),
+            })?;
         (host_ip(ip, whole)?, rest)
     } else {
         let parts: Vec<&str> = spec.split(':').collect();
@@ -230,9 +278,9 @@ pub fn port_short(whole: &str) -> Result<Vec<Port>, String> {
                 (ip, &spec[parts[0].len() + 1..])
             }
             _ => {
-                return Err(format!(
-                    "{whole:?} is not a valid port mapping: use [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]"
-                ));
+                return Err(ValueError::PortSyntax {
+                    whole: whole.to_owned(),
+                });
             }
         }
     };
@@ -244,15 +292,13 @@ pub fn port_short(whole: &str) -> Result<Vec<Port>, String> {
 }
 
 /// Bind-mount and volume options accepted after the second colon.
-pub fn mount_option(opt: &str) -> Result<Option<bool>, String> {
+pub fn mount_option(opt: &str) -> Result<Option<bool>, ValueError> {
     match opt {
         "ro" => Ok(Some(true)),
         "rw" => Ok(Some(false)),
         "z" | "Z" | "nocopy" | "shared" | "slave" | "private" | "rshared" | "rslave"
         | "rprivate" | "consistent" | "cached" | "delegated" => Ok(None),
-        _ => Err(format!(
-            "unknown mount option {opt:?} (use ro, rw, z, Z, nocopy or a propagation mode)"
-        )),
+        _ => Err(ValueError::MountOption(opt.to_owned())),
     }
 }
 

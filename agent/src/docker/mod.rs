@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod images;
 pub mod models;
+mod networks;
 mod registry;
 mod session;
 

@@ -115,6 +115,7 @@ impl From<crate::compose::ComposeError> for Status {
             | C::EnvFile { .. }
             | C::MissingEnvFile { .. }
             | C::EnvFileOutside { .. }
+            | C::FileOutside { .. }
             | C::Untrusted(_)
             | C::Project(_) => Status::failed_precondition(e.to_string()),
         }
@@ -147,6 +148,7 @@ impl From<crate::up::UpError> for Status {
             U::Journal(j) => j.into(),
             U::ImageMissing { .. }
             | U::Preflight(_)
+            | U::NetworkMissing { .. }
             | U::BindMissing { .. }
             | U::BindNotWritable { .. }
             | U::PortInUse { .. }

@@ -32,6 +32,7 @@ pub async fn update(
         allow_non_ff: r.allow_non_ff,
         force: r.force,
         accept_changes: r.accept_changes,
+        rebase: r.rebase,
     };
     Ok(operation::stream(
         ctx,

@@ -1,7 +1,10 @@
 //! Engine operations Up (and Update) are made of: the project network and volumes, image lookup,
 //! create + start under a chosen name, and replacing a container without losing the old one
 //! when the new one cannot be created.
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
 
 use super::UpError;
 use crate::{
@@ -79,48 +82,80 @@ pub async fn service_spec(
     )?)
 }
 
-/// Creates the `<project>_default` network when a service uses it, and the project's named
-/// volumes, labelled as compose does. External volumes must exist.
+/// Creates the networks and named volumes the services use (the `<project>_default` network
+/// included), labelled as compose does. External ones must exist. Returns what was created.
 pub async fn ensure_resources(
     docker: &Engine,
     project: &Project,
     services: &[String],
 ) -> Result<Vec<String>, UpError> {
-    let mut created = Vec::new();
-    let uses_default = services.iter().any(|s| {
-        project
-            .service(s)
-            .is_some_and(|svc| svc.network_mode.is_none())
-    });
-    if uses_default {
-        let name = project.default_network();
-        match docker.inspect_network(&name).await {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {
-                let labels = HashMap::from([
-                    (LABEL_PROJECT.to_owned(), project.name.clone()),
-                    (
-                        compose::create::LABEL_NETWORK.to_owned(),
-                        "default".to_owned(),
-                    ),
-                    (
-                        compose::create::LABEL_VERSION.to_owned(),
-                        compose::create::COMPOSE_VERSION.to_owned(),
-                    ),
-                ]);
-                docker
-                    .create_network(NetworkCreateRequest {
-                        name: name.clone(),
-                        driver: Some("bridge".into()),
-                        labels: Some(labels),
-                        ..Default::default()
-                    })
-                    .await?;
-                created.push(format!("network {name}"));
+    let mut created = ensure_networks(docker, project, services).await?;
+    created.extend(ensure_volumes(docker, project, services).await?);
+    Ok(created)
+}
+
+/// The network keys the services join (`default` for those that list none).
+fn used_networks<'p>(project: &'p Project, services: &[String]) -> BTreeSet<&'p str> {
+    services
+        .iter()
+        .filter_map(|s| project.service(s))
+        .filter(|svc| svc.network_mode.is_none())
+        .flat_map(|svc| {
+            let keys: Vec<&str> = svc.networks.keys().map(String::as_str).collect();
+            if keys.is_empty() {
+                vec![compose::DEFAULT_NETWORK]
+            } else {
+                keys
             }
+        })
+        .collect()
+}
+
+async fn ensure_networks(
+    docker: &Engine,
+    project: &Project,
+    services: &[String],
+) -> Result<Vec<String>, UpError> {
+    let mut created = Vec::new();
+    for key in used_networks(project, services) {
+        let def = project.networks.get(key).cloned().unwrap_or_default();
+        let name = project.network_name(key);
+        match docker.inspect_network(&name).await {
+            Ok(()) => continue,
+            Err(e) if e.is_not_found() && def.external => {
+                return Err(UpError::NetworkMissing { name });
+            }
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
+        let mut labels: HashMap<String, String> = def.labels.into_iter().collect();
+        labels.insert(LABEL_PROJECT.to_owned(), project.name.clone());
+        labels.insert(compose::create::LABEL_NETWORK.to_owned(), key.to_owned());
+        labels.insert(
+            compose::create::LABEL_VERSION.to_owned(),
+            compose::create::COMPOSE_VERSION.to_owned(),
+        );
+        docker
+            .create_network(NetworkCreateRequest {
+                name: name.clone(),
+                driver: Some(def.driver.unwrap_or_else(|| "bridge".into())),
+                options: (!def.driver_opts.is_empty())
+                    .then(|| def.driver_opts.into_iter().collect()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await?;
+        created.push(format!("network {name}"));
     }
+    Ok(created)
+}
+
+async fn ensure_volumes(
+    docker: &Engine,
+    project: &Project,
+    services: &[String],
+) -> Result<Vec<String>, UpError> {
+    let mut created = Vec::new();
     let used: Vec<&String> = services
         .iter()
         .filter_map(|s| project.service(s))
@@ -134,33 +169,32 @@ pub async fn ensure_resources(
         let def = &project.volumes[key];
         let name = project.volume_name(key);
         match docker.inspect_volume(&name).await {
-            Ok(()) => {}
+            Ok(()) => continue,
             Err(e) if e.is_not_found() && def.external => {
                 return Err(UpError::Preflight(format!(
                     "external volume {name} does not exist: create it with `docker volume create {name}`"
                 )));
             }
-            Err(e) if e.is_not_found() => {
-                let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
-                labels.insert(LABEL_PROJECT.into(), project.name.clone());
-                labels.insert(compose::create::LABEL_VOLUME.into(), key.clone());
-                labels.insert(
-                    compose::create::LABEL_VERSION.into(),
-                    compose::create::COMPOSE_VERSION.into(),
-                );
-                docker
-                    .create_volume(VolumeCreateRequest {
-                        name: Some(name.clone()),
-                        driver: def.driver.clone(),
-                        driver_opts: Some(def.driver_opts.clone().into_iter().collect()),
-                        labels: Some(labels),
-                        ..Default::default()
-                    })
-                    .await?;
-                created.push(format!("volume {name}"));
-            }
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
+        let mut labels: HashMap<String, String> = def.labels.clone().into_iter().collect();
+        labels.insert(LABEL_PROJECT.into(), project.name.clone());
+        labels.insert(compose::create::LABEL_VOLUME.into(), key.clone());
+        labels.insert(
+            compose::create::LABEL_VERSION.into(),
+            compose::create::COMPOSE_VERSION.into(),
+        );
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.clone()),
+                driver: def.driver.clone(),
+                driver_opts: Some(def.driver_opts.clone().into_iter().collect()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await?;
+        created.push(format!("volume {name}"));
     }
     Ok(created)
 }
@@ -180,13 +214,23 @@ pub async fn create_and_start(
     Ok(id)
 }
 
-/// Creates (does not start) the container of `spec` named `name`.
+/// Creates (does not start) the container of `spec` named `name`, attached to all of its
+/// networks. A container that cannot join one is removed again.
 pub async fn create(
     docker: &Engine,
     spec: &ContainerSpec,
     name: &str,
 ) -> Result<String, DockerError> {
-    docker.create_container(Some(name), spec.body.clone()).await
+    let id = docker
+        .create_container(Some(name), spec.body.clone())
+        .await?;
+    for (network, endpoint) in &spec.networks {
+        if let Err(e) = docker.connect_network(network, &id, endpoint.clone()).await {
+            let _ = docker.remove(&id).await;
+            return Err(e);
+        }
+    }
+    Ok(id)
 }
 
 /// Replaces `old` by a new container of `spec`, as compose does: stop the old one, move it aside

@@ -48,6 +48,10 @@ pub enum UpError {
     },
     #[error("preflight: {0}")]
     Preflight(String),
+    #[error(
+        "external network {name} does not exist: create it with `docker network create {name}`, or drop `external: true` so that clawops creates it"
+    )]
+    NetworkMissing { name: String },
     #[error("preflight: service {service}: bind mount source {} (→ {target}) does not exist: {hint}", path.display())]
     BindMissing {
         service: String,
@@ -189,6 +193,7 @@ pub fn load_project(config: &Config, app: &ResolvedApp) -> Result<Project, Compo
         files: config.app.compose_files.clone(),
         project_name: config.app.project.clone(),
         env: interpolation_env(app),
+        profiles: config.app.profiles.clone(),
     })
 }
 

@@ -12,7 +12,7 @@ use futures::StreamExt;
 
 use super::{UpError, containers::ImageInfo};
 use crate::{
-    compose::{MountKind, Project},
+    compose::{Mount, MountKind, Project},
     config::ResolvedApp,
     docker::{Engine, ProjectContainer, TempContainer, models::ContainerCreateBody},
 };
@@ -46,16 +46,19 @@ pub async fn preflight(
     let mut notes = Vec::new();
     let mut user: Option<ContainerUser> = None;
     for m in &svc.volumes {
-        let MountKind::Bind(src) = &m.kind else {
+        let MountKind::Bind(source) = &m.kind else {
             continue;
         };
         if m.read_only {
-            if !src.exists() {
+            if !source.exists() {
                 return Err(UpError::BindMissing {
                     service: service.to_owned(),
-                    path: src.clone(),
+                    path: source.clone(),
                     target: m.target.clone(),
-                    hint: format!("create it (`mkdir -p {}`) or fix the path", src.display()),
+                    hint: format!(
+                        "create it (`mkdir -p {}`) or fix the path",
+                        source.display()
+                    ),
                 });
             }
             continue;
@@ -63,43 +66,47 @@ pub async fn preflight(
         if user.is_none() {
             user = Some(container_user(docker, image, svc.user.as_deref(), &svc.group_add).await?);
         }
-        let u = user.as_ref().expect("resolved above");
-        // Files the container creates should belong to the host owner when it runs as root.
-        let (owner_uid, owner_gid) = if u.uid == 0 {
-            (app.uid, app.gid)
-        } else {
-            (u.uid, u.gid)
+        let bind = WritableBind {
+            app,
+            service,
+            source,
+            mount: m,
+            user: user.as_ref().expect("resolved above"),
         };
-        if !src.exists() {
-            let under_state = app.state_dirs.iter().any(|d| src.starts_with(d));
-            if !(under_state && m.create_host_path) {
-                return Err(UpError::BindMissing {
-                    service: service.to_owned(),
-                    path: src.clone(),
-                    target: m.target.clone(),
-                    hint: format!(
-                        "create it for the container user: `sudo mkdir -p {p} && sudo chown -R {owner_uid}:{owner_gid} {p}` \
-                         (clawops creates missing directories itself only under [snapshots] dirs)",
-                        p = src.display()
-                    ),
-                });
-            }
-            create_owned(src, owner_uid, owner_gid).map_err(|e| UpError::Preflight(format!(
-                "cannot create {} for service {service}: {e}; create it: `sudo mkdir -p {p} && sudo chown -R {owner_uid}:{owner_gid} {p}`",
-                src.display(),
-                p = src.display()
-            )))?;
-            notes.push(format!(
-                "created {} (owner {owner_uid}:{owner_gid})",
-                src.display()
-            ));
-        }
-        if let Some((path, meta)) = first_unwritable(src, u) {
+        notes.extend(bind.check()?);
+    }
+    check_ports(docker, project, service, existing).await?;
+    Ok(notes)
+}
+
+/// A read-write bind mount of a service and the user its container runs as.
+struct WritableBind<'a> {
+    app: &'a ResolvedApp,
+    service: &'a str,
+    source: &'a Path,
+    mount: &'a Mount,
+    user: &'a ContainerUser,
+}
+
+// UpError is what every Up step returns (the async ones are not linted); these two helpers
+// return it as they are.
+#[allow(clippy::result_large_err)]
+impl WritableBind<'_> {
+    /// The source exists (created when it is under the state dirs) and the container's user
+    /// can write it; a note when it was created.
+    fn check(&self) -> Result<Option<String>, UpError> {
+        let created = if self.source.exists() {
+            None
+        } else {
+            Some(self.create()?)
+        };
+        if let Some((path, meta)) = first_unwritable(self.source, self.user) {
+            let u = self.user;
             return Err(UpError::BindNotWritable {
-                service: service.to_owned(),
-                path: src.clone(),
+                service: self.service.to_owned(),
+                path: self.source.to_owned(),
                 offender: path,
-                target: m.target.clone(),
+                target: self.mount.target.clone(),
                 user: if u.spec.is_empty() {
                     "root".into()
                 } else {
@@ -115,9 +122,44 @@ pub async fn preflight(
                 ),
             });
         }
+        Ok(created)
     }
-    check_ports(docker, project, service, existing).await?;
-    Ok(notes)
+
+    /// Files the container creates should belong to the host owner when it runs as root.
+    fn owner(&self) -> (u32, u32) {
+        if self.user.uid == 0 {
+            (self.app.uid, self.app.gid)
+        } else {
+            (self.user.uid, self.user.gid)
+        }
+    }
+
+    fn create(&self) -> Result<String, UpError> {
+        let (src, service) = (self.source, self.service);
+        let (owner_uid, owner_gid) = self.owner();
+        let under_state = self.app.state_dirs.iter().any(|d| src.starts_with(d));
+        if !(under_state && self.mount.create_host_path) {
+            return Err(UpError::BindMissing {
+                service: service.to_owned(),
+                path: src.to_owned(),
+                target: self.mount.target.clone(),
+                hint: format!(
+                    "create it for the container user: `sudo mkdir -p {p} && sudo chown -R {owner_uid}:{owner_gid} {p}` \
+                     (clawops creates missing directories itself only under [snapshots] dirs)",
+                    p = src.display()
+                ),
+            });
+        }
+        create_owned(src, owner_uid, owner_gid).map_err(|e| UpError::Preflight(format!(
+            "cannot create {} for service {service}: {e}; create it: `sudo mkdir -p {p} && sudo chown -R {owner_uid}:{owner_gid} {p}`",
+            src.display(),
+            p = src.display()
+        )))?;
+        Ok(format!(
+            "created {} (owner {owner_uid}:{owner_gid})",
+            src.display()
+        ))
+    }
 }
 
 /// `mkdir -p` that hands every directory it creates to `uid:gid`.

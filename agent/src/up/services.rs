@@ -24,7 +24,10 @@ pub(super) async fn current_containers(
     let mut orphans = Vec::new();
     for c in docker.project_containers(&project.name).await? {
         if !project.services.contains_key(&c.service) {
-            orphans.push(c);
+            // A service whose profiles are not enabled is left alone, as compose does.
+            if !project.disabled_services.contains(&c.service) {
+                orphans.push(c);
+            }
             continue;
         }
         let canonical = project.container_name(&c.service);

@@ -25,6 +25,24 @@ impl Profile {
         for svc in project.services.values() {
             service_facts(svc, &mut facts);
         }
+        for (name, def) in &project.networks {
+            let how = if def.external {
+                "external".to_owned()
+            } else {
+                let mut opts: Vec<String> = def
+                    .driver_opts
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                opts.sort();
+                format!(
+                    "driver {} {}",
+                    def.driver.as_deref().unwrap_or("bridge"),
+                    opts.join(",")
+                )
+            };
+            facts.insert(format!("network {}: {how}", project.network_name(name)));
+        }
         for (name, def) in &project.volumes {
             if !def.driver_opts.is_empty() || def.driver.is_some() {
                 let mut opts: Vec<String> = def
@@ -61,6 +79,16 @@ fn service_facts(svc: &Service, facts: &mut BTreeSet<String>) {
                 mount.target
             ));
         }
+    }
+    for net in svc.networks.keys() {
+        facts.insert(format!("{name}: joins network {net}"));
+    }
+    for f in svc.configs.iter().chain(&svc.secrets) {
+        facts.insert(format!(
+            "{name}: mounts {} at {} (ro)",
+            f.file.display(),
+            f.target
+        ));
     }
     for cap in &svc.cap_add {
         facts.insert(format!(
@@ -143,6 +171,7 @@ mod tests {
             files: vec![],
             project_name: Some("p".into()),
             env: Default::default(),
+            profiles: Vec::new(),
         })
         .unwrap();
         Profile::of(&project)

@@ -33,6 +33,19 @@ pub struct UpdateOptions {
     pub force: bool,
     /// Deploy a change that widens what the repository asks of the VM (changes::Profile).
     pub accept_changes: bool,
+    /// Replay the checkout's local commits onto the target (also `[app] rebase`).
+    pub rebase: bool,
+}
+
+impl UpdateOptions {
+    /// How the checkout may move: `--allow-non-ff` (explicit, with a ref) over rebasing.
+    fn moves(&self, cfg: &crate::config::AppConfig) -> source::Moves {
+        match (self.allow_non_ff, self.rebase || cfg.rebase) {
+            (true, _) => source::Moves::Detach,
+            (false, true) => source::Moves::Rebase,
+            (false, false) => source::Moves::FastForward,
+        }
+    }
 }
 
 /// The outcome of a deploy (update or rollback), as journaled and reported.
@@ -245,7 +258,11 @@ async fn stage_build(
     let docker = ctx.docker.get().await?;
 
     let upstream = format!("{}/{}", cfg.remote, cfg.branch);
-    let target = fetch(&repo, cfg, &upstream, opts.git_ref.as_deref(), p).await?;
+    let mut target = fetch(&repo, cfg, &upstream, opts.git_ref.as_deref(), p).await?;
+    let moves = opts.moves(cfg);
+    if moves == source::Moves::Rebase {
+        target = source::carried_forward(&repo, target).await?;
+    }
     report.to_sha = Some(target.clone());
 
     let deployed = !opts.force && report.from_sha.as_deref() == Some(target.as_str());
@@ -259,12 +276,14 @@ async fn stage_build(
         return Ok(None);
     }
 
-    let plan = source::plan(&repo, &target, &upstream, opts.allow_non_ff).await?;
+    let plan = source::plan(&repo, &target, &upstream, moves).await?;
     if report.from_sha.is_none() {
         report.from_sha = Some(plan.head.clone());
     }
     let deployed_profile = deployed_profile(ctx, report.from_sha.is_some());
-    source::apply(&repo, &plan).await?;
+    // After a rebase the deployed sha is the rebased HEAD.
+    let target = source::apply(&repo, &plan).await?;
+    report.to_sha = Some(target.clone());
     let merged = if plan.action == source::SourceAction::None {
         PhaseStatus::Skipped
     } else {

@@ -75,6 +75,7 @@ impl SwapEngine for Fake {
             image: image.into(),
             config_hash: "hash".into(),
             body: Default::default(),
+            networks: Vec::new(),
         };
         Ok((spec, self.old.clone()))
     }

@@ -87,6 +87,11 @@ impl App {
 /// A fresh app whose config waits for `readiness` (TOML lines of `[readiness]`; `{port}` is
 /// replaced by the app's host port).
 pub fn app(readiness: &str) -> App {
+    app_with(readiness, "")
+}
+
+/// [`app`] with more `[app]` lines (e.g. `profiles = ["debug"]`).
+pub fn app_with(readiness: &str, app_lines: &str) -> App {
     let root = tempfile::Builder::new()
         .prefix("clawops-up")
         .tempdir()
@@ -96,7 +101,7 @@ pub fn app(readiness: &str) -> App {
     let project = testkit::unique("upt").replace('-', "");
     let port = testkit::free_port();
     let toml = format!(
-        "state_dir = \"{state}\"\n[app]\nrepo = \"{repo}\"\nproject = \"{project}\"\n\
+        "state_dir = \"{state}\"\n[app]\nrepo = \"{repo}\"\nproject = \"{project}\"\n{app_lines}\n\
          [snapshots]\ndirs = [\"{home}\"]\n[readiness]\n{readiness}\n",
         state = root.path().join("state").display(),
         repo = root.path().join("repo").display(),

@@ -190,6 +190,7 @@ fn demo_update() -> UpdateArgs {
         allow_non_ff: false,
         force: false,
         accept_changes: false,
+        rebase: false,
         requested_by: Some("demo".into()),
     }
 }

@@ -34,6 +34,11 @@ pub struct UpdateArgs {
     /// reviewed what the refusal listed. The deploy policy in agent.toml still applies.
     #[arg(long)]
     pub accept_changes: bool,
+    /// Replay the checkout's local commits (e.g. a patched Dockerfile) onto the new upstream
+    /// commit and deploy the result; a conflict aborts and leaves the checkout as it was.
+    /// `[app] rebase = true` in agent.toml makes it the default.
+    #[arg(long, conflicts_with = "allow_non_ff")]
+    pub rebase: bool,
     /// Recorded in the journal as who asked (default: $USER@hostname).
     #[arg(long)]
     pub requested_by: Option<String>,
@@ -80,6 +85,7 @@ pub async fn update(mut client: Client, args: UpdateArgs, out: &Output) -> Resul
         allow_non_ff: args.allow_non_ff,
         force: args.force,
         accept_changes: args.accept_changes,
+        rebase: args.rebase,
         requested_by: who(args.requested_by),
     };
     let stream = match client.agent.update(request).await {
