@@ -61,6 +61,7 @@ async fn sample_loop(ctx: Weak<AgentContext>, shared: Arc<Shared>, mut stop: wat
     let interval = Duration::from_secs(shared.config.sample_interval_secs.max(1));
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut advice = AdviceWatch::default();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -68,8 +69,50 @@ async fn sample_loop(ctx: Weak<AgentContext>, shared: Arc<Shared>, mut stop: wat
         }
         let Some(strong) = ctx.upgrade() else { return };
         sample_once(&strong, &shared, interval.min(MAX_DOCKER_WAIT)).await;
+        advice.check(&strong).await;
         drop(strong);
         shared.refresh_machine_if_stale().await;
+    }
+}
+
+/// Notices when the machine-type advice changes, for `[[notify]]` targets that want it. The
+/// advice needs the engine's view of the containers, so it is looked at every [`RELOOK`] only,
+/// and not at all when nobody listens.
+#[derive(Debug, Default)]
+struct AdviceWatch {
+    checked: Option<Instant>,
+    /// (kind, target machine type, service) of each piece of advice last time.
+    last: Vec<(String, Option<String>, Option<String>)>,
+}
+
+impl AdviceWatch {
+    async fn check(&mut self, ctx: &AgentContext) {
+        use crate::notify::{EventName, Notification};
+        if !ctx.notifier.wants(EventName::AdviceChanged)
+            || self.checked.is_some_and(|at| at.elapsed() < RELOOK)
+        {
+            return;
+        }
+        self.checked = Some(Instant::now());
+        let Ok(report) = super::report(ctx, super::ReportOptions::default()).await else {
+            return;
+        };
+        let now: Vec<_> = report
+            .advice
+            .iter()
+            .map(|a| {
+                (
+                    format!("{:?}", a.kind),
+                    a.to_machine_type.clone(),
+                    a.service.clone(),
+                )
+            })
+            .collect();
+        if now != self.last {
+            self.last = now;
+            ctx.notifier
+                .send(Notification::advice_changed(&report.advice));
+        }
     }
 }
 

@@ -15,11 +15,13 @@ pub mod deploy;
 pub mod errors;
 mod logs;
 pub mod memory;
+mod notify;
 mod operation;
 mod status;
 mod up;
 mod update;
 mod verify;
+mod watch;
 
 pub use errors::not_yet_implemented;
 
@@ -126,5 +128,35 @@ impl Agent for AgentService {
         req: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryReply>, Status> {
         status::history(&self.ctx, req).await
+    }
+
+    async fn watch_status(
+        &self,
+        req: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<pb::WatchStatusReply>, Status> {
+        watch::status(&self.ctx, req).await
+    }
+
+    async fn watch_pause(
+        &self,
+        req: Request<pb::WatchPauseRequest>,
+    ) -> Result<Response<pb::WatchStatusReply>, Status> {
+        self.check_requested_by(&req.get_ref().requested_by)?;
+        self.check_requested_by(&req.get_ref().reason)?;
+        watch::pause(&self.ctx, req).await
+    }
+
+    async fn watch_resume(
+        &self,
+        req: Request<pb::WatchResumeRequest>,
+    ) -> Result<Response<pb::WatchStatusReply>, Status> {
+        watch::resume(&self.ctx, req).await
+    }
+
+    async fn notify_test(
+        &self,
+        req: Request<pb::NotifyTestRequest>,
+    ) -> Result<Response<pb::NotifyTestReply>, Status> {
+        notify::test(&self.ctx, req).await
     }
 }
