@@ -4,7 +4,7 @@
 //!
 //! Environment: CLAWOPS_BENCH_IDLE_SECS (default 240) — how long the idle agent samples memory
 //! once it has gone quiet (at one sample a second: 240 s ≈ 40 minutes of the default 10 s
-//! interval).
+//! interval). CLAWOPS_BENCH_ONLY=watch runs only the idle-RSS-with-watching row.
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -22,6 +22,9 @@ use testkit::{
     cleanup::{AppGuard, ImageGuard},
     container::ServiceContainer,
 };
+
+#[path = "vs_docker/watch.rs"]
+mod watch;
 
 struct Row {
     measure: &'static str,
@@ -159,9 +162,20 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(ok, "git {args:?}");
 }
 
+fn idle_secs() -> u64 {
+    std::env::var("CLAWOPS_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(240)
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
     let rt = tokio::runtime::Runtime::new().unwrap();
+    if std::env::var("CLAWOPS_BENCH_ONLY").as_deref() == Ok("watch") {
+        print_table(&watch::rows(&rt, idle_secs()));
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let app = DemoApp::create(root.path(), &testkit::unique("b")[2..]).unwrap();
     let _guard = AppGuard::new(&app.project, &app.image_repo);
@@ -373,10 +387,7 @@ fn main() {
 
     // Idle RSS: a fresh agent that only samples memory. Start-up leaves ~10 MiB of code
     // resident; the agent gives it back once quiet (clawops_agent::trim), then must stay flat.
-    let idle_secs: u64 = std::env::var("CLAWOPS_BENCH_IDLE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(240);
+    let idle_secs = idle_secs();
     let idle = AgentProcess::start(&extra);
     let idle_pid = idle.pid().unwrap();
     std::thread::sleep(Duration::from_secs(5));
@@ -477,10 +488,16 @@ fn main() {
         met: Some(peak <= 2 * idle_end),
     });
 
+    rows.extend(watch::rows(&rt, idle_secs));
+    print_table(&rows);
+    drop(rt);
+}
+
+fn print_table(rows: &[Row]) {
     println!(
         "\n| measure | clawops | docker CLI | ratio | target | met |\n|---|---|---|---|---|---|"
     );
-    for r in &rows {
+    for r in rows {
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             r.measure,
@@ -495,5 +512,4 @@ fn main() {
             }
         );
     }
-    drop(rt);
 }

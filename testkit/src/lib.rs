@@ -15,6 +15,7 @@ pub mod image;
 pub mod netns;
 pub mod node_image;
 pub mod sshd;
+pub mod webhook;
 
 /// A name unique to this test run: `<prefix>-<8 hex>` (docker and compose accept it).
 pub fn unique(prefix: &str) -> String {

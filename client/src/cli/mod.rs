@@ -16,6 +16,7 @@ mod history;
 mod install;
 mod logs;
 mod memory;
+mod notify;
 mod output;
 mod status;
 mod targets;
@@ -24,6 +25,7 @@ mod tunnel;
 mod up;
 mod update;
 mod verify;
+mod watch;
 
 pub use output::Output;
 
@@ -104,6 +106,8 @@ pub enum AgentCommand {
     Rollback(update::RollbackArgs),
     Verify(verify::VerifyArgs),
     Memory(memory::MemoryArgs),
+    Watch(watch::WatchArgs),
+    Notify(notify::NotifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +210,8 @@ async fn run_agent_command(
         AgentCommand::Rollback(args) => update::rollback(client, args, out).await,
         AgentCommand::Verify(args) => verify::run(client, args, out).await,
         AgentCommand::Memory(args) => memory::run(client, args, out).await,
+        AgentCommand::Watch(args) => watch::run(client, args, out).await,
+        AgentCommand::Notify(args) => notify::run(client, args, out).await,
     }
 }
 
