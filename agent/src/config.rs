@@ -54,6 +54,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub limits: crate::limits::LimitsConfig,
     pub registry: RegistryConfig,
+    pub watch: crate::watch::WatchConfig,
+    pub notify: Vec<crate::notify::NotifyConfig>,
 }
 
 impl Default for Config {
@@ -73,6 +75,8 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
             registry: RegistryConfig::default(),
+            watch: crate::watch::WatchConfig::default(),
+            notify: Vec::new(),
         }
     }
 }
@@ -383,6 +387,7 @@ impl Config {
         self.validate_build_paths()?;
         self.validate_verify()?;
         self.validate_limits()?;
+        self.validate_watch_and_notify()?;
         Ok(())
     }
 
@@ -419,6 +424,54 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `[watch]` and `[[notify]]`. A notify URL is a secret: messages never repeat it.
+    fn validate_watch_and_notify(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        let w = &self.watch;
+        if w.interval_secs == 0 {
+            return invalid("watch.interval_secs", "must be at least 1".into());
+        }
+        if w.max_failures == 0 {
+            return invalid("watch.max_failures", "must be at least 1".into());
+        }
+        if let Err(e) = w.parsed_window() {
+            let key = match e {
+                crate::watch::window::WindowError::UnknownZone(_) if w.timezone.is_some() => {
+                    "watch.timezone"
+                }
+                _ => "watch.window",
+            };
+            return invalid(key, e.to_string());
+        }
+        for (i, n) in self.notify.iter().enumerate() {
+            if let Err(why) = crate::notify::check_url(&n.url) {
+                return invalid(
+                    "notify.url",
+                    format!("[[notify]] number {}: the url {why}", i + 1),
+                );
+            }
+            if n.events.is_empty() {
+                return invalid(
+                    "notify.events",
+                    format!(
+                        "[[notify]] number {}: empty; leave the key out for every event",
+                        i + 1
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The config as `check-config` prints it: webhook URLs cut to scheme and host.
+    pub fn for_display(&self) -> Config {
+        let mut shown = self.clone();
+        for n in &mut shown.notify {
+            n.url = crate::notify::redact(&n.url);
+        }
+        shown
     }
 
     /// `[limits]`: zero would refuse every request (or rotate the journal on every write).

@@ -30,12 +30,25 @@ pub struct AgentContext {
     pub verify_cache: crate::verify::VerifyCache,
     /// MemoryStats' history and watchers (started by `startup::build_context`).
     pub memory: crate::memory::Monitor,
+    /// Auto-update state (its loop is started by `watch::start`).
+    pub watch: Arc<crate::watch::Watcher>,
+    /// Webhook notifications (workers started by `startup::build_context`).
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl AgentContext {
     pub fn new(config: Config, app: ResolvedApp, journal: Journal) -> Arc<Self> {
         let docker = DockerHandle::new(config.docker_host.clone());
         let memory = crate::memory::Monitor::new(config.memory.clone(), Some(&config.state_dir));
+        // Validated at load; the whole day is what an unset window means.
+        let window = config
+            .watch
+            .parsed_window()
+            .unwrap_or_else(|_| crate::watch::Window::always());
+        let source = crate::watch::Source::for_app(&app, &config.app);
+        let watch =
+            crate::watch::Watcher::new(config.watch.clone(), window, source, &config.state_dir);
+        let notifier = Arc::new(crate::notify::Notifier::new(&config.notify, &app.project));
         Arc::new(Self {
             config,
             app,
@@ -47,14 +60,18 @@ impl AgentContext {
             counters: Counters::default(),
             verify_cache: Default::default(),
             memory,
+            watch: Arc::new(watch),
+            notifier,
         })
     }
 
-    /// What memory sampling and reports need: the engine and the project's name.
+    /// What memory sampling and reports need: the engine, the project's name, and where OOM
+    /// kills and advice changes are announced.
     pub fn project_engine(&self) -> crate::memory::ProjectEngine {
         crate::memory::ProjectEngine {
             docker: self.docker.clone(),
             project: self.app.project.clone(),
+            notifier: self.notifier.clone(),
         }
     }
 }

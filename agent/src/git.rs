@@ -204,6 +204,25 @@ impl Repo {
         .await
     }
 
+    /// The sha `branch` points at on `remote`, asked of the remote without fetching anything
+    /// (the watcher's cheap check); `None` when the remote has no such branch.
+    pub async fn remote_head(
+        &self,
+        remote: &str,
+        branch: &str,
+    ) -> Result<Option<String>, GitError> {
+        validate_ref(remote)?;
+        validate_ref(branch)?;
+        let wanted = format!("refs/heads/{branch}");
+        let out = self
+            .git(&["ls-remote", "--heads", "--", remote, &wanted])
+            .await?;
+        Ok(out.lines().find_map(|line| {
+            let (sha, name) = line.split_once('\t')?;
+            (name == wanted).then(|| sha.to_owned())
+        }))
+    }
+
     /// Resolves a sha, tag or branch name to a commit sha.
     pub async fn resolve(&self, reference: &str, fetched: &str) -> Result<String, GitError> {
         validate_ref(reference)?;

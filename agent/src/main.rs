@@ -93,7 +93,7 @@ fn check_config(config: &Config) -> ExitCode {
     // The token itself lives only in its file; print where it is and whether it is usable.
     println!(
         "# effective configuration\n{}",
-        toml::to_string_pretty(config).unwrap_or_default()
+        toml::to_string_pretty(&config.for_display()).unwrap_or_default()
     );
     println!(
         "# resolved\nowner = {:?}  # uid {} gid {}",
@@ -149,6 +149,7 @@ fn run(config: Config) -> ExitCode {
                 "recovered operations a previous run left unfinished"
             );
         }
+        clawops_agent::watch::start(&ctx);
         let listener = match tokio::net::TcpListener::bind(ctx.config.listen).await {
             Ok(l) => l,
             Err(e) => {

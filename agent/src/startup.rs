@@ -28,6 +28,7 @@ pub fn build_context(config: Config) -> Result<Arc<AgentContext>, StartupError> 
     let ctx = AgentContext::new(config, app, journal);
     // Memory history and the docker events watcher run for the agent's whole life.
     crate::memory::sampler::start(&ctx.memory, ctx.project_engine());
+    ctx.notifier.start();
     Ok(ctx)
 }
 

@@ -31,6 +31,8 @@ use testkit::{
 mod image_mode;
 #[path = "vs_docker/session.rs"]
 mod session;
+#[path = "vs_docker/watch.rs"]
+mod watch;
 
 struct Row {
     measure: &'static str,
@@ -174,7 +176,20 @@ type Measure = fn(&tokio::runtime::Runtime) -> Vec<Row>;
 const EXTRA_MEASURES: &[(&str, Measure)] = &[
     ("overlay", overlay::rows),
     ("image_mode", image_mode::rows),
+    ("watch", watch_rows),
 ];
+
+/// Idle RSS with watching on, over the same idle window as the main idle row.
+fn watch_rows(rt: &tokio::runtime::Runtime) -> Vec<Row> {
+    watch::rows(rt, idle_secs())
+}
+
+fn idle_secs() -> u64 {
+    std::env::var("CLAWOPS_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(240)
+}
 
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
@@ -419,10 +434,7 @@ fn main() {
 
     // Idle RSS: a fresh agent that only samples memory. Start-up leaves ~10 MiB of code
     // resident; the agent gives it back once quiet (clawops_agent::trim), then must stay flat.
-    let idle_secs: u64 = std::env::var("CLAWOPS_BENCH_IDLE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(240);
+    let idle_secs = idle_secs();
     let idle = AgentProcess::start(&extra);
     let idle_pid = idle.pid().unwrap();
     std::thread::sleep(Duration::from_secs(5));

@@ -162,6 +162,7 @@ impl WatcherStatus {
 pub struct ProjectEngine {
     pub docker: DockerHandle,
     pub project: String,
+    pub notifier: std::sync::Arc<crate::notify::Notifier>,
 }
 
 /// The memory monitor held by the agent context. Dropping it stops the background tasks.
@@ -343,7 +344,14 @@ pub async fn report(
     engine: &ProjectEngine,
     opts: ReportOptions,
 ) -> Result<MemoryReport, MemoryError> {
-    let shared = monitor.shared();
+    report_from(monitor.shared(), engine, opts).await
+}
+
+pub(crate) async fn report_from(
+    shared: &Shared,
+    engine: &ProjectEngine,
+    opts: ReportOptions,
+) -> Result<MemoryReport, MemoryError> {
     let host = shared.host()?;
     let docker = async {
         let docker = engine.docker.get().await?;

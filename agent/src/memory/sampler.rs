@@ -60,13 +60,58 @@ async fn sample_loop(engine: ProjectEngine, shared: Arc<Shared>, mut stop: watch
     let interval = Duration::from_secs(shared.config.sample_interval_secs.max(1));
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut advice = AdviceWatch::default();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
         sample_once(&engine, &shared, interval.min(MAX_DOCKER_WAIT)).await;
+        advice.check(&shared, &engine).await;
         shared.refresh_machine_if_stale().await;
+    }
+}
+
+/// Notices when the machine-type advice changes, for `[[notify]]` targets that want it. The
+/// advice needs the engine's view of the containers, so it is looked at every [`RELOOK`] only,
+/// and not at all when nobody listens.
+#[derive(Debug, Default)]
+struct AdviceWatch {
+    checked: Option<Instant>,
+    /// (kind, target machine type, service) of each piece of advice last time.
+    last: Vec<(String, Option<String>, Option<String>)>,
+}
+
+impl AdviceWatch {
+    async fn check(&mut self, shared: &Shared, engine: &ProjectEngine) {
+        use crate::notify::{EventName, Notification};
+        if !engine.notifier.wants(EventName::AdviceChanged)
+            || self.checked.is_some_and(|at| at.elapsed() < RELOOK)
+        {
+            return;
+        }
+        self.checked = Some(Instant::now());
+        let Ok(report) = super::report_from(shared, engine, super::ReportOptions::default()).await
+        else {
+            return;
+        };
+        let now: Vec<_> = report
+            .advice
+            .iter()
+            .map(|a| {
+                (
+                    format!("{:?}", a.kind),
+                    a.to_machine_type.clone(),
+                    a.service.clone(),
+                )
+            })
+            .collect();
+        if now != self.last {
+            self.last = now;
+            engine
+                .notifier
+                .send(Notification::advice_changed(&report.advice));
+        }
     }
 }
 

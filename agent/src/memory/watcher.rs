@@ -178,7 +178,13 @@ pub(crate) async fn run(engine: ProjectEngine, shared: Arc<Shared>, mut stop: wa
                                 if let Some((nanos, event)) = from_engine(&msg) {
                                     tracing::info!(kind = event.kind.as_str(), container = %event.container,
                                         exit_code = ?event.exit_code, "container event");
-                                    shared.events.lock().unwrap_or_else(|e| e.into_inner()).add(nanos, event);
+                                    let oom = event.kind == EventKind::Oom;
+                                    let note = oom.then(|| crate::notify::Notification::oom_kill(&event));
+                                    let new = shared.events.lock().unwrap_or_else(|e| e.into_inner()).add(nanos, event);
+                                    // Replays after a reconnect are not new kills.
+                                    if let (true, Some(n)) = (new, note) {
+                                        engine.notifier.send(n);
+                                    }
                                 }
                             }
                             Some(Err(e)) => break e.to_string(),

@@ -71,7 +71,8 @@ impl PullRef {
                 "give only the tag or the digest, not a full name".into()
             ));
         }
-        let parsed = ImageRef::parse(&format!("{}:{given}", self.repo)).map_err(|e| bad(e.to_string()))?;
+        let parsed =
+            ImageRef::parse(&format!("{}:{given}", self.repo)).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             repo: self.repo.clone(),
             tag: Some(parsed.tag),

@@ -198,6 +198,16 @@ impl From<crate::build::BuildError> for Status {
     }
 }
 
+impl From<crate::watch::WatchError> for Status {
+    fn from(e: crate::watch::WatchError) -> Self {
+        use crate::watch::WatchError as W;
+        match e {
+            W::NotPaused | W::AlreadyPaused(_) => Status::failed_precondition(e.to_string()),
+            W::State(_) => Status::internal(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

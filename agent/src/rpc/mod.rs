@@ -15,12 +15,14 @@ pub mod deploy;
 pub mod errors;
 mod logs;
 pub mod memory;
+mod notify;
 mod operation;
 mod session;
 mod status;
 mod up;
 mod update;
 mod verify;
+mod watch;
 
 pub use errors::not_yet_implemented;
 
@@ -135,5 +137,35 @@ impl Agent for AgentService {
         req: Request<Streaming<pb::SessionInput>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         session::session(&self.ctx, req).await
+    }
+
+    async fn watch_status(
+        &self,
+        req: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<pb::WatchStatusReply>, Status> {
+        watch::status(&self.ctx, req).await
+    }
+
+    async fn watch_pause(
+        &self,
+        req: Request<pb::WatchPauseRequest>,
+    ) -> Result<Response<pb::WatchStatusReply>, Status> {
+        self.check_requested_by(&req.get_ref().requested_by)?;
+        self.check_requested_by(&req.get_ref().reason)?;
+        watch::pause(&self.ctx, req).await
+    }
+
+    async fn watch_resume(
+        &self,
+        req: Request<pb::WatchResumeRequest>,
+    ) -> Result<Response<pb::WatchStatusReply>, Status> {
+        watch::resume(&self.ctx, req).await
+    }
+
+    async fn notify_test(
+        &self,
+        req: Request<pb::NotifyTestRequest>,
+    ) -> Result<Response<pb::NotifyTestReply>, Status> {
+        notify::test(&self.ctx, req).await
     }
 }

@@ -13,6 +13,7 @@ use super::{
 use crate::{
     context::AgentContext,
     journal::Outcome,
+    notify::Notification,
     operation::OperationKind,
     update::{self, DeployReport, UpdateOptions, rollback::RollbackOptions},
 };
@@ -27,6 +28,7 @@ pub async fn update(
         update::image_mode::check_ref(ctx, &r.git_ref)?;
     }
     let guard = operation::lock(ctx, OperationKind::Update, &r.requested_by)?;
+    let requested_by = guard.operation().requested_by.clone();
     let opts = UpdateOptions {
         git_ref: (!r.git_ref.is_empty()).then_some(r.git_ref),
         allow_non_ff: r.allow_non_ff,
@@ -38,7 +40,13 @@ pub async fn update(
         ctx,
         guard,
         messages(),
-        async move |ctx, guard, sink| update::run(ctx, guard, opts, sink).await,
+        async move |ctx, guard, sink| {
+            let report = update::run(ctx.clone(), guard, opts, sink).await;
+            if let Some(n) = Notification::deploy_finished(&report, &requested_by) {
+                ctx.notifier.send(n);
+            }
+            report
+        },
     ))
 }
 

@@ -141,7 +141,11 @@ async fn build_overlay(
         no_cache: false,
         timeout: std::time::Duration::from_secs(ctx.config.build.timeout_secs),
     };
-    p.phase(Phase::Build, PhaseStatus::Started, overlay.display().to_string());
+    p.phase(
+        Phase::Build,
+        PhaseStatus::Started,
+        overlay.display().to_string(),
+    );
     let built = build::overlay::build(docker, &spec, base, tags, p.sink).await?;
     p.phase(
         Phase::Build,

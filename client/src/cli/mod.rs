@@ -16,6 +16,7 @@ mod history;
 mod install;
 mod logs;
 mod memory;
+mod notify;
 mod output;
 mod resize;
 mod run;
@@ -27,6 +28,7 @@ mod tunnel;
 mod up;
 mod update;
 mod verify;
+mod watch;
 
 pub use output::Output;
 
@@ -110,6 +112,8 @@ pub enum AgentCommand {
     Memory(memory::MemoryArgs),
     Run(run::RunArgs),
     Exec(run::ExecArgs),
+    Watch(watch::WatchArgs),
+    Notify(notify::NotifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +219,8 @@ async fn run_agent_command(
         AgentCommand::Memory(args) => memory::run(client, args, out).await,
         AgentCommand::Run(args) => run::run(client, args, out).await,
         AgentCommand::Exec(args) => run::exec(client, args, out).await,
+        AgentCommand::Watch(args) => watch::run(client, args, out).await,
+        AgentCommand::Notify(args) => notify::run(client, args, out).await,
     }
 }
 

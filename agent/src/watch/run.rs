@@ -1,0 +1,149 @@
+//! The watch loop: sleep until the next check inside the window, ask the source for the newest
+//! sha, and deploy it through `update::run` when it is new, not the one that rolled back, and
+//! the single-flight lock is free (busy: try again at the next tick). It holds only a weak
+//! reference to the context between ticks and does nothing that counts as a call, so an idle
+//! agent still goes quiet and trims (`trim::when_quiet`).
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+
+use super::{REQUESTED_BY, Watcher};
+use crate::{
+    context::AgentContext,
+    events::EventSink,
+    notify::Notification,
+    operation::OperationKind,
+    update::{self, UpdateOptions},
+};
+
+/// Starts the loop when `[watch] enabled`. Call after start-up recovery, so a deploy never
+/// races the repair of an interrupted one. Returns whether it started.
+pub fn start(ctx: &Arc<AgentContext>) -> bool {
+    if !ctx.watch.config.enabled {
+        return false;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return false;
+    };
+    runtime.spawn(run(Arc::downgrade(ctx), ctx.watch.clone()));
+    true
+}
+
+async fn run(ctx: Weak<AgentContext>, watcher: Arc<Watcher>) {
+    loop {
+        // Only the watcher, not the whole context, lives across the sleep.
+        match schedule(&watcher, Utc::now()) {
+            Some(wait) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = watcher.wake.notified() => {}
+                }
+            }
+            None => watcher.wake.notified().await,
+        }
+        let Some(ctx) = ctx.upgrade() else { return };
+        if watcher.paused().is_none() && watcher.window.contains(Utc::now()) {
+            tick(&ctx).await;
+        }
+    }
+}
+
+/// Sets and returns the wait until the next check (`None`: paused, wait for resume).
+fn schedule(watcher: &Watcher, now: DateTime<Utc>) -> Option<Duration> {
+    if watcher.paused().is_some() {
+        watcher.set_next_check(None);
+        return None;
+    }
+    let interval = chrono::Duration::seconds(watcher.config.interval_secs as i64);
+    let next = watcher.window.next_open(now + interval);
+    watcher.set_next_check(Some(next));
+    Some((next - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// One check, and a deploy when there is something new.
+async fn tick(ctx: &Arc<AgentContext>) {
+    let watcher = &ctx.watch;
+    let latest = match watcher.source.latest().await {
+        Ok(sha) => {
+            watcher.checked(None);
+            sha
+        }
+        Err(e) => {
+            tracing::warn!(source = %watcher.source.describe(), error = %e, "watch: check failed");
+            watcher.checked(Some(e.to_string()));
+            return;
+        }
+    };
+    let deployed = ctx.journal.deployed().and_then(|e| e.to_sha);
+    if deployed.as_deref() == Some(latest.as_str()) {
+        return;
+    }
+    if watcher.rolled_back_sha().as_deref() == Some(latest.as_str()) {
+        tracing::debug!(sha = %latest, "watch: not retrying the sha that rolled back");
+        return;
+    }
+    let guard = match ctx
+        .lock
+        .try_acquire(OperationKind::Update.operation(REQUESTED_BY))
+    {
+        Ok(g) => g,
+        Err(busy) => {
+            tracing::info!(reason = %busy, "watch: busy, trying again at the next check");
+            return;
+        }
+    };
+    tracing::info!(sha = %latest, "watch: deploying a new commit");
+    let report = update::run(
+        ctx.clone(),
+        guard,
+        UpdateOptions::default(),
+        EventSink::discard(),
+    )
+    .await;
+    if let Some(n) = Notification::deploy_finished(&report, REQUESTED_BY) {
+        ctx.notifier.send(n);
+    }
+    match watcher.record(&report) {
+        Ok(Some(pause)) => {
+            tracing::warn!(reason = %pause.reason, "watch: paused");
+            ctx.notifier.send(Notification::watch_paused(&pause));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "watch: cannot record the result"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::{Source, WatchConfig, Window};
+
+    #[test]
+    fn next_check_waits_for_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let source = Source::for_app(&config.resolve_app().unwrap(), &config.app);
+        let watch = WatchConfig {
+            enabled: true,
+            interval_secs: 60,
+            ..WatchConfig::default()
+        };
+        let window = Window::parse(Some("02:00-05:00"), None).unwrap();
+        let w = Watcher::new(watch, window, source, dir.path());
+        let now = DateTime::parse_from_rfc3339("2026-01-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let wait = schedule(&w, now).unwrap();
+        assert_eq!(wait, Duration::from_secs(14 * 3600));
+        assert_eq!(
+            w.status().next_check.unwrap().to_rfc3339(),
+            "2026-01-11T02:00:00+00:00"
+        );
+        w.pause("me", "testing").unwrap();
+        assert_eq!(schedule(&w, now), None);
+        assert_eq!(w.status().next_check, None);
+    }
+}
