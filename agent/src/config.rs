@@ -316,6 +316,24 @@ impl Config {
                 ),
             });
         }
+        self.validate_app()?;
+        self.validate_readiness()?;
+        if self.memory.sample_interval_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "memory.sample_interval_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        self.validate_memory()?;
+        self.validate_build()?;
+        self.validate_verify()?;
+        self.validate_limits()?;
+        self.validate_watch_and_notify()?;
+        Ok(())
+    }
+
+    /// `[app]`: names git and compose need, a valid image reference.
+    fn validate_app(&self) -> Result<(), ConfigError> {
         let non_empty = [
             ("app.remote", &self.app.remote),
             ("app.branch", &self.app.branch),
@@ -344,6 +362,11 @@ impl Config {
                 message: e.to_string(),
             })?;
         }
+        Ok(())
+    }
+
+    /// `[readiness]`: a timeout, a regex that compiles, an http(s) URL.
+    fn validate_readiness(&self) -> Result<(), ConfigError> {
         if self.readiness.timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "readiness.timeout_secs",
@@ -365,13 +388,11 @@ impl Config {
                 message: format!("{url:?} is not an http:// or https:// URL"),
             });
         }
-        if self.memory.sample_interval_secs == 0 {
-            return Err(ConfigError::Invalid {
-                key: "memory.sample_interval_secs",
-                message: "must be at least 1".into(),
-            });
-        }
-        self.validate_memory()?;
+        Ok(())
+    }
+
+    /// `[build]`: a timeout, at least one kept image, and its paths.
+    fn validate_build(&self) -> Result<(), ConfigError> {
         if self.build.timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "build.timeout_secs",
@@ -384,11 +405,7 @@ impl Config {
                 message: "must be at least 1: the previous image is what rollback starts".into(),
             });
         }
-        self.validate_build_paths()?;
-        self.validate_verify()?;
-        self.validate_limits()?;
-        self.validate_watch_and_notify()?;
-        Ok(())
+        self.validate_build_paths()
     }
 
     /// `[build] overlay` must be a readable regular file; `context` and `dockerfile` must stay

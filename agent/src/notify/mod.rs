@@ -132,17 +132,26 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Checks a `[[notify]] url`: http(s) with a host. The message never repeats the URL.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|_| "is not a URL: give the webhook's https:// address".to_owned())?;
+/// What is wrong with a `[[notify]] url`; never the URL itself (it is a secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("is not a URL: give the webhook's https:// address")]
+    NotUrl,
+    #[error("must start with https:// (or http://)")]
+    Scheme,
+    #[error("has no host")]
+    NoHost,
+}
+
+/// Checks a `[[notify]] url`: http(s) with a host.
+pub fn check_url(url: &str) -> Result<(), UrlError> {
+    let uri: hyper::Uri = url.parse().map_err(|_| UrlError::NotUrl)?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        _ => return Err("must start with https:// (or http://)".into()),
+        _ => return Err(UrlError::Scheme),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err("has no host".into());
+        return Err(UrlError::NoHost);
     }
     Ok(())
 }
@@ -163,11 +172,11 @@ pub struct Notifier {
 }
 
 /// What `clawops notify test` reports per target.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct TestResult {
     pub target: String,
     pub format: Format,
-    pub result: Result<Delivery, String>,
+    pub result: Result<Delivery, deliver::NotifyError>,
 }
 
 impl Notifier {
@@ -239,9 +248,7 @@ impl Notifier {
                 TestResult {
                     target: redact(&t.config.url),
                     format: t.config.format,
-                    result: deliver::once(&t.config, &self.project, n)
-                        .await
-                        .map_err(|e| e.to_string()),
+                    result: deliver::once(&t.config, &self.project, n).await,
                 }
             }
         });
@@ -272,7 +279,12 @@ mod tests {
         check_url("http://127.0.0.1:9/x").unwrap();
         assert!(check_url("ftp://example.com/x").is_err());
         assert!(check_url("hooks.slack.com/services/x").is_err());
-        assert!(!check_url("gopher://secret").unwrap_err().contains("secret"));
+        assert!(
+            !check_url("gopher://secret")
+                .unwrap_err()
+                .to_string()
+                .contains("secret")
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub enum PullError {
     Docker(#[from] DockerError),
 }
 
-/// What the engine said, without bollard's framing when there is a message.
+/// What the engine said, without the client library's framing when there is a message.
 fn engine_says(e: &DockerError) -> String {
     e.engine_message()
         .map(str::to_owned)

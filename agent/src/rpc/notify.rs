@@ -18,7 +18,7 @@ pub async fn test(
         .map(|r| {
             let (delivered, http_status, error) = match r.result {
                 Ok(d) => (true, d.status.into(), String::new()),
-                Err(e) => (false, 0, e),
+                Err(e) => (false, 0, e.to_string()),
             };
             pb::NotifyTestResult {
                 target: r.target,

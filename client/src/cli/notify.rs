@@ -14,6 +14,7 @@ pub struct NotifyArgs {
 #[derive(Debug, Subcommand)]
 pub enum NotifyCommand {
     /// Send one test message to every target now and show each result (exit 1 if any failed).
+    #[command(after_help = "Example:\n  clawops notify test --json")]
     Test,
 }
 

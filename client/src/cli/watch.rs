@@ -19,8 +19,10 @@ pub struct WatchArgs {
 #[derive(Debug, Subcommand)]
 pub enum WatchCommand {
     /// Enabled or paused, the window, the next check and the last result.
+    #[command(after_help = "Example:\n  clawops watch status --json")]
     Status,
     /// Stop deploying new commits until `watch resume` (survives agent restarts).
+    #[command(after_help = "Example:\n  clawops watch pause --reason \"release freeze\"")]
     Pause {
         /// Shown by `watch status`.
         #[arg(long)]
@@ -30,6 +32,7 @@ pub enum WatchCommand {
         requested_by: Option<String>,
     },
     /// Resume watching (and reset the failure count).
+    #[command(after_help = "Example:\n  clawops watch resume")]
     Resume {
         #[arg(long)]
         requested_by: Option<String>,
