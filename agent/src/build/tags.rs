@@ -189,12 +189,15 @@ pub async fn sha_tags(
             };
             if short.len() == SHA_TAG_LEN && is_hex_sha(short) && sha.starts_with(short) {
                 if !created_at.contains_key(&image.id) {
-                    // The list gives whole seconds only; inspect has the exact time.
-                    let exact = docker
-                        .inspect_image(&image.id)
-                        .await
-                        .ok()
-                        .and_then(|i| i.created)
+                    // When it was last tagged, not built: a build that hits the cache yields an
+                    // image created long ago, yet it is the newest deploy. The list gives whole
+                    // seconds only; inspect has the exact times.
+                    let inspect = docker.inspect_image(&image.id).await.ok();
+                    let exact = inspect
+                        .as_ref()
+                        .and_then(|i| i.metadata.as_ref())
+                        .and_then(|m| m.last_tag_time)
+                        .or_else(|| inspect.as_ref().and_then(|i| i.created))
                         .or_else(|| DateTime::from_timestamp(image.created, 0))
                         .unwrap_or_default();
                     created_at.insert(image.id.clone(), exact);

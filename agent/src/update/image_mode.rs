@@ -7,7 +7,7 @@ use crate::{
     build,
     config::Config,
     context::AgentContext,
-    docker::{Engine, LABEL_PROJECT, short_id},
+    docker::{Engine, short_id},
     events::{Phase, PhaseStatus},
     journal::Outcome,
     operation::Reporter,
@@ -133,7 +133,7 @@ async fn build_overlay(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    labels.insert(LABEL_PROJECT.into(), ctx.app.project.clone());
+    labels.insert(build::LABEL_PROJECT.into(), ctx.app.project.clone());
     let spec = build::OverlaySpec {
         dockerfile: overlay.to_owned(),
         labels,
