@@ -16,8 +16,9 @@ use crate::{
 };
 
 /// The image to deploy in image mode: `[app] image`, else the service's compose `image:` when
-/// it has no `build:`. `None`: built mode (also when the compose file does not load here, so
-/// built mode reports that from the target tree).
+/// it has no `build:` and `[build] context` does not say what to build. `None`: built mode
+/// (also when the compose file does not load here, so built mode reports that from the target
+/// tree).
 pub fn source(
     config: &Config,
     app: &crate::config::ResolvedApp,
@@ -29,7 +30,9 @@ pub fn source(
         return Ok(None);
     };
     match project.service(&config.app.service) {
-        Some(svc) if svc.build.is_none() => svc.image.as_deref().map(PullRef::parse).transpose(),
+        Some(svc) if svc.build.is_none() && config.build.context.is_none() => {
+            svc.image.as_deref().map(PullRef::parse).transpose()
+        }
         _ => Ok(None),
     }
 }
