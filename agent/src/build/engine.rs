@@ -6,8 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use futures::StreamExt;
 
 use super::{
-    BuildError, BuildSpec, Builder, BuilderChoice, ContextPlan, Failure, LABEL_GIT_SHA,
-    LABEL_PROJECT, archive, progress,
+    BuildError, BuildSpec, Builder, BuilderChoice, ContextPlan, Failure, archive, progress,
 };
 use crate::{
     docker::{BuildRequest, DockerError, Engine, models::SystemInfo},
@@ -41,19 +40,10 @@ pub(super) struct Request<'a> {
 impl<'a> Request<'a> {
     /// The request for `spec`'s own build: its labels, project and sha labels, args, target.
     pub fn for_spec(spec: &'a BuildSpec, plan: &'a Arc<ContextPlan>, tag: &'a str) -> Self {
-        let mut labels: HashMap<String, String> = spec
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(LABEL_PROJECT.into(), spec.project.clone());
-        if let Some(sha) = &spec.git_sha {
-            labels.insert(LABEL_GIT_SHA.into(), sha.clone());
-        }
         Self {
             plan,
             tag,
-            labels,
+            labels: spec.image_labels(),
             args: spec
                 .args
                 .iter()

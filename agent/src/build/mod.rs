@@ -101,6 +101,22 @@ pub struct BuildSpec {
 }
 
 impl BuildSpec {
+    /// The labels of every image this build makes: `[build] labels`, our project and sha.
+    pub fn image_labels(&self) -> std::collections::HashMap<String, String> {
+        let mut labels: std::collections::HashMap<String, String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(LABEL_PROJECT.into(), self.project.clone());
+        if let Some(sha) = &self.git_sha {
+            labels.insert(LABEL_GIT_SHA.into(), sha.clone());
+        }
+        labels
+    }
+}
+
+impl BuildSpec {
     /// A spec with the defaults of `[build]` for everything but the context and image.
     pub fn new(context: impl Into<PathBuf>, image: &str, project: &str) -> Self {
         Self {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     BuildError, BuildSpec, Builder, BuilderChoice, ContextError, ContextOptions, ContextPlan,
-    LABEL_GIT_SHA, LABEL_PROJECT, context, context::EntryKind, engine, info_line,
+    context, context::EntryKind, engine, info_line,
 };
 use crate::{docker::Engine, events::EventSink};
 
@@ -49,18 +49,9 @@ pub struct OverlaySpec {
 impl OverlaySpec {
     /// The overlay of `spec`'s build: same labels, builder, cache choice and timeout.
     pub fn for_build(spec: &BuildSpec, dockerfile: PathBuf) -> Self {
-        let mut labels: HashMap<String, String> = spec
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(LABEL_PROJECT.into(), spec.project.clone());
-        if let Some(sha) = &spec.git_sha {
-            labels.insert(LABEL_GIT_SHA.into(), sha.clone());
-        }
         Self {
             dockerfile,
-            labels,
+            labels: spec.image_labels(),
             builder: spec.builder,
             no_cache: spec.no_cache,
             timeout: spec.timeout,
