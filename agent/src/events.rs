@@ -95,15 +95,19 @@ pub enum LogStream {
     Stderr,
 }
 
+/// A phase of an operation started, finished, failed or was skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseUpdate {
+    pub phase: Phase,
+    pub status: PhaseStatus,
+    pub service: String,
+    pub message: String,
+    pub elapsed: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Phase {
-        phase: Phase,
-        status: PhaseStatus,
-        service: String,
-        message: String,
-        elapsed: Duration,
-    },
+    Phase(PhaseUpdate),
     Build(BuildLine),
     Pull(PullProgress),
     /// A container log line shown while waiting for readiness.
@@ -145,13 +149,13 @@ impl EventSink {
         message: impl Into<String>,
         elapsed: Duration,
     ) {
-        self.emit(Event::Phase {
+        self.emit(Event::Phase(PhaseUpdate {
             phase,
             status,
             service: service.to_owned(),
             message: message.into(),
             elapsed,
-        });
+        }));
     }
 
     pub fn warning(&self, message: impl Into<String>) {

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod build;
+pub mod chunks;
 pub mod compose;
 pub mod config;
 pub mod context;

@@ -243,9 +243,9 @@ async fn every_key_runs_on_the_engine_and_orphans_are_handled() {
     let report = result.unwrap();
     assert!(report.orphans_removed);
     assert!(
-        events.iter().any(
-            |e| matches!(e, Event::Phase { message, .. } if message.contains("removed orphan"))
-        )
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Phase(p) if p.message.contains("removed orphan")))
     );
     assert!(docker.inspect_container(&cli_name, None).await.is_err());
 

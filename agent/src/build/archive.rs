@@ -10,8 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::context::{ContextError, ContextPlan, EntryKind, io_err};
-
-const CHUNK: usize = 64 * 1024;
+use crate::chunks::ChunkWriter;
 
 /// Writes the planned context as a tar into `out`, reading files as it goes.
 pub fn write_tar<W: Write>(plan: &ContextPlan, out: W) -> Result<W, ContextError> {
@@ -95,14 +94,10 @@ pub type ContextWriter = tokio::task::JoinHandle<Result<u64, ContextError>>;
 pub fn spawn_stream(plan: std::sync::Arc<ContextPlan>) -> (ContextStream, ContextWriter) {
     let (tx, rx) = mpsc::channel(8);
     let handle = tokio::task::spawn_blocking(move || {
-        let writer = ChunkWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-            sent: 0,
-        };
+        let writer = ChunkWriter::new(tx.clone(), "the engine stopped reading the build context");
         let result = write_tar(&plan, writer).and_then(|mut w| {
             w.flush().map_err(ContextError::Send)?;
-            Ok(w.sent)
+            Ok(w.sent())
         });
         if let Err(e) = &result {
             let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
@@ -110,42 +105,6 @@ pub fn spawn_stream(plan: std::sync::Arc<ContextPlan>) -> (ContextStream, Contex
         result
     });
     (tokio_stream::wrappers::ReceiverStream::new(rx), handle)
-}
-
-struct ChunkWriter {
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
-    buf: Vec<u8>,
-    sent: u64,
-}
-
-impl ChunkWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.sent += chunk.len() as u64;
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the engine stopped reading the build context",
-            )
-        })
-    }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
 }
 
 #[cfg(test)]

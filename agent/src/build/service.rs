@@ -167,16 +167,10 @@ async fn build_journaled(
     let inner = EventSink::new(tx);
     let tee = async {
         while let Some(event) = rx.recv().await {
-            if let Event::Phase {
-                phase,
-                status,
-                message,
-                elapsed,
-                ..
-            } = &event
-                && *status != PhaseStatus::Started
+            if let Event::Phase(p) = &event
+                && p.status != PhaseStatus::Started
             {
-                report.record(phase.as_str(), status.as_str(), *elapsed, message);
+                report.record(p.phase.as_str(), p.status.as_str(), p.elapsed, &p.message);
             }
             report.sink.emit(event);
         }

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::{
     ComposeError,
     model::{FileKind, FileMount},
-    networks::top_invalid,
     parse::{Loc, normalize},
+    top::{invalid as top_invalid, unsupported},
     values,
 };
 
@@ -48,13 +48,7 @@ pub fn definitions(
                     source = Some(inside_checkout(file, dir, &key, &text)?);
                 }
                 x if x.starts_with("x-") => {}
-                _ => {
-                    return Err(ComposeError::UnsupportedKey {
-                        file: file.to_owned(),
-                        service: None,
-                        key,
-                    });
-                }
+                _ => return Err(unsupported(file, &key)),
             }
         }
         let source = source.ok_or_else(|| {

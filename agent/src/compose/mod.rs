@@ -26,6 +26,7 @@ mod mounts;
 mod networks;
 mod order;
 mod parse;
+mod top;
 pub mod values;
 
 pub use create::{ContainerSpec, SpecInput, container_spec, labels as compose_labels};
@@ -236,21 +237,15 @@ fn read_file(
             )),
             "name" => read.file_name = values::scalar_string(&value),
             "services" => read_services(file, dir, lookup, &value, &mut read.drafts)?,
-            "volumes" => order::volumes(file, &value, &mut read.volumes)?,
-            "networks" => networks::definitions(file, &value, &mut read.networks)?,
+            "volumes" => top::definitions(file, "volumes", &value, &mut read.volumes)?,
+            "networks" => top::definitions(file, "networks", &value, &mut read.networks)?,
             "configs" => {
                 files::definitions(file, dir, FileKind::Config, &value, &mut read.configs)?
             }
             "secrets" => {
                 files::definitions(file, dir, FileKind::Secret, &value, &mut read.secrets)?
             }
-            other => {
-                return Err(ComposeError::UnsupportedKey {
-                    file: file.to_owned(),
-                    service: None,
-                    key: other.to_owned(),
-                });
-            }
+            other => return Err(top::unsupported(file, other)),
         }
     }
     Ok(())

@@ -309,8 +309,9 @@ pub struct ServiceNetwork {
     pub aliases: Vec<String>,
 }
 
+/// A top-level network or volume definition: both are named engine objects with a driver.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct NetworkDef {
+pub struct ResourceDef {
     /// Docker name when set explicitly (`name:`), else `<project>_<key>`.
     pub name: Option<String>,
     pub driver: Option<String>,
@@ -320,6 +321,9 @@ pub struct NetworkDef {
     pub labels: BTreeMap<String, String>,
 }
 
+pub type NetworkDef = ResourceDef;
+pub type VolumeDef = ResourceDef;
+
 /// `pull_policy`. clawops never pulls: the image must be on the machine whatever the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum PullPolicy {
@@ -327,16 +331,6 @@ pub enum PullPolicy {
     Never,
     Missing,
     Build,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct VolumeDef {
-    /// Docker name when set explicitly (`name:`), else `<project>_<key>`.
-    pub name: Option<String>,
-    pub driver: Option<String>,
-    pub driver_opts: BTreeMap<String, String>,
-    pub external: bool,
-    pub labels: BTreeMap<String, String>,
 }
 
 fn ser_duration_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

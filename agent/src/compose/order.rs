@@ -5,15 +5,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde_json::Value;
-
 use super::{
     ComposeError, deploy, dotenv, files,
     model::{
         DEFAULT_NETWORK, FileKind, MountKind, NetworkDef, NetworkMode, Project, Service, VolumeDef,
     },
     parse::Draft,
-    values,
 };
 
 /// The env file's real path when it lies under the checkout or the owner's home. The agent may
@@ -121,82 +118,6 @@ fn environment(
         }
     }
     Ok(env)
-}
-
-/// Top-level `volumes:`.
-pub fn volumes(
-    file: &Path,
-    value: &Value,
-    out: &mut BTreeMap<String, VolumeDef>,
-) -> Result<(), ComposeError> {
-    let invalid = |key: String, message: &str| ComposeError::Invalid {
-        file: file.to_owned(),
-        service: None,
-        key,
-        message: message.to_owned(),
-    };
-    let Value::Object(map) = value else {
-        return Err(invalid(
-            "volumes".into(),
-            "must be a mapping of volume names",
-        ));
-    };
-    for (name, spec) in map {
-        let mut def = out.remove(name).unwrap_or_default();
-        match spec {
-            Value::Null => {}
-            Value::Object(fields) => {
-                for (k, v) in fields {
-                    let key = format!("volumes.{name}.{k}");
-                    let text = || {
-                        values::scalar_string(v)
-                            .ok_or_else(|| invalid(key.clone(), "must be a string"))
-                    };
-                    match k.as_str() {
-                        "name" => def.name = Some(text()?),
-                        "driver" => def.driver = Some(text()?),
-                        "external" => {
-                            def.external = values::boolean(v)
-                                .map_err(|m| invalid(key.clone(), &m.to_string()))?
-                        }
-                        "driver_opts" | "labels" => {
-                            let Value::Object(m) = v else {
-                                return Err(invalid(key, "must be a mapping"));
-                            };
-                            let mut kv = BTreeMap::new();
-                            for (ok, ov) in m {
-                                let s = values::scalar_string(ov).ok_or_else(|| {
-                                    invalid(format!("{key}.{ok}"), "must be a string")
-                                })?;
-                                kv.insert(ok.clone(), s);
-                            }
-                            if k == "labels" {
-                                def.labels = kv;
-                            } else {
-                                def.driver_opts = kv;
-                            }
-                        }
-                        x if x.starts_with("x-") => {}
-                        _ => {
-                            return Err(ComposeError::UnsupportedKey {
-                                file: file.to_owned(),
-                                service: None,
-                                key,
-                            });
-                        }
-                    }
-                }
-            }
-            _ => {
-                return Err(invalid(
-                    format!("volumes.{name}"),
-                    "must be a mapping or empty",
-                ));
-            }
-        }
-        out.insert(name.clone(), def);
-    }
-    Ok(())
 }
 
 /// compose's rule: lowercase letters, digits, `-` and `_`, starting with a letter or digit.

@@ -290,30 +290,14 @@ fn upgrade(machine: &Machine, host: &HostMemory, reason: String) -> Advice {
         }
         _ => {
             let memory_after = (host.total * 2).div_ceil(GIB) * GIB;
-            Advice {
-                kind: AdviceKind::Upgrade,
-                summary: format!(
-                    "Give this machine{} at least {} of RAM (it has {}).",
-                    gce_name(machine),
-                    human(memory_after),
-                    human(host.total)
-                ),
-                reason,
-                from_machine_type: Machine::known(&machine.machine_type).map(str::to_owned),
-                to_machine_type: None,
-                resize_command: None,
-                commands: Vec::new(),
-                price_before_usd_month: None,
-                price_after_usd_month: None,
-                downtime: if machine.on_gce {
-                    GCE_DOWNTIME.into()
-                } else {
-                    HOST_DOWNTIME.into()
-                },
-                memory_before,
-                memory_after,
-                service: None,
-            }
+            let summary = format!(
+                "Give this machine{} at least {} of RAM (it has {}).",
+                gce_name(machine),
+                human(memory_after),
+                human(host.total)
+            );
+            let sizes = (memory_before, memory_after);
+            unlisted(AdviceKind::Upgrade, machine, summary, reason, sizes)
         }
     }
 }
@@ -409,15 +393,34 @@ fn step_down_unlisted(machine: &Machine, room: &Room, reason: String) -> Option<
     if target > total / 2 {
         return None;
     }
-    Some(Advice {
-        kind: AdviceKind::Downgrade,
+    let summary = format!(
+        "This machine{} may step down to {} of RAM (it has {}).",
+        gce_name(machine),
+        human(target),
+        human(total)
+    );
+    let sizes = (total, target);
+    Some(unlisted(
+        AdviceKind::Downgrade,
+        machine,
+        summary,
         reason,
-        summary: format!(
-            "This machine{} may step down to {} of RAM (it has {}).",
-            gce_name(machine),
-            human(target),
-            human(total)
-        ),
+        sizes,
+    ))
+}
+
+/// Advice for a machine without a listed type to move to: a memory size, no command or price.
+fn unlisted(
+    kind: AdviceKind,
+    machine: &Machine,
+    summary: String,
+    reason: String,
+    (memory_before, memory_after): (u64, u64),
+) -> Advice {
+    Advice {
+        kind,
+        summary,
+        reason,
         from_machine_type: Machine::known(&machine.machine_type).map(str::to_owned),
         to_machine_type: None,
         resize_command: None,
@@ -429,10 +432,10 @@ fn step_down_unlisted(machine: &Machine, room: &Room, reason: String) -> Option<
         } else {
             HOST_DOWNTIME.into()
         },
-        memory_before: total,
-        memory_after: target,
+        memory_before,
+        memory_after,
         service: None,
-    })
+    }
 }
 
 fn free_tier_note(from: &MachineType) -> &'static str {

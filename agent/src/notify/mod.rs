@@ -66,14 +66,14 @@ pub enum EventName {
 
 impl EventName {
     pub fn all() -> Vec<EventName> {
-        use EventName::*;
+        // Every event a target can ask for; Test is sent only on request.
         vec![
-            UpdateSucceeded,
-            UpdateRolledBack,
-            UpdateFailed,
-            WatchPaused,
-            OomKill,
-            AdviceChanged,
+            Self::UpdateSucceeded,
+            Self::UpdateRolledBack,
+            Self::UpdateFailed,
+            Self::WatchPaused,
+            Self::OomKill,
+            Self::AdviceChanged,
         ]
     }
 

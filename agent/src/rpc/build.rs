@@ -92,13 +92,7 @@ pub fn build_event(e: Event) -> pb::BuildEvent {
     use pb::build_event::Event as E;
     let event = match e {
         Event::Build(b) => E::Progress(build_progress(b)),
-        Event::Phase {
-            phase: p,
-            status,
-            service,
-            message,
-            elapsed,
-        } => E::Phase(phase_event(p, status, service, message, elapsed)),
+        Event::Phase(p) => E::Phase(phase_event(p)),
         Event::Warning(w) => E::Warning(w),
         // A build emits no container logs; pass any through as plain lines.
         Event::Log { line, .. } => E::Progress(pb::BuildProgress {

@@ -2,7 +2,7 @@
 use clawops_proto::v1 as pb;
 
 use super::convert::now;
-use crate::events::{Event, LogStream, Phase, PhaseStatus};
+use crate::events::{Event, LogStream, Phase, PhaseStatus, PhaseUpdate};
 
 pub fn phase(p: Phase) -> pb::Phase {
     match p {
@@ -33,19 +33,13 @@ pub fn phase_status(s: PhaseStatus) -> pb::PhaseStatus {
 }
 
 /// A phase change as its proto message (shared by Build and the deploy streams).
-pub fn phase_event(
-    p: Phase,
-    status: PhaseStatus,
-    service: String,
-    message: String,
-    elapsed: std::time::Duration,
-) -> pb::PhaseEvent {
+pub fn phase_event(p: PhaseUpdate) -> pb::PhaseEvent {
     pb::PhaseEvent {
-        phase: phase(p) as i32,
-        status: phase_status(status) as i32,
-        service,
-        message,
-        elapsed_ms: elapsed.as_millis() as u64,
+        phase: phase(p.phase) as i32,
+        status: phase_status(p.status) as i32,
+        service: p.service,
+        message: p.message,
+        elapsed_ms: p.elapsed.as_millis() as u64,
     }
 }
 
@@ -63,13 +57,7 @@ pub fn build_progress(b: crate::events::BuildLine) -> pb::BuildProgress {
 pub fn deploy_event(e: Event) -> pb::DeployEvent {
     use pb::deploy_event::Event as E;
     let event = match e {
-        Event::Phase {
-            phase: p,
-            status,
-            service,
-            message,
-            elapsed,
-        } => E::Phase(phase_event(p, status, service, message, elapsed)),
+        Event::Phase(p) => E::Phase(phase_event(p)),
         Event::Build(b) => E::Build(build_progress(b)),
         Event::Pull(p) => E::Pull(pb::PullProgress {
             reference: p.reference,

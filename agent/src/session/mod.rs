@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use crate::{
     config::{Config, ResolvedApp},
     docker::{Attached, DockerError, Engine, LogChunk, TempContainer, TtySize},
+    events::EventSink,
+    up,
 };
 
 pub mod exec;
@@ -104,7 +106,12 @@ pub async fn open(
 ) -> Result<Session, SessionError> {
     req.validate()?;
     match req.kind {
-        Kind::Run => run::open(config, app, engine, req).await,
+        Kind::Run => {
+            // Policy warnings (allowed public ports) concern Up; a one-off publishes nothing.
+            let project = up::load_deployable(config, app, &EventSink::discard())
+                .map_err(up::UpError::from)?;
+            run::open(&project, engine, req).await
+        }
         Kind::Exec => exec::open(&app.project, engine, req).await,
     }
 }

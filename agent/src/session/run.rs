@@ -6,13 +6,12 @@
 //! does, so `docker compose ps` on the VM leaves it out.
 use super::{Process, Session, SessionError, SessionRequest, Started};
 use crate::{
-    config::{Config, ResolvedApp},
+    compose::model::Project,
     docker::{
         Engine, LABEL_NUMBER, LABEL_ONEOFF, TempContainer,
         models::{ContainerCreateBody, EndpointSettings},
     },
-    events::EventSink,
-    up::{self, containers},
+    up::containers,
 };
 
 /// compose v2's label holding a one-off container's full random suffix.
@@ -21,16 +20,12 @@ pub const LABEL_SLUG: &str = "com.docker.compose.slug";
 /// Creates the one-off container, attaches to it and starts it. A missing image is refused
 /// (clawops never pulls); nothing running is touched.
 pub async fn open(
-    config: &Config,
-    app: &ResolvedApp,
+    project: &Project,
     engine: &Engine,
     req: &SessionRequest,
 ) -> Result<Session, SessionError> {
-    // Policy warnings (allowed public ports) concern Up; a one-off publishes nothing.
-    let project =
-        up::load_deployable(config, app, &EventSink::discard()).map_err(up::UpError::from)?;
-    let spec = containers::service_spec(engine, &project, &req.service, None).await?;
-    containers::ensure_resources(engine, &project, std::slice::from_ref(&req.service)).await?;
+    let spec = containers::service_spec(engine, project, &req.service, None).await?;
+    containers::ensure_resources(engine, project, std::slice::from_ref(&req.service)).await?;
     let slug = uuid::Uuid::new_v4().simple().to_string();
     let name = format!("{}-{}-run-{}", project.name, req.service, &slug[..12]);
     let body = one_off_body(spec.body, req, &slug);

@@ -19,6 +19,8 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::chunks::ChunkWriter;
+
 use super::{
     Engine, Snapshot, SnapshotDir, SnapshotError, archive, engine, engine::HELPER_PATH,
     engine::Helper, engine::HelperError, engine::HelperFailed, helper_images, prune, write,
@@ -292,7 +294,8 @@ async fn upload(
     let producer = tokio::task::spawn_blocking(move || -> io::Result<()> {
         let result = (|| {
             let input = BufReader::new(std::fs::File::open(&snapshot)?);
-            let mut out = tar::Builder::new(archive::ChannelWriter::new(tx.clone()));
+            let mut out =
+                tar::Builder::new(ChunkWriter::new(tx.clone(), "the engine stopped reading"));
             archive::copy_renamed(input, &mut out, &archive::to_engine(&root, &target))?;
             out.into_inner()?.flush()
         })();

@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, path::Path};
 use super::short;
 use crate::compose::{
     Project,
-    model::{MountKind, Service},
+    model::{MountKind, ResourceDef, Service},
 };
 
 /// A Dockerfile larger than this is not read for its `FROM` lines.
@@ -29,33 +29,13 @@ impl Profile {
             let how = if def.external {
                 "external".to_owned()
             } else {
-                let mut opts: Vec<String> = def
-                    .driver_opts
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                opts.sort();
-                format!(
-                    "driver {} {}",
-                    def.driver.as_deref().unwrap_or("bridge"),
-                    opts.join(",")
-                )
+                driver(def, "bridge")
             };
             facts.insert(format!("network {}: {how}", project.network_name(name)));
         }
         for (name, def) in &project.volumes {
             if !def.driver_opts.is_empty() || def.driver.is_some() {
-                let mut opts: Vec<String> = def
-                    .driver_opts
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                opts.sort();
-                facts.insert(format!(
-                    "volume {name}: driver {} {}",
-                    def.driver.as_deref().unwrap_or("local"),
-                    opts.join(",")
-                ));
+                facts.insert(format!("volume {name}: {}", driver(def, "local")));
             }
         }
         Profile(facts)
@@ -65,6 +45,18 @@ impl Profile {
     pub fn widened_by(&self, after: &Profile) -> Vec<String> {
         after.0.difference(&self.0).cloned().collect()
     }
+}
+
+/// A network's or volume's driver and its options, sorted, as one fact.
+fn driver(def: &ResourceDef, default: &str) -> String {
+    let mut opts: Vec<String> = def
+        .driver_opts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    opts.sort();
+    let name = def.driver.as_deref().unwrap_or(default);
+    format!("driver {name} {}", opts.join(","))
 }
 
 fn service_facts(svc: &Service, facts: &mut BTreeSet<String>) {

@@ -126,12 +126,12 @@ pub fn phase_messages(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Phase {
-                phase,
-                status,
-                message,
-                ..
-            } => Some(format!("{} {} {message}", phase.as_str(), status.as_str())),
+            Event::Phase(p) => Some(format!(
+                "{} {} {}",
+                p.phase.as_str(),
+                p.status.as_str(),
+                p.message
+            )),
             _ => None,
         })
         .collect()
