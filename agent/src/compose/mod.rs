@@ -118,6 +118,9 @@ fn service_prefix(service: &Option<String>) -> String {
     }
 }
 
+/// Variables from the process environment or `.env`, as interpolation looks them up.
+pub type ShellEnv = HashMap<String, String>;
+
 /// What to load.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -128,7 +131,7 @@ pub struct LoadOptions {
     /// Project name; default: `COMPOSE_PROJECT_NAME`, the file's `name:`, the directory name.
     pub project_name: Option<String>,
     /// The process environment; it takes precedence over `.env`, as in docker compose.
-    pub env: HashMap<String, String>,
+    pub env: ShellEnv,
     /// Enabled profiles; empty: `COMPOSE_PROFILES`, else none (services without `profiles:`).
     pub profiles: Vec<String>,
 }
@@ -185,11 +188,7 @@ struct Read {
 
 /// The variables of the project's `.env` (none when there is no such file); it must resolve
 /// inside the checkout or the owner's home.
-fn read_dotenv(
-    env_path: &Path,
-    dir: &Path,
-    env: &HashMap<String, String>,
-) -> Result<HashMap<String, String>, ComposeError> {
+fn read_dotenv(env_path: &Path, dir: &Path, env: &ShellEnv) -> Result<ShellEnv, ComposeError> {
     if !env_path.is_file() {
         return Ok(HashMap::new());
     }

@@ -309,6 +309,9 @@ pub struct ServiceNetwork {
     pub aliases: Vec<String>,
 }
 
+/// Variables by name: a service's final environment, a `.env` file's contents.
+pub type Vars = BTreeMap<String, String>;
+
 /// A top-level network or volume definition: both are named engine objects with a driver.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ResourceDef {

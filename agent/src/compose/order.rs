@@ -8,7 +8,8 @@ use std::{
 use super::{
     ComposeError, deploy, dotenv, files,
     model::{
-        DEFAULT_NETWORK, FileKind, MountKind, NetworkDef, NetworkMode, Project, Service, VolumeDef,
+        DEFAULT_NETWORK, FileKind, MountKind, NetworkDef, NetworkMode, Project, Service, Vars,
+        VolumeDef,
     },
     parse::Draft,
 };
@@ -83,8 +84,8 @@ fn environment(
     entries: BTreeMap<String, Option<String>>,
     lookup: &dyn Fn(&str) -> Option<String>,
     dir: &Path,
-) -> Result<BTreeMap<String, String>, ComposeError> {
-    let mut env = BTreeMap::new();
+) -> Result<Vars, ComposeError> {
+    let mut env = Vars::new();
     for f in &svc.env_files {
         if !f.path.is_file() {
             if f.required {

@@ -4,7 +4,11 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde_json::Value;
 
-use super::{ComposeError, model::ResourceDef, values};
+use super::{
+    ComposeError,
+    model::{ResourceDef, Vars},
+    values,
+};
 
 /// Top-level `networks:` or `volumes:` (`top`), merged into `out` (a later file's keys win).
 pub fn definitions(
@@ -60,7 +64,7 @@ fn definition_field(
 }
 
 /// A mapping of strings (`driver_opts`, `labels`) of a top-level definition.
-fn string_map(file: &Path, key: &str, v: &Value) -> Result<BTreeMap<String, String>, ComposeError> {
+fn string_map(file: &Path, key: &str, v: &Value) -> Result<Vars, ComposeError> {
     let Value::Object(m) = v else {
         return Err(invalid(file, key.into(), "must be a mapping"));
     };

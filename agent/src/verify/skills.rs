@@ -347,8 +347,13 @@ fn one_line(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Option<Skill>, String> {
-        parse_skill(text, "dir", Path::new("skills/dir/SKILL.md")).map_err(|e| e.to_string())
+    fn parse(text: &str) -> Result<Option<Skill>, SkillError> {
+        parse_skill(text, "dir", Path::new("skills/dir/SKILL.md"))
+    }
+
+    /// What the operator reads for a SKILL.md that does not parse.
+    fn parse_error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
     }
 
     #[test]
@@ -396,23 +401,22 @@ mod tests {
 
     #[test]
     fn malformed_frontmatter_is_explained() {
-        let unclosed = parse("---\nname: a\n").unwrap_err();
+        let unclosed = parse_error("---\nname: a\n");
         assert!(unclosed.contains("never closed"), "{unclosed}");
-        let bad_yaml = parse("---\nname: [unclosed\n---\n").unwrap_err();
+        let bad_yaml = parse_error("---\nname: [unclosed\n---\n");
         assert!(bad_yaml.contains("not valid YAML"), "{bad_yaml}");
-        let bad_json = parse("---\nmetadata: '{\"openclaw\": '\n---\n").unwrap_err();
+        let bad_json = parse_error("---\nmetadata: '{\"openclaw\": '\n---\n");
         assert!(bad_json.contains("not valid JSON"), "{bad_json}");
-        let bad_bins =
-            parse("---\nmetadata: {\"openclaw\": {\"requires\": {\"bins\": \"gog\"}}}\n---\n")
-                .unwrap_err();
+        let bad_bins = parse_error(
+            "---\nmetadata: {\"openclaw\": {\"requires\": {\"bins\": \"gog\"}}}\n---\n",
+        );
         assert!(
             bad_bins.contains("requires.bins must be a list"),
             "{bad_bins}"
         );
-        let path = parse(
+        let path = parse_error(
             "---\nmetadata: {\"openclaw\": {\"requires\": {\"bins\": [\"/usr/bin/x\"]}}}\n---\n",
-        )
-        .unwrap_err();
+        );
         assert!(path.contains("contains '/'"), "{path}");
     }
 
