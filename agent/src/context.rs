@@ -45,7 +45,7 @@ impl AgentContext {
             .watch
             .parsed_window()
             .unwrap_or_else(|_| crate::watch::Window::always());
-        let source = crate::watch::Source::for_app(&app, &config.app);
+        let source = crate::watch::Source::for_app(&config, &app, &docker);
         let watch =
             crate::watch::Watcher::new(config.watch.clone(), window, source, &config.state_dir);
         let notifier = Arc::new(crate::notify::Notifier::new(&config.notify, &app.project));

@@ -62,10 +62,8 @@ fn outcome(r: &proto::DeployResult) -> proto::Outcome {
 }
 
 async fn container_id(app: &DemoApp) -> String {
-    let docker = testkit::docker::connect().await;
     let name = format!("{}-openclaw-gateway-1", app.project);
-    let c = docker.inspect_container(&name, None).await.unwrap();
-    c.id.unwrap()
+    testkit::container::inspect(&name).await.id
 }
 
 fn hex12(digest: &str) -> &str {

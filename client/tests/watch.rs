@@ -1,5 +1,6 @@
-//! Auto-update end to end: a real agent process with `[watch]`, a real git remote that "pushes",
-//! real builds and swaps on the real engine, and the CLI's `watch status|pause|resume`.
+//! Auto-update end to end: a real agent process with `[watch]`, a real git remote that "pushes"
+//! (or, in image mode, a real registry on loopback that images are pushed to), real builds,
+//! pulls and swaps on the real engine, and the CLI's `watch status|pause|resume`.
 use std::{
     process::Command,
     time::{Duration, Instant},
@@ -7,9 +8,12 @@ use std::{
 
 use chrono::{Timelike, Utc};
 use clawops::{Client, ConnectOptions, Target, demo::DemoApp, proto};
+use clawops_agent::config::Config;
 use testkit::{
     agent::{AgentProcess, client_binary},
     cleanup::AppGuard,
+    gateway,
+    registry::Registry,
     webhook::Webhook,
 };
 
@@ -20,18 +24,29 @@ fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
     (app, cleanup)
 }
 
-/// An agent process for `app` with `[watch]` on (1 s ticks) and `window`.
-fn agent_for(app: &DemoApp, window: Option<String>, notify_url: Option<String>) -> AgentProcess {
+/// `app`'s agent config with `[watch]` on (1 s ticks, pausing after 2 failures).
+fn watch_config(app: &DemoApp) -> Config {
     let mut config = app.config();
     config.readiness.timeout_secs = 8;
     config.watch.enabled = true;
     config.watch.interval_secs = 1;
     config.watch.max_failures = 2;
+    config
+}
+
+/// An agent process for `app` with `[watch]` on and `window`.
+fn agent_for(app: &DemoApp, window: Option<String>, notify_url: Option<String>) -> AgentProcess {
+    let mut config = watch_config(app);
     config.watch.window = window;
     if let Some(url) = notify_url {
         config.notify = vec![toml::from_str(&format!("url = {url:?}")).unwrap()];
     }
-    let mut value = toml::Value::try_from(&config).unwrap();
+    start(&config)
+}
+
+/// An agent process running `config` (its own listen address, token and state dir).
+fn start(config: &Config) -> AgentProcess {
+    let mut value = toml::Value::try_from(config).unwrap();
     for key in ["listen", "token_file", "state_dir"] {
         value.as_table_mut().unwrap().remove(key);
     }
@@ -94,23 +109,43 @@ async fn watch_entries(client: &mut Client, sha: &str) -> Vec<proto::JournalEntr
         .collect()
 }
 
-/// Waits until the watcher's last result is `outcome` for `sha`.
-async fn wait_result(client: &mut Client, sha: &str, outcome: &str) -> proto::WatchStatusReply {
+/// Waits (up to `secs`) until the watch status is `wanted` (described by `what`); that status.
+async fn wait_status(
+    client: &mut Client,
+    secs: u64,
+    what: &str,
+    wanted: impl Fn(&proto::WatchStatusReply) -> bool,
+) -> proto::WatchStatusReply {
     let start = Instant::now();
     loop {
         let s = watch_status(client).await;
-        if s.last
-            .as_ref()
-            .is_some_and(|l| l.sha == sha && l.outcome == outcome)
-        {
+        if wanted(&s) {
             return s;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no {outcome} for {sha}: {s:?}"
+            start.elapsed() < Duration::from_secs(secs),
+            "no {what}: {s:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until the watcher's last result is `outcome` for `sha`.
+async fn wait_result(client: &mut Client, sha: &str, outcome: &str) -> proto::WatchStatusReply {
+    wait_status(client, 120, &format!("{outcome} for {sha}"), |s| {
+        s.last
+            .as_ref()
+            .is_some_and(|l| l.sha == sha && l.outcome == outcome)
+    })
+    .await
+}
+
+/// Waits until a check failed with an error containing `part`.
+async fn wait_check_error(client: &mut Client, part: &str) -> proto::WatchStatusReply {
+    wait_status(client, 60, &format!("check error with {part:?}"), |s| {
+        s.last_check_error.contains(part)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -240,4 +275,118 @@ async fn outside_the_window_nothing_is_deployed_and_status_shows_the_next_check(
     let twice = cli(&agent, &["watch", "pause"]);
     assert_eq!(twice.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&twice.stderr).contains("already paused"));
+}
+
+/// An agent watching the registry image `reference` (`[app] image`).
+fn image_agent(app: &DemoApp, reference: &str) -> AgentProcess {
+    let mut config = watch_config(app);
+    config.app.image = Some(reference.to_owned());
+    start(&config)
+}
+
+fn gateway_name(app: &DemoApp) -> String {
+    format!("{}-openclaw-gateway-1", app.project)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_mode_watches_the_registry_digest_of_the_tag() {
+    let mut registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _cleanup) = app(dir.path());
+    let name = testkit::unique("gw");
+    let ok = |v: &str| gateway::files("ok", v);
+    let v1 = registry
+        .publish(&name, &["current"], &ok("v1"), gateway::CMD)
+        .await;
+    let agent = image_agent(&app, &v1.reference);
+    let mut client = connect(&agent).await;
+    let s = watch_status(&mut client).await;
+    assert_eq!(s.source, format!("registry {}", v1.reference));
+
+    // Nothing deployed yet: the tag's digest is new, and is pulled and started.
+    wait_result(&mut client, &v1.digest, "succeeded").await;
+    assert_eq!(app.served_version().await.as_deref(), Some("v1"));
+
+    // The tag moves: the new digest is deployed through the update path, `by watch`.
+    let v2 = registry
+        .publish(&name, &["current"], &ok("v2"), gateway::CMD)
+        .await;
+    wait_result(&mut client, &v2.digest, "succeeded").await;
+    assert_eq!(app.served_version().await.as_deref(), Some("v2"));
+    let running = testkit::container::inspect(&gateway_name(&app)).await;
+    let pulled = format!("{}@{}", v2.reference.rsplit_once(':').unwrap().0, v2.digest);
+    assert!(running.repo_digests.contains(&pulled), "{running:?}");
+    assert_eq!(watch_entries(&mut client, &v2.digest).await.len(), 1);
+
+    // While the running digest is the tag's, checks deploy nothing (no journal entries).
+    let entries = history(&mut client).await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(history(&mut client).await.len(), entries, "a no-op was run");
+
+    // A digest that exits at start rolls back and is not retried on the next checks.
+    let v3 = registry
+        .publish(
+            &name,
+            &["current"],
+            &gateway::files("exit", "v3"),
+            gateway::CMD,
+        )
+        .await;
+    let s = wait_result(&mut client, &v3.digest, "rolled_back").await;
+    assert_eq!(s.skipped_sha, v3.digest);
+    assert_eq!(s.consecutive_failures, 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        watch_entries(&mut client, &v3.digest).await.len(),
+        1,
+        "retried"
+    );
+    assert_eq!(app.served_version().await.as_deref(), Some("v2"));
+
+    let human = cli(&agent, &["watch", "status"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    for part in [
+        format!("registry {}", v1.reference),
+        format!("last result {}", &v3.digest[..19]),
+        "rolled_back".to_owned(),
+        "waiting for a newer".to_owned(),
+    ] {
+        assert!(text.contains(&part), "{part:?} in {text}");
+    }
+
+    // The registry goes away: the check fails clearly, and nothing running is touched.
+    let serving = testkit::container::inspect(&gateway_name(&app)).await;
+    registry.stop();
+    wait_check_error(&mut client, "could not ask the registry").await;
+    let status = cli_json(&agent, &["watch", "status", "--json"]);
+    let error = status["last_check_error"].as_str().unwrap();
+    assert!(
+        error.contains(&v1.reference) && error.contains("Is the registry up"),
+        "{status}"
+    );
+    assert_eq!(status["last"]["sha"], v3.digest.as_str(), "{status}");
+    assert_eq!(status["paused"], false, "{status}");
+    assert_eq!(
+        testkit::container::inspect(&gateway_name(&app)).await,
+        serving
+    );
+    assert_eq!(app.served_version().await.as_deref(), Some("v2"));
+    assert_eq!(history(&mut client).await.len(), entries + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_registry_check_says_what_to_configure_and_deploys_nothing() {
+    let registry = Registry::start_with_auth("deployer", "pa55-w0rd");
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _cleanup) = app(dir.path());
+    let name = testkit::unique("gw");
+    let v1 = registry
+        .publish(&name, &["1.0"], &gateway::files("ok", "v1"), gateway::CMD)
+        .await;
+    let agent = image_agent(&app, &v1.reference);
+    let mut client = connect(&agent).await;
+    let s = wait_check_error(&mut client, "the registry refused").await;
+    assert!(s.last_check_error.contains("auth_file"), "{s:?}");
+    assert!(s.last.is_none() && !s.paused, "{s:?}");
+    assert!(history(&mut client).await.is_empty());
 }

@@ -113,3 +113,30 @@ impl ServiceContainer {
         created.id
     }
 }
+
+/// What a container runs: its id and the registry digests (`repo@sha256:…`) of its image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Running {
+    pub id: String,
+    pub repo_digests: Vec<String>,
+}
+
+/// Inspects the container `name` and the image it runs.
+pub async fn inspect(name: &str) -> Running {
+    let docker = docker::connect().await;
+    let c = docker
+        .inspect_container(name, None)
+        .await
+        .unwrap_or_else(|e| panic!("inspect {name}: {e}"));
+    let image = c.image.unwrap_or_default();
+    let repo_digests = docker
+        .inspect_image(&image)
+        .await
+        .ok()
+        .and_then(|i| i.repo_digests)
+        .unwrap_or_default();
+    Running {
+        id: c.id.unwrap_or_default(),
+        repo_digests,
+    }
+}

@@ -66,6 +66,17 @@ pub fn credentials(
     parse(&text, &auth_file.display().to_string(), registry)
 }
 
+/// The credentials `[registry] auth_file` (when set) holds for `reference`'s registry.
+pub fn for_reference(
+    auth_file: Option<&Path>,
+    reference: &super::PullRef,
+) -> Result<Option<RegistryCredentials>, AuthError> {
+    match auth_file {
+        Some(file) => credentials(file, reference.registry()),
+        None => Ok(None),
+    }
+}
+
 fn parse(text: &str, path: &str, registry: &str) -> Result<Option<RegistryCredentials>, AuthError> {
     let file: ConfigFile = serde_json::from_str(text).map_err(|e| AuthError::Parse {
         path: path.to_owned(),

@@ -15,25 +15,29 @@ use crate::{
     up,
 };
 
-/// The image to deploy in image mode: `[app] image`, else the service's compose `image:` when
-/// it has no `build:` and `[build] context` does not say what to build. `None`: built mode
-/// (also when the compose file does not load here, so built mode reports that from the target
-/// tree).
+/// The image to deploy in image mode, parsed: see [`configured`].
 pub fn source(
     config: &Config,
     app: &crate::config::ResolvedApp,
 ) -> Result<Option<PullRef>, RefError> {
+    configured(config, app)
+        .as_deref()
+        .map(PullRef::parse)
+        .transpose()
+}
+
+/// The image image mode deploys, as written: `[app] image`, else the service's compose
+/// `image:` when it has no `build:` and `[build] context` does not say what to build. `None`:
+/// built mode (also when the compose file does not load here, so built mode reports that from
+/// the target tree). The watcher asks this too, so it watches what an update would deploy.
+pub fn configured(config: &Config, app: &crate::config::ResolvedApp) -> Option<String> {
     if let Some(image) = &config.app.image {
-        return PullRef::parse(image).map(Some);
+        return Some(image.clone());
     }
-    let Ok(project) = up::load_project(config, app) else {
-        return Ok(None);
-    };
+    let project = up::load_project(config, app).ok()?;
     match project.service(&config.app.service) {
-        Some(svc) if svc.build.is_none() && config.build.context.is_none() => {
-            svc.image.as_deref().map(PullRef::parse).transpose()
-        }
-        _ => Ok(None),
+        Some(svc) if svc.build.is_none() && config.build.context.is_none() => svc.image.clone(),
+        _ => None,
     }
 }
 
@@ -59,10 +63,7 @@ pub(super) async fn stage(
         Some(given) => source.with_override(given)?,
         None => source.clone(),
     };
-    let credentials = match &ctx.config.registry.auth_file {
-        Some(file) => auth::credentials(file, wanted.registry())?,
-        None => None,
-    };
+    let credentials = auth::for_reference(ctx.config.registry.auth_file.as_deref(), &wanted)?;
     p.phase(Phase::Resolve, PhaseStatus::Started, wanted.display());
     let digest = pull::resolve(docker, &wanted, credentials.as_ref()).await?;
     p.phase(

@@ -1,8 +1,9 @@
-//! Auto-update: the agent watches the deployed branch and deploys new commits through the same
-//! update path as `clawops update`, only inside the configured window and never while another
-//! operation holds the lock. A sha that rolled back is not retried until a newer one appears;
-//! after `max_failures` consecutive failures watching pauses until `clawops watch resume`.
-//! The pause survives restarts (`state.rs`).
+//! Auto-update: the agent watches the deployed branch (or, in image mode, the digest the
+//! registry serves for the configured tag) and deploys new versions through the same update
+//! path as `clawops update`, only inside the configured window and never while another
+//! operation holds the lock. A sha or digest that rolled back is not retried until a newer one
+//! appears; after `max_failures` consecutive failures watching pauses until `clawops watch
+//! resume`. The pause survives restarts (`state.rs`).
 use std::{path::Path, sync::Mutex};
 
 use chrono::{DateTime, Utc};
@@ -28,7 +29,7 @@ pub const REQUESTED_BY: &str = "watch";
 #[serde(deny_unknown_fields, default)]
 pub struct WatchConfig {
     pub enabled: bool,
-    /// Seconds between two looks at the branch.
+    /// Seconds between two looks at the branch (or the registry tag).
     pub interval_secs: u64,
     /// `HH:MM-HH:MM`, optionally followed by a zone; default: the whole day.
     pub window: Option<String>,
@@ -85,7 +86,9 @@ pub struct WatchStatus {
 pub struct Watcher {
     pub config: WatchConfig,
     pub window: Window,
-    pub source: Source,
+    /// What the last check watched: the update path's choice can change with the compose
+    /// file, so each check decides again (`Source::for_app`).
+    source: Mutex<Source>,
     path: std::path::PathBuf,
     state: Mutex<Persisted>,
     schedule: Mutex<Schedule>,
@@ -111,7 +114,7 @@ impl Watcher {
             state: Mutex::new(Persisted::load(&path)),
             config,
             window,
-            source,
+            source: Mutex::new(source),
             path,
             schedule: Mutex::default(),
             wake: tokio::sync::Notify::new(),
@@ -122,7 +125,7 @@ impl Watcher {
         let schedule = lock(&self.schedule);
         WatchStatus {
             enabled: self.config.enabled,
-            source: self.source.describe(),
+            source: lock(&self.source).describe(),
             window: self.window.to_string(),
             interval_secs: self.config.interval_secs,
             max_failures: self.config.max_failures,
@@ -213,6 +216,12 @@ impl Watcher {
         })
     }
 
+    /// Watches `source` from now on; returns it.
+    pub(crate) fn watching(&self, source: Source) -> Source {
+        *lock(&self.source) = source.clone();
+        source
+    }
+
     pub(crate) fn set_next_check(&self, at: Option<DateTime<Utc>>) {
         lock(&self.schedule).next_check = at;
     }
@@ -251,7 +260,8 @@ mod tests {
         };
         let app = crate::config::Config::default();
         let resolved = app.resolve_app().unwrap();
-        let source = Source::for_app(&resolved, &app.app);
+        let docker = crate::docker::DockerHandle::new(None);
+        let source = Source::for_app(&app, &resolved, &docker);
         Watcher::new(config, Window::always(), source, dir)
     }
 

@@ -1,8 +1,10 @@
 //! The watch loop: sleep until the next check inside the window, ask the source for the newest
-//! sha, and deploy it through `update::run` when it is new, not the one that rolled back, and
-//! the single-flight lock is free (busy: try again at the next tick). It holds only a weak
-//! reference to the context between ticks and does nothing that counts as a call, so an idle
-//! agent still goes quiet and trims (`trim::when_quiet`).
+//! sha (or digest, in image mode), and deploy it through `update::run` when it is new, not the
+//! one that rolled back, and the single-flight lock is free (busy: try again at the next tick).
+//! A failed check (remote or registry down, refused credentials) is recorded as the check's
+//! result and touches nothing running. The loop holds only a weak reference to the context
+//! between ticks and does nothing that counts as a call, so an idle agent still goes quiet and
+//! trims (`trim::when_quiet`).
 use std::{
     sync::{Arc, Weak},
     time::Duration,
@@ -10,7 +12,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 
-use super::{REQUESTED_BY, Watcher};
+use super::{REQUESTED_BY, Source, Watcher};
 use crate::{
     context::AgentContext,
     events::EventSink,
@@ -66,13 +68,14 @@ fn schedule(watcher: &Watcher, now: DateTime<Utc>) -> Option<Duration> {
 /// One check, and a deploy when there is something new.
 async fn tick(ctx: &Arc<AgentContext>) {
     let watcher = &ctx.watch;
-    let latest = match watcher.source.latest().await {
+    let source = watcher.watching(Source::for_app(&ctx.config, &ctx.app, &ctx.docker));
+    let latest = match source.latest().await {
         Ok(sha) => {
             watcher.checked(None);
             sha
         }
         Err(e) => {
-            tracing::warn!(source = %watcher.source.describe(), error = %e, "watch: check failed");
+            tracing::warn!(source = %source.describe(), error = %e, "watch: check failed");
             watcher.checked(Some(e.to_string()));
             return;
         }
@@ -82,7 +85,7 @@ async fn tick(ctx: &Arc<AgentContext>) {
         return;
     }
     if watcher.rolled_back_sha().as_deref() == Some(latest.as_str()) {
-        tracing::debug!(sha = %latest, "watch: not retrying the sha that rolled back");
+        tracing::debug!(sha = %latest, "watch: not retrying the version that rolled back");
         return;
     }
     let guard = match ctx
@@ -95,7 +98,7 @@ async fn tick(ctx: &Arc<AgentContext>) {
             return;
         }
     };
-    tracing::info!(sha = %latest, "watch: deploying a new commit");
+    tracing::info!(sha = %latest, source = %source.describe(), "watch: deploying a new version");
     let report = update::run(
         ctx.clone(),
         guard,
@@ -119,13 +122,14 @@ async fn tick(ctx: &Arc<AgentContext>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watch::{Source, WatchConfig, Window};
+    use crate::watch::{WatchConfig, Window};
 
     #[test]
     fn next_check_waits_for_the_window() {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::config::Config::default();
-        let source = Source::for_app(&config.resolve_app().unwrap(), &config.app);
+        let docker = crate::docker::DockerHandle::new(None);
+        let source = Source::for_app(&config, &config.resolve_app().unwrap(), &docker);
         let watch = WatchConfig {
             enabled: true,
             interval_secs: 60,

@@ -1,6 +1,6 @@
 //! What the watcher remembers across restarts, in `<state_dir>/watch.json`: whether it is
-//! paused (and why), the consecutive failures, the sha that rolled back, the last result.
-//! Written to a temporary file and renamed, so a crash leaves the old or the new state.
+//! paused (and why), the consecutive failures, the sha (or digest) that rolled back, the last
+//! result. Written to a temporary file and renamed, so a crash leaves the old or the new state.
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -30,7 +30,8 @@ pub struct LastResult {
 pub struct Persisted {
     pub paused: Option<Pause>,
     pub consecutive_failures: u32,
-    /// Not deployed again until the branch moves past it.
+    /// A commit sha, or a digest in image mode (the journal's `to_sha` either way); not
+    /// deployed again until the branch or the tag moves past it.
     pub rolled_back_sha: Option<String>,
     pub last: Option<LastResult>,
 }

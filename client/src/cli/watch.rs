@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::output::{Output, short_sha, time_human, time_json};
 
-/// Auto-update: the agent deploys new commits of its branch inside `[watch] window`.
+/// Auto-update: the agent deploys new commits of its branch (image mode: new digests of its
+/// tag) inside `[watch] window`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  clawops watch status\n  clawops watch pause --reason \
@@ -21,7 +22,7 @@ pub enum WatchCommand {
     /// Enabled or paused, the window, the next check and the last result.
     #[command(after_help = "Example:\n  clawops watch status --json")]
     Status,
-    /// Stop deploying new commits until `watch resume` (survives agent restarts).
+    /// Stop deploying new versions until `watch resume` (survives agent restarts).
     #[command(after_help = "Example:\n  clawops watch pause --reason \"release freeze\"")]
     Pause {
         /// Shown by `watch status`.
@@ -145,7 +146,7 @@ fn print_human(r: &proto::WatchStatusReply) {
     );
     if !r.skipped_sha.is_empty() {
         println!(
-            "skipped     {} rolled back; waiting for a newer commit",
+            "skipped     {} rolled back; waiting for a newer commit or digest",
             short_sha(&r.skipped_sha)
         );
     }
