@@ -7,15 +7,10 @@ use std::{
 
 use chrono::{Timelike, Utc};
 use clawops::{Client, ConnectOptions, Target, demo::DemoApp, proto};
-use testkit::{
-    agent::{AgentProcess, client_binary},
-    cleanup::AppGuard,
-    webhook::Webhook,
-};
+use testkit::{agent::AgentProcess, cleanup::AppGuard, webhook::Webhook};
 
 fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
-    let id = testkit::unique("w").trim_start_matches("w-").to_owned();
-    let app = DemoApp::create(dir, &id).unwrap();
+    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
     let cleanup = AppGuard::new(&app.project, &app.image_repo);
     (app, cleanup)
 }
@@ -31,11 +26,7 @@ fn agent_for(app: &DemoApp, window: Option<String>, notify_url: Option<String>) 
     if let Some(url) = notify_url {
         config.notify = vec![toml::from_str(&format!("url = {url:?}")).unwrap()];
     }
-    let mut value = toml::Value::try_from(&config).unwrap();
-    for key in ["listen", "token_file", "state_dir"] {
-        value.as_table_mut().unwrap().remove(key);
-    }
-    AgentProcess::start(&toml::to_string(&value).unwrap())
+    AgentProcess::start_with(&config)
 }
 
 async fn connect(agent: &AgentProcess) -> Client {
@@ -50,13 +41,7 @@ async fn connect(agent: &AgentProcess) -> Client {
 }
 
 fn cli(agent: &AgentProcess, args: &[&str]) -> std::process::Output {
-    Command::new(client_binary())
-        .args(["--addr", &agent.url(), "--token-file"])
-        .arg(agent.token_file())
-        .args(args)
-        .env_remove("CLAWOPS_TOKEN")
-        .output()
-        .unwrap()
+    agent.cli(args)
 }
 
 fn cli_json(agent: &AgentProcess, args: &[&str]) -> serde_json::Value {
@@ -75,14 +60,7 @@ async fn watch_status(client: &mut Client) -> proto::WatchStatusReply {
 }
 
 async fn history(client: &mut Client) -> Vec<proto::JournalEntry> {
-    let req = proto::HistoryRequest { limit: 100 };
-    client
-        .agent
-        .history(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
+    testkit::deploy::history(&mut client.agent, 100).await
 }
 
 /// The watcher's journal entries for `sha`.
