@@ -1,3 +1,4 @@
+//! Parsing and validating `agent.toml`: defaults, refusals that name the key, path helpers.
 use super::*;
 
 #[test]
