@@ -7,10 +7,11 @@ use std::{collections::HashMap, path::Path, process::Command};
 
 use clawops_agent::{
     compose::{self, LoadOptions},
-    up::UpOptions,
+    events::Event,
+    up::{UpError, UpOptions, UpReport},
 };
 use testkit::cleanup::ProjectGuard;
-use up_support::{app, app_with};
+use up_support::{App, app, app_with};
 
 const COMPOSE: &str = r#"services:
   web:
@@ -49,6 +50,34 @@ configs:
   app_config:
     file: ./app.conf
 "#;
+
+/// An image whose containers sleep for an hour.
+async fn sleeper() -> testkit::image::TestImage {
+    testkit::image::build(
+        &testkit::unique("clawops-keys"),
+        &[],
+        r#"["sleep", "3600"]"#,
+    )
+    .await
+}
+
+async fn up_no_wait(app: &App) -> (Result<UpReport, UpError>, Vec<Event>) {
+    let opts = UpOptions {
+        no_wait: true,
+        ..Default::default()
+    };
+    app.up(opts).await
+}
+
+/// `COMPOSE` with its files and `image`, brought up.
+async fn up_keys(app: &App, image: &str) -> UpReport {
+    app.write("docker-compose.yml", COMPOSE);
+    app.write(".env", &format!("IMAGE={image}\n"));
+    app.write("token.txt", "s3cret\n");
+    app.write("app.conf", "level=debug\n");
+    let (result, events) = up_no_wait(app).await;
+    result.unwrap_or_else(|e| panic!("up failed: {e}\n{events:#?}"))
+}
 
 fn docker_cli(args: &[&str]) -> (bool, String) {
     let out = Command::new("docker").args(args).output().unwrap();
@@ -103,24 +132,9 @@ async fn network_labels(docker: &bollard::Docker, name: &str) -> HashMap<String,
 
 #[tokio::test]
 async fn networks_secrets_configs_limits_and_profiles_as_docker_compose_makes_them() {
-    let image = testkit::image::build(
-        &testkit::unique("clawops-keys"),
-        &[],
-        r#"["sleep", "3600"]"#,
-    )
-    .await;
+    let image = sleeper().await;
     let app = app("url = \"\"");
-    app.write("docker-compose.yml", COMPOSE);
-    app.write(".env", &format!("IMAGE={}\n", image.tag));
-    app.write("token.txt", "s3cret\n");
-    app.write("app.conf", "level=debug\n");
-    let (result, events) = app
-        .up(UpOptions {
-            no_wait: true,
-            ..Default::default()
-        })
-        .await;
-    let report = result.unwrap_or_else(|e| panic!("up failed: {e}\n{events:#?}"));
+    let report = up_keys(&app, &image.tag).await;
     let mut services: Vec<&str> = report.services.iter().map(|s| s.service.as_str()).collect();
     services.sort();
     assert_eq!(
@@ -189,28 +203,13 @@ async fn networks_secrets_configs_limits_and_profiles_as_docker_compose_makes_th
 
     // Enabling the profile starts the service.
     let debug = app_with("url = \"\"", "profiles = [\"debug\"]");
-    debug.write("docker-compose.yml", COMPOSE);
-    debug.write(".env", &format!("IMAGE={}\n", image.tag));
-    debug.write("token.txt", "s3cret\n");
-    debug.write("app.conf", "level=debug\n");
-    let (result, events) = debug
-        .up(UpOptions {
-            no_wait: true,
-            ..Default::default()
-        })
-        .await;
-    let report = result.unwrap_or_else(|e| panic!("up failed: {e}\n{events:#?}"));
+    let report = up_keys(&debug, &image.tag).await;
     assert!(report.services.iter().any(|s| s.service == "extra"));
 }
 
 #[tokio::test]
 async fn a_missing_external_network_is_a_clear_error() {
-    let image = testkit::image::build(
-        &testkit::unique("clawops-keys"),
-        &[],
-        r#"["sleep", "3600"]"#,
-    )
-    .await;
+    let image = sleeper().await;
     let app = app("url = \"\"");
     let missing = testkit::unique("clawops-ext");
     app.write(
@@ -220,12 +219,7 @@ async fn a_missing_external_network_is_a_clear_error() {
             image.tag
         ),
     );
-    let (result, _) = app
-        .up(UpOptions {
-            no_wait: true,
-            ..Default::default()
-        })
-        .await;
+    let (result, _) = up_no_wait(&app).await;
     let err = result.unwrap_err().to_string();
     assert!(
         err.contains(&format!("external network {missing} does not exist"))
@@ -253,45 +247,32 @@ fn load(dir: &Path, compose: &str) -> Result<compose::Project, compose::ComposeE
     })
 }
 
+/// The error loading `compose` gives, as the user sees it.
+fn refused(dir: &Path, compose: &str) -> String {
+    load(dir, compose).unwrap_err().to_string()
+}
+
 #[test]
 fn secrets_outside_the_checkout_and_unknown_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let base = "services:\n  web:\n    image: x\n    secrets: [token]\n";
     std::os::unix::fs::symlink("/etc/hostname", dir.path().join("token")).unwrap();
-    let err = load(
-        dir.path(),
-        &format!("{base}secrets:\n  token:\n    file: ./token\n"),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("outside the checkout"), "{err}");
-    let err = load(
-        dir.path(),
-        &format!("{base}secrets:\n  token:\n    file: ../x\n"),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("does not exist") || err.contains("outside"),
-        "{err}"
-    );
-    let err = load(
-        dir.path(),
-        &format!("{base}secrets:\n  token:\n    environment: X\n"),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("unsupported key `secrets.token.environment`"),
-        "{err}"
-    );
-    let err = load(
-        dir.path(),
-        "services:\n  web:\n    image: x\n    secrets: [nope]\n",
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("undefined secret \"nope\""), "{err}");
+    let secret = |definition: &str| format!("{base}secrets:\n  token:\n    {definition}\n");
+    for (compose, any_of) in [
+        (secret("file: ./token"), &["outside the checkout"][..]),
+        (secret("file: ../x"), &["does not exist", "outside"]),
+        (
+            secret("environment: X"),
+            &["unsupported key `secrets.token.environment`"],
+        ),
+        (
+            "services:\n  web:\n    image: x\n    secrets: [nope]\n".to_owned(),
+            &["undefined secret \"nope\""],
+        ),
+    ] {
+        let err = refused(dir.path(), &compose);
+        assert!(any_of.iter().any(|n| err.contains(n)), "{compose}: {err}");
+    }
     for (key, needle) in [
         (
             "deploy:\n      replicas: 2",
@@ -308,12 +289,10 @@ fn secrets_outside_the_checkout_and_unknown_keys_are_refused() {
             "differs from `mem_limit`",
         ),
     ] {
-        let err = load(
+        let err = refused(
             dir.path(),
             &format!("services:\n  web:\n    image: x\n    {key}\n"),
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(err.contains(needle), "{key}: {err}");
     }
     // Unset, the new keys leave the loaded model (and so the config hash) as before.

@@ -6,6 +6,7 @@ pub mod connect;
 #[cfg(local_agent)]
 pub mod demo;
 pub mod error;
+pub mod gce;
 pub mod install;
 #[cfg(local_agent)]
 pub mod local;

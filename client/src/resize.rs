@@ -14,7 +14,7 @@ use clawops_proto::{
 
 use crate::{
     connect::{Client, ConnectOptions},
-    target::{GceInstance, InstanceAction},
+    gce::{GceInstance, InstanceAction},
 };
 
 /// How long one attempt to reach the agent may take while the VM boots.

@@ -8,8 +8,7 @@ use proto::deploy_event::Event;
 use testkit::{cleanup::AppGuard, gateway, registry::Registry};
 
 fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
-    let id = testkit::unique("t").trim_start_matches("t-").to_owned();
-    let app = DemoApp::create(dir, &id).unwrap();
+    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
     let cleanup = AppGuard::new(&app.project, &app.image_repo);
     (app, cleanup)
 }
@@ -26,19 +25,8 @@ async fn update_events(
     client: &mut Client,
     req: proto::UpdateRequest,
 ) -> (Vec<proto::DeployEvent>, proto::DeployResult) {
-    let mut stream = client.agent.update(req).await.unwrap().into_inner();
-    let mut events = Vec::new();
-    while let Some(e) = stream.message().await.unwrap() {
-        events.push(e);
-    }
-    let result = events
-        .iter()
-        .find_map(|e| match &e.event {
-            Some(Event::Result(r)) => Some(r.clone()),
-            _ => None,
-        })
-        .expect("a result event");
-    (events, result)
+    let stream = client.agent.update(req).await.unwrap().into_inner();
+    testkit::deploy::drain(stream).await
 }
 
 async fn update(client: &mut Client, git_ref: &str) -> proto::DeployResult {
@@ -58,12 +46,11 @@ async fn rollback(client: &mut Client, to: &str) -> proto::DeployResult {
 }
 
 fn outcome(r: &proto::DeployResult) -> proto::Outcome {
-    proto::Outcome::try_from(r.outcome).unwrap()
+    testkit::deploy::outcome(r)
 }
 
 async fn container_id(app: &DemoApp) -> String {
-    let name = format!("{}-openclaw-gateway-1", app.project);
-    testkit::container::inspect(&name).await.id
+    testkit::gateway::container(&app.project).await.0
 }
 
 fn hex12(digest: &str) -> &str {

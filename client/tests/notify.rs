@@ -8,8 +8,9 @@ use std::{
 
 use clawops::{Client, ConnectOptions, Target, demo::DemoApp, proto};
 use testkit::{
-    agent::{AgentProcess, agent_binary, client_binary},
+    agent::{AgentProcess, agent_binary},
     cleanup::AppGuard,
+    deploy::assert_outcome,
     webhook::Webhook,
 };
 
@@ -18,16 +19,6 @@ fn notify_toml(targets: &[(&str, &str)]) -> String {
         .iter()
         .map(|(url, format)| format!("[[notify]]\nurl = {url:?}\nformat = {format:?}\n"))
         .collect()
-}
-
-fn cli(agent: &AgentProcess, args: &[&str]) -> std::process::Output {
-    Command::new(client_binary())
-        .args(["--addr", &agent.url(), "--token-file"])
-        .arg(agent.token_file())
-        .args(args)
-        .env_remove("CLAWOPS_TOKEN")
-        .output()
-        .unwrap()
 }
 
 async fn connect(agent: &AgentProcess) -> Client {
@@ -60,7 +51,7 @@ fn a_failed_update_is_delivered_on_the_third_attempt_in_each_format() {
         repo.path().display().to_string(),
         notify_toml(&targets)
     ));
-    let out = cli(&agent, &["update", "--requested-by", "ci"]);
+    let out = agent.cli(&["update", "--requested-by", "ci"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 
     for hook in &hooks {
@@ -104,7 +95,7 @@ fn notify_test_reports_each_target() {
         (&failing.url("/b/s3cret"), "json"),
         (&dead, "discord"),
     ]));
-    let out = cli(&agent, &["notify", "test", "--json"]);
+    let out = agent.cli(&["notify", "test", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("s3cret"), "{stdout}");
@@ -131,12 +122,12 @@ fn notify_test_reports_each_target() {
             .contains("test")
     );
 
-    let human = cli(&agent, &["notify", "test"]);
+    let human = agent.cli(&["notify", "test"]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("ok ") && text.contains("FAILED"), "{text}");
 
     let none = AgentProcess::start("");
-    let out = cli(&none, &["notify", "test"]);
+    let out = none.cli(&["notify", "test"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("[[notify]]"));
 }
@@ -144,17 +135,12 @@ fn notify_test_reports_each_target() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_receiver_does_not_delay_updates() {
     let dir = tempfile::tempdir().unwrap();
-    let id = testkit::unique("n").trim_start_matches("n-").to_owned();
-    let app = DemoApp::create(dir.path(), &id).unwrap();
+    let app = DemoApp::create(dir.path(), &testkit::unique_id()).unwrap();
     let _cleanup = AppGuard::new(&app.project, &app.image_repo);
     let hook = Webhook::hanging();
     let mut config = app.config();
     config.notify = vec![toml::from_str(&format!("url = {:?}", hook.url("/x"))).unwrap()];
-    let mut value = toml::Value::try_from(&config).unwrap();
-    for key in ["listen", "token_file", "state_dir"] {
-        value.as_table_mut().unwrap().remove(key);
-    }
-    let agent = AgentProcess::start(&toml::to_string(&value).unwrap());
+    let agent = AgentProcess::start_with(&config);
     let mut client = connect(&agent).await;
 
     for version in ["v2", "v3"] {
@@ -165,7 +151,7 @@ async fn a_hanging_receiver_does_not_delay_updates() {
             .await
             .unwrap();
         let wall = start.elapsed();
-        assert_eq!(r.outcome, proto::Outcome::Succeeded as i32, "{}", r.message);
+        assert_outcome(&r, proto::Outcome::Succeeded);
         // The notification is queued, not awaited: the call ends with the deploy.
         let overhead = wall.saturating_sub(Duration::from_millis(r.duration_ms));
         eprintln!(

@@ -13,12 +13,7 @@ use testkit::{
 fn agent_for(app: &DemoApp, readiness_secs: u64) -> AgentProcess {
     let mut config = app.config();
     config.readiness.timeout_secs = readiness_secs;
-    let mut value = toml::Value::try_from(&config).unwrap();
-    let table = value.as_table_mut().unwrap();
-    for key in ["listen", "token_file", "state_dir"] {
-        table.remove(key);
-    }
-    AgentProcess::start(&toml::to_string(&value).unwrap())
+    AgentProcess::start_with(&config)
 }
 
 async fn wait_served(app: &DemoApp, version: &str) {

@@ -5,11 +5,13 @@
 use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use clawops::{Client, demo::DemoApp, proto};
-use testkit::cleanup::AppGuard;
+use testkit::{
+    cleanup::AppGuard,
+    deploy::{assert_outcome, assert_says},
+};
 
 fn app(dir: &Path) -> (DemoApp, AppGuard) {
-    let id = testkit::unique("t").trim_start_matches("t-").to_owned();
-    let app = DemoApp::create(dir, &id).unwrap();
+    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
     let cleanup = AppGuard::new(&app.project, &app.image_repo);
     (app, cleanup)
 }
@@ -33,10 +35,6 @@ async fn update_accepting(client: &mut Client) -> proto::DeployResult {
         ..Default::default()
     };
     client.update_to_end(request).await.unwrap()
-}
-
-fn outcome(r: &proto::DeployResult) -> proto::Outcome {
-    proto::Outcome::try_from(r.outcome).unwrap()
 }
 
 fn write_tool(dir: &Path, version: &str) {
@@ -80,12 +78,7 @@ async fn an_overlay_adds_a_binary_verify_names_it_and_an_edit_rebuilds() {
     let mut client = connect(config).await;
 
     let first = update(&mut client).await;
-    assert_eq!(
-        outcome(&first),
-        proto::Outcome::Succeeded,
-        "{}",
-        first.message
-    );
+    assert_outcome(&first, proto::Outcome::Succeeded);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
     let docker = testkit::docker::connect().await;
     let sha_tag = format!("{}:{}", app.image_repo, &first.to_sha[..12]);
@@ -109,22 +102,17 @@ async fn an_overlay_adds_a_binary_verify_names_it_and_an_edit_rebuilds() {
 
     // The same sha and the same overlay: nothing to do.
     let noop = update(&mut client).await;
-    assert_eq!(outcome(&noop), proto::Outcome::UpToDate, "{}", noop.message);
+    assert_outcome(&noop, proto::Outcome::UpToDate);
 
     // An edited overlay is rebuilt and deployed although upstream did not move.
     write_tool(&overlay, "1.1");
     let again = update(&mut client).await;
-    assert_eq!(
-        outcome(&again),
-        proto::Outcome::Succeeded,
-        "{}",
-        again.message
-    );
+    assert_outcome(&again, proto::Outcome::Succeeded);
     assert_eq!(again.to_sha, first.to_sha);
     let report = verify(&mut client, &["himalaya"]).await;
     assert_eq!(binary(&report, "himalaya").version, "himalaya 1.1");
     let noop = update(&mut client).await;
-    assert_eq!(outcome(&noop), proto::Outcome::UpToDate, "{}", noop.message);
+    assert_outcome(&noop, proto::Outcome::UpToDate);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,12 +133,8 @@ async fn a_compose_file_without_build_is_built_from_build_context() {
 
     let mut client = connect(app.config()).await;
     let refused = update_accepting(&mut client).await;
-    assert_eq!(outcome(&refused), proto::Outcome::Failed);
-    assert!(
-        refused.message.contains("[build] context") && refused.message.contains("[app] image"),
-        "{}",
-        refused.message
-    );
+    assert_outcome(&refused, proto::Outcome::Failed);
+    assert_says(&refused, &["[build] context", "[app] image"]);
     drop(client);
 
     // A context that leaves the checkout through a symlink is refused when resolved.
@@ -159,12 +143,8 @@ async fn a_compose_file_without_build_is_built_from_build_context() {
     config.build.context = Some("outside".into());
     let mut client = connect(config).await;
     let escaped = update_accepting(&mut client).await;
-    assert_eq!(outcome(&escaped), proto::Outcome::Failed);
-    assert!(
-        escaped.message.contains("outside") && escaped.message.contains("[build] context"),
-        "{}",
-        escaped.message
-    );
+    assert_outcome(&escaped, proto::Outcome::Failed);
+    assert_says(&escaped, &["outside", "[build] context"]);
     drop(client);
     std::fs::remove_file(app.checkout.join("outside")).unwrap();
 
@@ -173,11 +153,6 @@ async fn a_compose_file_without_build_is_built_from_build_context() {
     config.build.dockerfile = Some("docker/gateway.Dockerfile".into());
     let mut client = connect(config).await;
     let built = update_accepting(&mut client).await;
-    assert_eq!(
-        outcome(&built),
-        proto::Outcome::Succeeded,
-        "{}",
-        built.message
-    );
+    assert_outcome(&built, proto::Outcome::Succeeded);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
 }

@@ -7,11 +7,15 @@ use std::{
 };
 
 use clawops::{Client, demo::DemoApp, proto};
-use testkit::{cleanup::AppGuard, git::git};
+use testkit::{
+    cleanup::AppGuard,
+    deploy::{assert_outcome, assert_says},
+    gateway,
+    git::git,
+};
 
 fn app(dir: &Path) -> (DemoApp, AppGuard) {
-    let id = testkit::unique("t").trim_start_matches("t-").to_owned();
-    let app = DemoApp::create(dir, &id).unwrap();
+    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
     let cleanup = AppGuard::new(&app.project, &app.image_repo);
     (app, cleanup)
 }
@@ -29,19 +33,6 @@ async fn update(client: &mut Client, rebase: bool) -> proto::DeployResult {
         ..Default::default()
     };
     client.update_to_end(req).await.unwrap()
-}
-
-fn outcome(r: &proto::DeployResult) -> proto::Outcome {
-    proto::Outcome::try_from(r.outcome).unwrap()
-}
-
-async fn gateway_container(app: &DemoApp) -> (String, String) {
-    let docker = testkit::docker::connect().await;
-    let c = docker
-        .inspect_container(&format!("{}-openclaw-gateway-1", app.project), None)
-        .await
-        .unwrap();
-    (c.id.unwrap(), c.state.unwrap().started_at.unwrap())
 }
 
 async fn image_label(image: &str, label: &str) -> Option<String> {
@@ -120,14 +111,15 @@ fn checkout_state(checkout: &Path) -> CheckoutState {
     }
 }
 
-fn assert_points_to_customizations(message: &str) {
-    for pointer in [
+/// A refusal of local changes says which ways of customizing survive an update.
+#[track_caller]
+fn assert_points_to_customizations(r: &proto::DeployResult) {
+    let ways = [
         "update --rebase",
         "[build] overlay",
         "docker-compose.override.yml",
-    ] {
-        assert!(message.contains(pointer), "{pointer}: {message}");
-    }
+    ];
+    assert_says(r, &ways);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -136,35 +128,20 @@ async fn local_commits_are_rebased_onto_upstream_and_a_conflict_changes_nothing(
     let (app, _cleanup) = app(dir.path());
     let mut client = local(&app, false).await;
     let first = update(&mut client, false).await;
-    assert_eq!(
-        outcome(&first),
-        proto::Outcome::Succeeded,
-        "{}",
-        first.message
-    );
+    assert_outcome(&first, proto::Outcome::Succeeded);
 
     // A local commit on the tracked Dockerfile, and a new commit upstream.
     let patched = local_commit(&app.checkout, "LABEL local.patch=\"yes\"\n");
     let v2 = app.commit("v2", "ok", "v2").unwrap();
     let refused = update(&mut client, false).await;
-    assert_eq!(
-        outcome(&refused),
-        proto::Outcome::Failed,
-        "{}",
-        refused.message
-    );
-    assert!(refused.message.contains("diverged"), "{}", refused.message);
-    assert_points_to_customizations(&refused.message);
+    assert_outcome(&refused, proto::Outcome::Failed);
+    assert_says(&refused, &["diverged"]);
+    assert_points_to_customizations(&refused);
     assert_eq!(git(&app.checkout, &["rev-parse", "HEAD"]), patched);
 
     // --rebase: the local commit replayed onto v2 is what runs.
     let rebased = update(&mut client, true).await;
-    assert_eq!(
-        outcome(&rebased),
-        proto::Outcome::Succeeded,
-        "{}",
-        rebased.message
-    );
+    assert_outcome(&rebased, proto::Outcome::Succeeded);
     let head = git(&app.checkout, &["rev-parse", "HEAD"]);
     assert_eq!(rebased.to_sha, head);
     assert_ne!(head, v2);
@@ -178,11 +155,11 @@ async fn local_commits_are_rebased_onto_upstream_and_a_conflict_changes_nothing(
     assert_eq!(label.as_deref(), Some("yes"), "{}", rebased.image);
 
     // Nothing new upstream: a no-op, not a second rebase with new shas.
-    let serving = gateway_container(&app).await;
+    let serving = gateway::container(&app.project).await;
     let noop = update(&mut client, true).await;
-    assert_eq!(outcome(&noop), proto::Outcome::UpToDate, "{}", noop.message);
+    assert_outcome(&noop, proto::Outcome::UpToDate);
     assert_eq!(git(&app.checkout, &["rev-parse", "HEAD"]), head);
-    assert_eq!(gateway_container(&app).await, serving);
+    assert_eq!(gateway::container(&app.project).await, serving);
 
     // Upstream changes the same lines: the rebase conflicts, the checkout is byte-identical,
     // the conflicting file is named and v2 keeps serving.
@@ -195,25 +172,14 @@ async fn local_commits_are_rebased_onto_upstream_and_a_conflict_changes_nothing(
     git(&app.checkout, &["fetch", "-q", "origin"]);
     let before = checkout_state(&app.checkout);
     let conflict = update(&mut client, true).await;
-    assert_eq!(
-        outcome(&conflict),
-        proto::Outcome::Failed,
-        "{}",
-        conflict.message
-    );
-    assert!(
-        conflict.message.contains("conflicts in Dockerfile"),
-        "{}",
-        conflict.message
-    );
-    assert!(
-        conflict.message.contains("nothing was stopped"),
-        "{}",
-        conflict.message
+    assert_outcome(&conflict, proto::Outcome::Failed);
+    assert_says(
+        &conflict,
+        &["conflicts in Dockerfile", "nothing was stopped"],
     );
     assert_eq!(checkout_state(&app.checkout), before);
     assert!(!app.checkout.join(".git/clawops-rebase").exists());
-    assert_eq!(gateway_container(&app).await, serving);
+    assert_eq!(gateway::container(&app.project).await, serving);
     assert_eq!(app.served_version().await.as_deref(), Some("v2"));
     drop(client);
 
@@ -226,12 +192,7 @@ async fn local_commits_are_rebased_onto_upstream_and_a_conflict_changes_nothing(
     .unwrap();
     let v4 = git(&app.upstream, &["rev-parse", "HEAD"]);
     let configured = update(&mut client, false).await;
-    assert_eq!(
-        outcome(&configured),
-        proto::Outcome::Succeeded,
-        "{}",
-        configured.message
-    );
+    assert_outcome(&configured, proto::Outcome::Succeeded);
     assert_eq!(git(&app.checkout, &["rev-parse", "HEAD^"]), v4);
     assert_eq!(app.served_version().await.as_deref(), Some("v4"));
     let label = image_label(&configured.image, "local.patch").await;
@@ -241,18 +202,9 @@ async fn local_commits_are_rebased_onto_upstream_and_a_conflict_changes_nothing(
     std::fs::write(app.checkout.join("gateway.sh"), "# edited on the VM\n").unwrap();
     app.commit("v5", "ok", "v5").unwrap();
     let modified = update(&mut client, true).await;
-    assert_eq!(
-        outcome(&modified),
-        proto::Outcome::Failed,
-        "{}",
-        modified.message
-    );
-    assert!(
-        modified.message.contains("gateway.sh"),
-        "{}",
-        modified.message
-    );
-    assert_points_to_customizations(&modified.message);
+    assert_outcome(&modified, proto::Outcome::Failed);
+    assert_says(&modified, &["gateway.sh"]);
+    assert_points_to_customizations(&modified);
     assert_eq!(
         std::fs::read_to_string(app.checkout.join("gateway.sh")).unwrap(),
         "# edited on the VM\n"

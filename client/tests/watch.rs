@@ -18,8 +18,7 @@ use testkit::{
 };
 
 fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
-    let id = testkit::unique("w").trim_start_matches("w-").to_owned();
-    let app = DemoApp::create(dir, &id).unwrap();
+    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
     let cleanup = AppGuard::new(&app.project, &app.image_repo);
     (app, cleanup)
 }
@@ -41,16 +40,7 @@ fn agent_for(app: &DemoApp, window: Option<String>, notify_url: Option<String>) 
     if let Some(url) = notify_url {
         config.notify = vec![toml::from_str(&format!("url = {url:?}")).unwrap()];
     }
-    start(&config)
-}
-
-/// An agent process running `config` (its own listen address, token and state dir).
-fn start(config: &Config) -> AgentProcess {
-    let mut value = toml::Value::try_from(config).unwrap();
-    for key in ["listen", "token_file", "state_dir"] {
-        value.as_table_mut().unwrap().remove(key);
-    }
-    AgentProcess::start(&toml::to_string(&value).unwrap())
+    AgentProcess::start_with(&config)
 }
 
 async fn connect(agent: &AgentProcess) -> Client {
@@ -65,13 +55,7 @@ async fn connect(agent: &AgentProcess) -> Client {
 }
 
 fn cli(agent: &AgentProcess, args: &[&str]) -> std::process::Output {
-    Command::new(client_binary())
-        .args(["--addr", &agent.url(), "--token-file"])
-        .arg(agent.token_file())
-        .args(args)
-        .env_remove("CLAWOPS_TOKEN")
-        .output()
-        .unwrap()
+    agent.cli(args)
 }
 
 fn cli_json(agent: &AgentProcess, args: &[&str]) -> serde_json::Value {
@@ -90,14 +74,7 @@ async fn watch_status(client: &mut Client) -> proto::WatchStatusReply {
 }
 
 async fn history(client: &mut Client) -> Vec<proto::JournalEntry> {
-    let req = proto::HistoryRequest { limit: 100 };
-    client
-        .agent
-        .history(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
+    testkit::deploy::history(&mut client.agent, 100).await
 }
 
 /// The watcher's journal entries for `sha`.
@@ -281,11 +258,7 @@ async fn outside_the_window_nothing_is_deployed_and_status_shows_the_next_check(
 fn image_agent(app: &DemoApp, reference: &str) -> AgentProcess {
     let mut config = watch_config(app);
     config.app.image = Some(reference.to_owned());
-    start(&config)
-}
-
-fn gateway_name(app: &DemoApp) -> String {
-    format!("{}-openclaw-gateway-1", app.project)
+    AgentProcess::start_with(&config)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -313,7 +286,7 @@ async fn image_mode_watches_the_registry_digest_of_the_tag() {
         .await;
     wait_result(&mut client, &v2.digest, "succeeded").await;
     assert_eq!(app.served_version().await.as_deref(), Some("v2"));
-    let running = testkit::container::inspect(&gateway_name(&app)).await;
+    let running = testkit::container::inspect(&gateway::container_name(&app.project)).await;
     let pulled = format!("{}@{}", v2.reference.rsplit_once(':').unwrap().0, v2.digest);
     assert!(running.repo_digests.contains(&pulled), "{running:?}");
     assert_eq!(watch_entries(&mut client, &v2.digest).await.len(), 1);
@@ -355,7 +328,7 @@ async fn image_mode_watches_the_registry_digest_of_the_tag() {
     }
 
     // The registry goes away: the check fails clearly, and nothing running is touched.
-    let serving = testkit::container::inspect(&gateway_name(&app)).await;
+    let serving = testkit::container::inspect(&gateway::container_name(&app.project)).await;
     registry.stop();
     wait_check_error(&mut client, "could not ask the registry").await;
     let status = cli_json(&agent, &["watch", "status", "--json"]);
@@ -367,7 +340,7 @@ async fn image_mode_watches_the_registry_digest_of_the_tag() {
     assert_eq!(status["last"]["sha"], v3.digest.as_str(), "{status}");
     assert_eq!(status["paused"], false, "{status}");
     assert_eq!(
-        testkit::container::inspect(&gateway_name(&app)).await,
+        testkit::container::inspect(&gateway::container_name(&app.project)).await,
         serving
     );
     assert_eq!(app.served_version().await.as_deref(), Some("v2"));

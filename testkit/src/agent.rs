@@ -90,6 +90,23 @@ impl AgentProcess {
         agent
     }
 
+    /// Starts an agent with `config`, a whole agent config (`clawops_agent::config::Config`),
+    /// of which `listen`, `token_file` and `state_dir` are left to [`Self::start`].
+    pub fn start_with(config: &impl serde::Serialize) -> Self {
+        Self::start(&extra_toml(config))
+    }
+
+    /// Runs the `clawops` CLI against this agent with `args`; the token comes from its file.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(client_binary())
+            .args(["--addr", &self.url(), "--token-file"])
+            .arg(self.token_file())
+            .args(args)
+            .env_remove("CLAWOPS_TOKEN")
+            .output()
+            .expect("run clawops")
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -194,6 +211,17 @@ impl AgentProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
+}
+
+/// A whole agent config as the `extra` part of [`AgentProcess::start`], which sets `listen`,
+/// `token_file` and `state_dir` itself.
+pub fn extra_toml(config: &impl serde::Serialize) -> String {
+    let mut value = toml::Value::try_from(config).expect("a config toml can hold");
+    let table = value.as_table_mut().expect("a config is a table");
+    for key in ["listen", "token_file", "state_dir"] {
+        table.remove(key);
+    }
+    toml::to_string(&value).expect("toml text")
 }
 
 fn listening_addr(line: &str) -> Option<SocketAddr> {

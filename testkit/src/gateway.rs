@@ -16,3 +16,20 @@ pub fn files(mode: &str, version: &str) -> Vec<crate::image::ImageFile> {
 
 /// CMD for the gateway images.
 pub const CMD: &str = r#"["/bin/sh", "/gateway.sh"]"#;
+
+/// The gateway's container in compose project `project`, as the demo's compose file names it.
+pub fn container_name(project: &str) -> String {
+    format!("{project}-openclaw-gateway-1")
+}
+
+/// The id of the gateway's container in `project` and when it started: either changes when the
+/// container is recreated or restarted.
+pub async fn container(project: &str) -> (String, String) {
+    let docker = crate::docker::connect().await;
+    let c = docker
+        .inspect_container(&container_name(project), None)
+        .await
+        .expect("the gateway container");
+    let started = c.state.and_then(|s| s.started_at);
+    (c.id.expect("an id"), started.expect("a start time"))
+}

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod cleanup;
 pub mod container;
+pub mod deploy;
 pub mod docker;
 pub mod docker_proxy;
 pub mod gateway;
@@ -21,10 +22,12 @@ pub mod webhook;
 
 /// A name unique to this test run: `<prefix>-<8 hex>` (docker and compose accept it).
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+    format!("{prefix}-{}", unique_id())
+}
+
+/// 8 hex digits unique to this test run, e.g. the id of a demo app.
+pub fn unique_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; the race is negligible for tests).

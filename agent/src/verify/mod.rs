@@ -13,14 +13,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{StreamExt, TryStreamExt};
-
 use crate::{
     config::{Config, ResolvedApp, VerifyConfig},
     docker::{DockerError, Engine},
 };
 
 pub mod cache;
+mod container;
+mod image;
 pub mod probe;
 pub mod report;
 pub mod requirements;
@@ -32,13 +32,11 @@ mod target;
 pub use cache::{PROBE_REUSE, VerifyCache};
 pub use report::{BinaryReport, BinaryStatus, ContainerInfo, ProvidedBy, Report};
 
-use cache::ProbeKey;
-use probe::ProbeOutcome;
+use container::{ContainerSide, ProbePlan, container_side_all, reprobe_image_files};
+use image::{Cached, image_side_all};
 use report::{ImageSide, NotRunReason};
 use requirements::Requirements;
-use resolve::{ContainerFs, Content, Lookup};
 use runtime::Drift;
-use target::Scratch;
 
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -105,25 +103,6 @@ pub struct VerifyOptions {
     pub probe_timeout: Duration,
     /// Run every probe, even where this container run has a recent result for the same file.
     pub fresh: bool,
-}
-
-/// What the container side found for one name.
-#[derive(Debug, Clone)]
-struct ContainerSide {
-    lookup: Lookup,
-    probe: Option<ProbeOutcome>,
-    /// How old `probe` is when it was reused from an earlier call rather than run now.
-    probe_age: Option<Duration>,
-}
-
-impl ContainerSide {
-    fn unprobed(lookup: Lookup) -> Self {
-        Self {
-            lookup,
-            probe: None,
-            probe_age: None,
-        }
-    }
 }
 
 pub async fn verify(
@@ -308,96 +287,6 @@ async fn look(
     })
 }
 
-/// What the cache already knows of an image (per image id), and the names still to look up.
-struct Cached {
-    known: Vec<Option<ImageSide>>,
-    uncached: Vec<String>,
-}
-
-impl Cached {
-    fn split(
-        cache: &VerifyCache,
-        image_id: &str,
-        search_path: &[String],
-        names: &[String],
-    ) -> Self {
-        let known: Vec<Option<ImageSide>> = names
-            .iter()
-            .map(|n| cache.image_side(image_id, search_path, n))
-            .collect();
-        let uncached = names
-            .iter()
-            .zip(&known)
-            .filter(|(_, c)| c.is_none())
-            .map(|(n, _)| n.clone())
-            .collect();
-        Self { known, uncached }
-    }
-
-    /// Where the image has a name, the container needs looking at only up to there: an
-    /// earlier hit would be a runtime addition, a later one is never reached.
-    fn depths(&self, names: &[String], search_path: &[String]) -> Vec<usize> {
-        names
-            .iter()
-            .zip(&self.known)
-            .map(|(name, c)| match c.as_ref().map(|s| &s.lookup) {
-                Some(Lookup::Found(f)) => search_path
-                    .iter()
-                    .position(|dir| resolve::join(dir, name) == f.path)
-                    .map_or(search_path.len(), |k| k + 1),
-                _ => search_path.len(),
-            })
-            .collect()
-    }
-
-    /// The known and the fresh results in `names` order; the fresh ones go into the cache.
-    fn merge(
-        self,
-        cache: &VerifyCache,
-        image_id: &str,
-        search_path: &[String],
-        names: &[String],
-        fresh: Vec<ImageSide>,
-    ) -> Result<Vec<ImageSide>, VerifyError> {
-        let mut fresh: HashMap<String, ImageSide> = self.uncached.into_iter().zip(fresh).collect();
-        for (name, side) in &fresh {
-            // A file whose start could not be read is looked at again next time.
-            if side.content.is_some() || side.lookup.found().is_none() {
-                cache.put_image_side(image_id, search_path, name, side);
-            }
-        }
-        names
-            .iter()
-            .zip(self.known)
-            .map(|(name, c)| {
-                c.or_else(|| fresh.remove(name))
-                    .ok_or_else(|| VerifyError::Task(format!("no image result for {name}")))
-            })
-            .collect()
-    }
-}
-
-/// Probes the image's file where the container resolves the name elsewhere.
-async fn reprobe_image_files(
-    docker: &Engine,
-    c: &ContainerInfo,
-    names: &[String],
-    images: &[ImageSide],
-    sides: &mut [ContainerSide],
-    config: &VerifyConfig,
-    opts: &VerifyOptions,
-) {
-    for ((name, image), side) in names.iter().zip(images).zip(sides.iter_mut()) {
-        if let (Lookup::Found(i), Some(s)) = (&image.lookup, side.lookup.found())
-            && i.path != s.path
-        {
-            let argv = probe::argv_for(name, &i.path, config);
-            side.probe = Some(probe::run(docker, &c.id, name, &argv, opts.probe_timeout).await);
-            side.probe_age = None;
-        }
-    }
-}
-
 /// One report per name, with what requires it and whether it is required.
 fn binary_reports(
     plan: &Plan,
@@ -451,236 +340,4 @@ fn binary_reports(
         b.required_by = wanted.required_by.clone();
     }
     binaries
-}
-
-/// Looks names up in the image, through a throwaway container that is never started.
-async fn image_side_all(
-    docker: &Engine,
-    cache: &VerifyCache,
-    image: &str,
-    names: &[String],
-    search_path: &[String],
-) -> Result<(String, Vec<ImageSide>), VerifyError> {
-    let arch = async {
-        if let Some(arch) = cache.engine_arch() {
-            return arch;
-        }
-        match docker.version().await.ok().and_then(|v| v.arch) {
-            Some(arch) => {
-                cache.set_engine_arch(&arch);
-                arch
-            }
-            // The engine runs on this machine: the agent's own architecture is the VM's.
-            None => go_arch(std::env::consts::ARCH).to_owned(),
-        }
-    };
-    if names.is_empty() {
-        return Ok((arch.await, Vec::new()));
-    }
-    let t = Instant::now();
-    let (scratch, engine_arch) = tokio::join!(Scratch::create(docker, image), arch);
-    let scratch = scratch?;
-    let fs = ContainerFs {
-        docker,
-        container: scratch.id(),
-    };
-    let arch = engine_arch.as_str();
-    // Indices rather than `&String` items: keeps the stream's future `Send` for tokio::spawn.
-    let sides = futures::stream::iter(0..names.len())
-        .map(|i| image_side(fs, &names[i], search_path, arch))
-        .buffered(CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await;
-    scratch.remove().await;
-    tracing::debug!(
-        ms = t.elapsed().as_millis() as u64,
-        names = names.len(),
-        "verify: image looked up"
-    );
-    Ok((engine_arch, sides?))
-}
-
-async fn image_side(
-    fs: ContainerFs<'_>,
-    name: &str,
-    search_path: &[String],
-    engine_arch: &str,
-) -> Result<ImageSide, VerifyError> {
-    let lookup = resolve::lookup(fs, name, search_path).await?;
-    let Lookup::Found(found) = &lookup else {
-        return Ok(ImageSide {
-            lookup,
-            content: None,
-            problem: None,
-        });
-    };
-    let head = match fs.head(&found.target, resolve::HEAD_BYTES).await {
-        Ok(head) => head,
-        // What the file is stays unknown; the probe still tells whether it runs.
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the start of a binary");
-            return Ok(ImageSide {
-                lookup,
-                content: None,
-                problem: None,
-            });
-        }
-    };
-    let content = resolve::classify(&head);
-    let problem = match &content {
-        Content::Elf { machine } => {
-            resolve::wrong_arch(*machine, engine_arch).map(|why| (BinaryStatus::WrongArch, why))
-        }
-        Content::Script { interpreter, arg } => {
-            script_problem(fs, interpreter, arg.as_deref(), search_path).await?
-        }
-        Content::Other => None,
-    };
-    Ok(ImageSide {
-        lookup,
-        content: Some(content),
-        problem,
-    })
-}
-
-/// A script is only as good as its `#!` interpreter (`#!/usr/bin/env node` needs node on PATH).
-async fn script_problem(
-    fs: ContainerFs<'_>,
-    interpreter: &str,
-    arg: Option<&str>,
-    search_path: &[String],
-) -> Result<Option<(BinaryStatus, String)>, VerifyError> {
-    let shebang = format!(
-        "#!{interpreter}{}",
-        arg.map(|a| format!(" {a}")).unwrap_or_default()
-    );
-    let broken = |why: String| Ok(Some((BinaryStatus::Broken, why)));
-    if !interpreter.starts_with('/') {
-        return broken(format!(
-            "{shebang}: the interpreter must be an absolute path"
-        ));
-    }
-    let mut unreadable = Vec::new();
-    match resolve::about_path(fs.stat(interpreter).await, &mut unreadable)? {
-        None if !unreadable.is_empty() => return broken(unreadable.join("; ")),
-        None => return broken(format!("{shebang}: {interpreter} is not in the image")),
-        Some(s)
-            if s.is_symlink()
-                && resolve::about_path(fs.stat(&s.link_target).await, &mut unreadable)?
-                    .is_none() =>
-        {
-            return broken(format!(
-                "{shebang}: {interpreter} is a symlink to {}, which is not in the image",
-                s.link_target
-            ));
-        }
-        Some(_) => {}
-    }
-    if interpreter.ends_with("/env")
-        && let Some(program) = arg
-            .unwrap_or_default()
-            .split_whitespace()
-            .find(|w| !w.starts_with('-') && !w.contains('='))
-        && skills::check_name(program).is_ok()
-        && !matches!(
-            resolve::lookup(fs, program, search_path).await?,
-            Lookup::Found(_)
-        )
-    {
-        return broken(format!(
-            "{shebang}: {program} is not on PATH in the image; install it in the Dockerfile"
-        ));
-    }
-    Ok(None)
-}
-
-/// How the container side runs probes.
-#[derive(Clone, Copy)]
-struct ProbePlan<'a> {
-    timeout: Duration,
-    /// Where earlier results of this container run may be reused; `None` runs every probe.
-    reuse: Option<&'a VerifyCache>,
-}
-
-async fn container_side_all(
-    docker: &Engine,
-    ctr: &ContainerInfo,
-    names: &[String],
-    depths: &[usize],
-    search_path: &[String],
-    config: &VerifyConfig,
-    probes: Option<ProbePlan<'_>>,
-) -> Result<Vec<ContainerSide>, VerifyError> {
-    let fs = ContainerFs {
-        docker,
-        container: &ctr.id,
-    };
-    futures::stream::iter(0..names.len())
-        .map(|i| async move {
-            let name = &names[i];
-            let dirs = &search_path[..depths[i].min(search_path.len())];
-            let Some(plan) = probes else {
-                return resolve::lookup(fs, name, dirs)
-                    .await
-                    .map(ContainerSide::unprobed);
-            };
-            let argv = probe::argv_for(name, name, config);
-            let reusable = plan
-                .reuse
-                .filter(|c| c.may_reuse_probe(&ctr.id, &ctr.started_at, &argv.0));
-            if let Some(cache) = reusable {
-                // Which file the name is now decides whether the earlier result still holds.
-                let lookup = resolve::lookup(fs, name, dirs).await?;
-                let Some(file) = lookup.found() else {
-                    return Ok(ContainerSide::unprobed(lookup));
-                };
-                let key = ProbeKey::new(&ctr.id, &ctr.started_at, &argv.0, file);
-                let (probe, probe_age) = match cache.probe(&key) {
-                    Some((outcome, age)) => (outcome, Some(age)),
-                    None => {
-                        let outcome = probe::run(docker, &ctr.id, name, &argv, plan.timeout).await;
-                        cache.put_probe(key, &outcome);
-                        (outcome, None)
-                    }
-                };
-                return Ok(ContainerSide {
-                    lookup,
-                    probe: Some(probe),
-                    probe_age,
-                });
-            }
-            // The engine resolves a bare name on the container's PATH as the lookup does, so
-            // the probe need not wait for it; a probe of a name that is not there is dropped.
-            let probe = probe::run(docker, &ctr.id, name, &argv, plan.timeout);
-            let (lookup, probe) = tokio::join!(resolve::lookup(fs, name, dirs), probe);
-            let lookup = lookup?;
-            let Some(file) = lookup.found() else {
-                return Ok(ContainerSide::unprobed(lookup));
-            };
-            if let Some(cache) = plan.reuse {
-                cache.put_probe(
-                    ProbeKey::new(&ctr.id, &ctr.started_at, &argv.0, file),
-                    &probe,
-                );
-            }
-            Ok::<_, VerifyError>(ContainerSide {
-                lookup,
-                probe: Some(probe),
-                probe_age: None,
-            })
-        })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await
-}
-
-/// Rust's architecture names → Go's, which the engine uses.
-fn go_arch(rust: &str) -> &str {
-    match rust {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
 }

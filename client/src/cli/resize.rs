@@ -7,9 +7,10 @@ use std::{
 
 use clap::Args;
 use clawops::{
-    Client, ClientError, proto,
+    Client, ClientError,
+    gce::{InstanceAction, valid_machine_type},
+    proto,
     resize::{self, Plan, ResizeError, StepOutcome, WaitRequest},
-    target::{InstanceAction, valid_machine_type},
 };
 use clawops_proto::machine_types::{MachineType, PRICE_SOURCE};
 use serde_json::{Value, json};

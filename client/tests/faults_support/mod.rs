@@ -39,12 +39,7 @@ pub fn app_config(app: &DemoApp, readiness_secs: u64) -> Config {
 /// `config` as the `extra` part of an [`AgentProcess`] config (which sets listen, token and
 /// state itself).
 pub fn agent_toml(config: &Config) -> String {
-    let mut value = toml::Value::try_from(config).unwrap();
-    let table = value.as_table_mut().unwrap();
-    for key in ["listen", "token_file", "state_dir"] {
-        table.remove(key);
-    }
-    toml::to_string(&value).unwrap()
+    testkit::agent::extra_toml(config)
 }
 
 pub fn start_agent(config: &Config) -> AgentProcess {
