@@ -10,11 +10,7 @@ use chrono::{Timelike, Utc};
 use clawops::{Client, ConnectOptions, Target, demo::DemoApp, proto};
 use clawops_agent::config::Config;
 use testkit::{
-    agent::{AgentProcess, client_binary},
-    cleanup::AppGuard,
-    gateway,
-    registry::Registry,
-    webhook::Webhook,
+    agent::AgentProcess, cleanup::AppGuard, gateway, registry::Registry, webhook::Webhook,
 };
 
 fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
