@@ -26,6 +26,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(false).await
+}
+
+/// `unprivileged`: the agent runs as `nobody`, as the packaged agent runs as `clawops`.
+async fn fixture_with(unprivileged: bool) -> Fixture {
     let project = unique("runexec");
     let guard = ProjectGuard::new(&project);
     let tag = format!("{project}:latest");
@@ -51,10 +56,17 @@ async fn fixture() -> Fixture {
         ),
     )
     .unwrap();
-    let agent = AgentProcess::start(&format!(
+    let config = format!(
         "[app]\nrepo = {:?}\nproject = {project:?}\nservice = \"gateway\"\n",
         repo.path().display().to_string()
-    ));
+    );
+    let agent = if unprivileged {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(repo.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        AgentProcess::start_unprivileged(&config)
+    } else {
+        AgentProcess::start(&config)
+    };
     Fixture {
         agent,
         project,
@@ -113,6 +125,12 @@ async fn one_offs(project: &str) -> Vec<bollard::models::ContainerSummary> {
         ))
         .await
         .unwrap()
+}
+
+async fn runs(container: &str) -> bool {
+    let docker = testkit::docker::connect().await;
+    let inspect = docker.inspect_container(container, None).await.unwrap();
+    inspect.state.and_then(|s| s.running) == Some(true)
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
@@ -285,13 +303,7 @@ async fn exec_runs_in_the_gateway_and_bad_input_touches_nothing() {
     let (code, _, err) = clawops(a, &["exec", "--", "/no/such/binary"], b"");
     assert_ne!(code, 0, "{err}");
 
-    let state = docker
-        .inspect_container(&gateway, None)
-        .await
-        .unwrap()
-        .state
-        .unwrap();
-    assert_eq!(state.running, Some(true));
+    assert!(runs(&gateway).await);
     assert!(one_offs(&f.project).await.is_empty());
 }
 
@@ -349,13 +361,12 @@ impl Drop for Tmux {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_terminal_session_is_raw_follows_resizes_and_restores_the_terminal() {
-    let f = fixture().await;
+/// `clawops exec -- sh` against `agent`, quoted for a shell command line.
+fn exec_sh_line(agent: &AgentProcess) -> String {
     let bin = client_binary();
-    let token = f.agent.token_file();
-    let url = f.agent.url();
-    let clawops = [
+    let token = agent.token_file();
+    let url = agent.url();
+    let argv = [
         bin.to_str().unwrap(),
         "--addr",
         &url,
@@ -365,11 +376,17 @@ async fn a_terminal_session_is_raw_follows_resizes_and_restores_the_terminal() {
         "--",
         "sh",
     ];
+    shlex::try_join(argv).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_session_is_raw_follows_resizes_and_restores_the_terminal() {
+    let f = fixture().await;
     // The pane's shell (the test's own fixed script) reports how clawops ended and what state
     // it left the terminal in.
     let script = format!(
         "{}; echo EXIT=$?; stty -a; sleep 60",
-        shlex::try_join(clawops).unwrap()
+        exec_sh_line(&f.agent)
     );
     let tmux = Tmux {
         socket: unique("clawops-tty"),
@@ -420,4 +437,143 @@ async fn a_terminal_session_is_raw_follows_resizes_and_restores_the_terminal() {
             "{restored} not restored:\n{screen}"
         );
     }
+}
+
+/// How many processes in `container` run exactly `cmd` (a zombie shows as `[sleep] <defunct>`).
+async fn running(container: &str, cmd: &str) -> usize {
+    let docker = testkit::docker::connect().await;
+    let options = bollard::query_parameters::TopOptionsBuilder::default()
+        .ps_args("-ef")
+        .build();
+    let top = docker
+        .top_processes(container, Some(options))
+        .await
+        .unwrap();
+    let titles = top.titles.unwrap_or_default();
+    let cmd_column = titles.iter().position(|t| t == "CMD").unwrap();
+    top.processes
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.get(cmd_column).is_some_and(|c| c == cmd))
+        .count()
+}
+
+/// Waits until `count` processes in `container` run `cmd`.
+async fn wait_until_running(container: &str, cmd: &str, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = running(container, cmd).await;
+        if now == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} processes `{cmd}` in {container} after {within:?}, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `sh -c` with a job in the background and one in the foreground in the gateway,
+/// SIGKILLs the client and waits for both to be gone; how long that took.
+async fn kill_the_client_of_sh_with_a_job(f: &Fixture) -> Duration {
+    let gateway = format!("{}-gateway-1", f.project);
+    let script = "sleep 1000 & sleep 1000; true";
+    let mut child = command(&f.agent, &["exec", "-T", "--", "sh", "-c", script])
+        .spawn()
+        .unwrap();
+    wait_until_running(&gateway, "sleep 1000", 2, Duration::from_secs(30)).await;
+    child.kill().unwrap(); // SIGKILL: no chance to say goodbye
+    child.wait().unwrap();
+    let killed = Instant::now();
+    wait_until_running(&gateway, "sleep 1000", 0, Duration::from_secs(10)).await;
+    killed.elapsed()
+}
+
+/// An agent that may signal the processes (root, as here) kills them directly.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_exec_and_its_jobs_are_killed() {
+    let f = fixture().await;
+    kill_the_client_of_sh_with_a_job(&f).await;
+    let log = f.agent.log();
+    assert!(!log.contains("could not be killed"), "{log}");
+    assert!(!log.contains("from inside its container"), "{log}");
+    assert!(runs(&format!("{}-gateway-1", f.project)).await);
+}
+
+/// The packaged agent runs as an unprivileged user and the gateway's processes as root, so the
+/// kernel refuses the agent the kill: it goes through the engine and takes along what the
+/// exec started, a job in the background too, with a terminal and without.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unprivileged_agent_kills_everything_an_abandoned_exec_started() {
+    let f = fixture_with(true).await;
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", f.agent.pid().unwrap())).unwrap();
+    let field = |name: &str| -> Vec<String> {
+        let line = status.lines().find_map(|l| l.strip_prefix(name)).unwrap();
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4]);
+    assert_eq!(field("CapEff:"), ["0000000000000000"]);
+    let gateway = format!("{}-gateway-1", f.project);
+    let sleep = "sleep 1000";
+
+    // Piped: `sh -c` with a job in the background and one in the foreground.
+    let took = kill_the_client_of_sh_with_a_job(&f).await;
+    eprintln!("piped exec killed {took:?} after its client");
+
+    // A terminal: the interactive shell gives each job a process group of its own.
+    let tmux = Tmux {
+        socket: unique("clawops-tty"),
+    };
+    let script = format!("exec {}", exec_sh_line(&f.agent));
+    tmux.run(&["new-session", "-d", "-s", "tty", "sh", "-c", &script]);
+    tmux.wait_for("prompt", |l| l.trim_end().ends_with('#'));
+    tmux.type_line("sleep 1000 &");
+    tmux.type_line("sleep 1000");
+    wait_until_running(&gateway, sleep, 2, Duration::from_secs(30)).await;
+    let pid = tmux.run(&["display-message", "-p", "-t", "tty", "#{pane_pid}"]);
+    let status = Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let killed = Instant::now();
+    wait_until_running(&gateway, sleep, 0, Duration::from_secs(10)).await;
+    eprintln!(
+        "terminal exec killed {:?} after its client",
+        killed.elapsed()
+    );
+
+    // Nothing else was touched, and nothing was left to warn about.
+    assert!(runs(&gateway).await);
+    let log = f.agent.log();
+    assert!(!log.contains("could not be killed"), "{log}");
+    assert!(
+        log.contains("killed an abandoned exec from inside its container"),
+        "{log}"
+    );
+
+    // An image without `kill`: the process keeps running, and the log says so and what to do.
+    let (code, _, err) = clawops(&f.agent, &["exec", "--", "rm", "/bin/kill"], b"");
+    assert_eq!(code, 0, "{err}");
+    let mut child = command(&f.agent, &["exec", "-T", "--", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    wait_until_running(&gateway, sleep, 1, Duration::from_secs(30)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let warning = loop {
+        let log = f.agent.log();
+        if let Some(line) = log.lines().find(|l| l.contains("could not be killed")) {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no warning:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for needed in ["keep running", "no `kill` command", "kill -KILL", &gateway] {
+        assert!(warning.contains(needed), "{needed:?} not in {warning}");
+    }
+    assert_eq!(running(&gateway, sleep).await, 1);
 }

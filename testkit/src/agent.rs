@@ -58,12 +58,28 @@ pub struct AgentProcess {
     pub token: String,
     pub config_path: PathBuf,
     log: Arc<Mutex<String>>,
+    /// Runs as [`NOBODY`].
+    unprivileged: bool,
 }
+
+/// The uid and gid [`AgentProcess::start_unprivileged`] runs the agent as (`nobody`).
+pub const NOBODY: u32 = 65534;
 
 impl AgentProcess {
     /// Starts an agent whose config is `listen`, `token_file`, `state_dir` followed by `extra`
     /// (which must consist of `[tables]`, since top-level keys would land in the previous table).
     pub fn start(extra: &str) -> Self {
+        Self::create(extra, false)
+    }
+
+    /// [`Self::start`] as `nobody` ([`NOBODY`]) with the Docker socket's group and no
+    /// capabilities, as the packaged agent runs as the unprivileged `clawops` user: the kernel
+    /// refuses it what only root may do. Paths in `extra` must be readable by `nobody`.
+    pub fn start_unprivileged(extra: &str) -> Self {
+        Self::create(extra, true)
+    }
+
+    fn create(extra: &str, unprivileged: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, format!("{TEST_TOKEN}\n")).unwrap();
@@ -85,7 +101,17 @@ impl AgentProcess {
             token: TEST_TOKEN.into(),
             config_path,
             log: Arc::default(),
+            unprivileged,
         };
+        if unprivileged {
+            for path in [
+                agent.dir().to_owned(),
+                agent.token_file(),
+                agent.config_path.clone(),
+            ] {
+                std::os::unix::fs::lchown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+            }
+        }
         agent.spawn();
         agent
     }
@@ -128,8 +154,41 @@ impl AgentProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// The agent binary, or for [`NOBODY`] through `setpriv` (util-linux).
+    fn command(&self) -> Command {
+        if !self.unprivileged {
+            return Command::new(agent_binary());
+        }
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={NOBODY}"))
+            .arg(format!("--regid={NOBODY}"))
+            .arg(format!("--groups={}", docker_socket_gid()))
+            .arg("--")
+            .arg(self.binary_for_nobody())
+            .env("HOME", self.dir());
+        cmd
+    }
+
+    /// The built binary when `nobody` can reach it, else a copy in the agent's directory.
+    fn binary_for_nobody(&self) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let built = agent_binary();
+        let reachable = built.ancestors().all(|p| {
+            p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o001 != 0)
+        });
+        if reachable {
+            return built;
+        }
+        let copy = self.dir().join("clawops-agent");
+        if !copy.exists() {
+            std::fs::copy(&built, &copy).unwrap();
+        }
+        copy
+    }
+
     fn spawn(&mut self) {
-        let mut child = Command::new(agent_binary())
+        let mut child = self
+            .command()
             .arg("--config")
             .arg(&self.config_path)
             .args(["--log-format", "json"])
@@ -222,6 +281,19 @@ pub fn extra_toml(config: &impl serde::Serialize) -> String {
         table.remove(key);
     }
     toml::to_string(&value).expect("toml text")
+}
+
+/// The group owning the engine's socket (`DOCKER_HOST` or the default), which lets a user
+/// reach it.
+fn docker_socket_gid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+    std::fs::metadata(&path)
+        .unwrap_or_else(|e| panic!("the Docker socket {path}: {e}"))
+        .gid()
 }
 
 fn listening_addr(line: &str) -> Option<SocketAddr> {

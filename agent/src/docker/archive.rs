@@ -94,12 +94,13 @@ impl Engine {
             .map_err(self.err(format!("writing into {container}")))
     }
 
-    /// Runs `argv` in the running container (no shell); each stream is kept up to `max_output`
-    /// bytes. `None` when it did not finish within `timeout` (counted from its start, not from
-    /// the engine accepting it).
+    /// Runs `argv` in the running container (no shell) as `user` (`None`: the container's
+    /// configured user); each stream is kept up to `max_output` bytes. `None` when it did not
+    /// finish within `timeout` (counted from its start, not from the engine accepting it).
     pub async fn exec(
         &self,
         container: &str,
+        user: Option<&str>,
         argv: &[String],
         max_output: usize,
         timeout: Duration,
@@ -111,6 +112,7 @@ impl Engine {
                 container,
                 CreateExecOptions::<String> {
                     cmd: Some(argv.to_vec()),
+                    user: user.map(str::to_owned),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     ..Default::default()

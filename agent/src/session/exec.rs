@@ -42,31 +42,10 @@ pub async fn open(
             container_name: container.name,
             exec_id: Some(exec_id.clone()),
         },
-        process: Process::Exec { exec_id },
+        process: Process::Exec {
+            exec_id,
+            service: req.service.clone(),
+        },
         attached,
     })
-}
-
-/// Kills an exec whose client went away. The engine has no API for it and keeps the process
-/// running when its attach connection closes, so the agent signals it directly, which the
-/// kernel allows only when the agent runs as root or as the process's user; otherwise the
-/// process is left running (its stdin closed) and the log says so.
-pub async fn kill(engine: &Engine, exec_id: &str) {
-    let pid = match engine.exec_host_pid(exec_id).await {
-        Ok(Some(pid)) => pid,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot find the process of an abandoned exec");
-            return;
-        }
-    };
-    let Ok(raw) = i32::try_from(pid) else { return };
-    let target = nix::unistd::Pid::from_raw(raw);
-    if let Err(errno) = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL) {
-        tracing::warn!(
-            pid,
-            %errno,
-            "the client of an exec went away but its process cannot be killed from here; it keeps running"
-        );
-    }
 }

@@ -4,7 +4,8 @@
 //! - [`run::open`]: a one-off container from the service's compose definition, named and
 //!   labelled as `docker compose run` names one-offs, removed when the session ends however it
 //!   ends (exit, error, client gone).
-//! - [`exec::open`]: a process in the service's running container.
+//! - [`exec::open`]: a process in the service's running container; [`kill::kill`] kills it
+//!   and what it started when the client goes away.
 //! - [`Session::pump`]: stdin and resizes in, output out, through bounded channels (a fast
 //!   producer waits for a slow consumer instead of being buffered), then the exit code.
 use bytes::Bytes;
@@ -18,6 +19,8 @@ use crate::{
 };
 
 pub mod exec;
+mod kill;
+mod procs;
 mod pump;
 pub mod run;
 
@@ -149,6 +152,8 @@ enum Process {
     OneOff(TempContainer),
     Exec {
         exec_id: String,
+        /// For the advice when its process cannot be killed.
+        service: String,
     },
 }
 
@@ -175,9 +180,9 @@ impl Session {
     ) -> Result<Ending, SessionError> {
         let Session {
             engine,
+            started,
             process,
             attached,
-            ..
         } = self;
         let resizer = pump::Resizer {
             engine: &engine,
@@ -188,13 +193,19 @@ impl Session {
             (Ok(pump::Drained::Finished), Process::OneOff(c)) => {
                 Ending::Exited(engine.wait(c.id()).await?)
             }
-            (Ok(pump::Drained::Finished), Process::Exec { exec_id }) => {
+            (Ok(pump::Drained::Finished), Process::Exec { exec_id, .. }) => {
                 let patience = std::time::Duration::from_secs(2);
                 Ending::Exited(engine.exec_exit_code(exec_id, patience).await?)
             }
             (Ok(pump::Drained::ClientGone), _) | (Err(_), _) => {
-                if let Process::Exec { exec_id } = &process {
-                    exec::kill(&engine, exec_id).await;
+                if let Process::Exec { exec_id, service } = &process {
+                    let abandoned = kill::Abandoned {
+                        exec_id,
+                        container_id: &started.container_id,
+                        container_name: &started.container_name,
+                        service,
+                    };
+                    kill::kill(&engine, abandoned).await;
                 }
                 Ending::ClientGone
             }

@@ -26,7 +26,7 @@ impl Resizer<'_> {
     pub async fn resize(&self, size: TtySize) -> Result<(), DockerError> {
         match self.process {
             Process::OneOff(c) => self.engine.resize_container_tty(c.id(), size).await,
-            Process::Exec { exec_id } => self.engine.resize_exec(exec_id, size).await,
+            Process::Exec { exec_id, .. } => self.engine.resize_exec(exec_id, size).await,
         }
     }
 }

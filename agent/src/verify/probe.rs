@@ -41,7 +41,10 @@ pub async fn probe(
         source,
     };
     let display = argv.join(" ");
-    match docker.exec(container, argv, MAX_OUTPUT, timeout).await {
+    match docker
+        .exec(container, None, argv, MAX_OUTPUT, timeout)
+        .await
+    {
         Ok(None) => Ok(ProbeOutcome {
             verdict: ProbeVerdict::Broken,
             version: None,

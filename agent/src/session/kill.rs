@@ -1,0 +1,150 @@
+//! Killing an exec whose client went away. The engine has no API for it and keeps the process
+//! running when its attach connection closes, so the agent kills it, and everything it started
+//! (its session, see [`procs::session_of`]), itself.
+//!
+//! Directly first, SIGKILL by host pid: it needs nothing from the container and works whenever
+//! the agent runs as root or as the processes' user. The packaged agent runs as the
+//! unprivileged `clawops` user while the gateway's processes belong to root or uid 1000, so
+//! what the kernel refuses (EPERM) is killed from inside the container through the engine:
+//! `kill -KILL <pids>` exec'd as the container's root, with the pids of its namespace.
+use std::{path::Path, time::Duration};
+
+use nix::{errno::Errno, sys::signal::Signal, unistd::Pid};
+
+use super::procs::{self, ProcError, Target};
+use crate::docker::{DockerError, Engine};
+
+const PROC: &str = "/proc";
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+/// What `kill` prints is only quoted in a warning.
+const MAX_KILL_OUTPUT: usize = 2048;
+/// How long killed processes get to leave /proc (SIGKILL is delivered when they next run).
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The exec to kill.
+#[derive(Debug, Clone, Copy)]
+pub struct Abandoned<'a> {
+    pub exec_id: &'a str,
+    pub container_id: &'a str,
+    pub container_name: &'a str,
+    pub service: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum KillError {
+    #[error("cannot read its processes: {0}")]
+    Proc(#[from] ProcError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("the container has no `kill` command: {0}")]
+    NoKill(String),
+    #[error("`kill` did not finish within {} s", KILL_TIMEOUT.as_secs())]
+    TimedOut,
+    #[error("they survived `kill -KILL` run as the container's root: {0}")]
+    Survived(String),
+}
+
+/// Kills the exec's processes; what cannot be killed is logged with what to do about it.
+pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
+    let leader = match engine.exec_host_pid(exec.exec_id).await {
+        Ok(Some(pid)) => pid,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find the process of an abandoned exec; it may keep running");
+            return;
+        }
+    };
+    let Ok(leader) = i32::try_from(leader) else {
+        return;
+    };
+    let targets = match procs::session_of(Path::new(PROC), leader) {
+        Ok(targets) => targets,
+        Err(e) => return left_running(exec, &format!("host pid {leader}"), &e.into()),
+    };
+    let denied = kill_directly(&targets);
+    if denied.is_empty() {
+        return;
+    }
+    match kill_in_container(engine, exec.container_id, &denied).await {
+        Ok(()) => tracing::debug!(
+            processes = denied.len(),
+            "killed an abandoned exec from inside its container"
+        ),
+        Err(e) => left_running(exec, &container_pids(&denied), &e),
+    }
+}
+
+/// SIGKILLs each target; returns those the kernel does not let the agent signal.
+fn kill_directly(targets: &[Target]) -> Vec<Target> {
+    targets
+        .iter()
+        .filter(|t| {
+            match nix::sys::signal::kill(Pid::from_raw(t.host), Signal::SIGKILL) {
+                Ok(()) | Err(Errno::ESRCH) => false,
+                Err(errno) => {
+                    tracing::debug!(pid = t.host, %errno, "cannot signal an abandoned exec's process");
+                    true
+                }
+            }
+        })
+        .copied()
+        .collect()
+}
+
+/// `kill -KILL <pids>` as the container's root, user `0` (argv, no shell), then checks that they died:
+/// `kill` fails for a pid that exited in the meantime, which is not a failure here.
+async fn kill_in_container(
+    engine: &Engine,
+    container: &str,
+    targets: &[Target],
+) -> Result<(), KillError> {
+    let mut argv = vec!["kill".to_owned(), "-KILL".to_owned()];
+    argv.extend(targets.iter().map(|t| t.container.to_string()));
+    let out = engine
+        .exec(container, Some("0"), &argv, MAX_KILL_OUTPUT, KILL_TIMEOUT)
+        .await?
+        .ok_or(KillError::TimedOut)?;
+    let said = String::from_utf8_lossy(if out.stderr.is_empty() {
+        &out.stdout
+    } else {
+        &out.stderr
+    })
+    .trim()
+    .to_owned();
+    // 126/127: the engine could not start it (the runtime's "executable file not found").
+    if matches!(out.exit_code, Some(126 | 127)) {
+        return Err(KillError::NoKill(said));
+    }
+    let settled = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let alive: Vec<_> = targets
+            .iter()
+            .filter(|t| procs::running(Path::new(PROC), t.host))
+            .collect();
+        if alive.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= settled {
+            let code = out.exit_code.map_or("none".to_owned(), |c| c.to_string());
+            return Err(KillError::Survived(format!("exit code {code}, {said:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn container_pids(targets: &[Target]) -> String {
+    let pids: Vec<_> = targets.iter().map(|t| t.container.to_string()).collect();
+    pids.join(" ")
+}
+
+fn left_running(exec: Abandoned<'_>, pids: &str, error: &KillError) {
+    tracing::warn!(
+        container = exec.container_name,
+        pids,
+        %error,
+        "the client of an exec went away but its processes could not be killed; they keep \
+         running: kill them with `clawops exec --service {} -- kill -KILL` and the pids, or \
+         restart the container",
+        exec.service
+    );
+}
