@@ -149,7 +149,7 @@ fn run(config: Config) -> ExitCode {
                 "recovered operations a previous run left unfinished"
             );
         }
-        clawops_agent::watch::start(&ctx);
+        clawops_agent::watch::start(&ctx, clawops_agent::watch::AfterCheck::Trim);
         let listener = match tokio::net::TcpListener::bind(ctx.config.listen).await {
             Ok(l) => l,
             Err(e) => {

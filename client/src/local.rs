@@ -18,7 +18,7 @@ pub async fn connect_local(config_path: &Path) -> Result<Client, ClientError> {
 pub async fn connect_with_config(config: Config) -> Result<Client, ClientError> {
     let ctx = startup::build_context(config).map_err(|e| ClientError::Usage(e.to_string()))?;
     clawops_agent::reconcile::recover(&ctx).await;
-    clawops_agent::watch::start(&ctx);
+    clawops_agent::watch::start(&ctx, clawops_agent::watch::AfterCheck::Nothing);
     // A fresh random token: the in-memory channel is private, but the server path is the same.
     let secret = uuid_token();
     let token = Token::new(&secret);

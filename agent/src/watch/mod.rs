@@ -16,7 +16,7 @@ pub mod source;
 pub mod state;
 pub mod window;
 
-pub use run::start;
+pub use run::{AfterCheck, start};
 pub use source::Source;
 pub use state::{LastResult, Pause, Persisted};
 pub use window::Window;

@@ -3,8 +3,8 @@
 //! one that rolled back, and the single-flight lock is free (busy: try again at the next tick).
 //! A failed check (remote or registry down, refused credentials) is recorded as the check's
 //! result and touches nothing running. The loop holds only a weak reference to the context
-//! between ticks and does nothing that counts as a call, so an idle agent still goes quiet and
-//! trims (`trim::when_quiet`).
+//! between ticks and does nothing that counts as a call; in the daemon it gives each check's
+//! pages back when the check is done (`AfterCheck::Trim`), so watching keeps the idle agent small.
 use std::{
     sync::{Arc, Weak},
     time::Duration,
@@ -21,20 +21,31 @@ use crate::{
     update::{self, UpdateOptions},
 };
 
+/// What the loop does besides checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCheck {
+    /// Give the check's pages back at once (the daemon: `trim::trim`). Checks come on a timer,
+    /// so the agent never stays quiet long enough for `trim::when_quiet`, and each check maps
+    /// code (compose parsing, git, state files) that the idle agent otherwise has no use for.
+    Trim,
+    /// Leave memory alone: the loop runs inside another program (`clawops local`).
+    Nothing,
+}
+
 /// Starts the loop when `[watch] enabled`. Call after start-up recovery, so a deploy never
 /// races the repair of an interrupted one. Returns whether it started.
-pub fn start(ctx: &Arc<AgentContext>) -> bool {
+pub fn start(ctx: &Arc<AgentContext>, after_check: AfterCheck) -> bool {
     if !ctx.watch.config.enabled {
         return false;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return false;
     };
-    runtime.spawn(run(Arc::downgrade(ctx), ctx.watch.clone()));
+    runtime.spawn(run(Arc::downgrade(ctx), ctx.watch.clone(), after_check));
     true
 }
 
-async fn run(ctx: Weak<AgentContext>, watcher: Arc<Watcher>) {
+async fn run(ctx: Weak<AgentContext>, watcher: Arc<Watcher>, after_check: AfterCheck) {
     loop {
         // Only the watcher, not the whole context, lives across the sleep.
         match schedule(&watcher, Utc::now()) {
@@ -49,9 +60,22 @@ async fn run(ctx: Weak<AgentContext>, watcher: Arc<Watcher>) {
         let Some(ctx) = ctx.upgrade() else { return };
         if watcher.paused().is_none() && watcher.window.contains(Utc::now()) {
             tick(&ctx).await;
+            // Not while a call streams: it is using those pages.
+            if after_check == AfterCheck::Trim && ctx.counters.streams() == 0 {
+                trim_now();
+            }
         }
     }
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_now() {
+    let t = crate::trim::trim();
+    tracing::trace!(segments = t.segments, "trimmed after a watch check");
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_now() {}
 
 /// Sets and returns the wait until the next check (`None`: paused, wait for resume).
 fn schedule(watcher: &Watcher, now: DateTime<Utc>) -> Option<Duration> {
