@@ -213,13 +213,7 @@ async fn oom_killed_container_is_reported_with_its_events_and_advice() {
     .await;
     assert!(events.iter().all(|e| e.service == "gw"), "{events:?}");
 
-    let report = memory::report(
-        &agent.ctx.memory,
-        &agent.ctx.project_engine(),
-        ReportOptions::default(),
-    )
-    .await
-    .unwrap();
+    let report = agent.report(ReportOptions::default()).await;
     assert_eq!(report.docker_error, None);
     let c = report
         .containers
@@ -267,13 +261,7 @@ async fn running_container_usage_from_cgroup_matches_docker_stats() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = memory::report(
-        &agent.ctx.memory,
-        &agent.ctx.project_engine(),
-        ReportOptions::default(),
-    )
-    .await
-    .unwrap();
+    let report = agent.report(ReportOptions::default()).await;
     let c = report.containers.iter().find(|c| c.id == id).unwrap();
     assert!(c.running);
     assert_eq!(c.limit, Some(64 * MIB));
@@ -384,16 +372,12 @@ async fn ring_wraps_in_the_running_sampler() {
         now - samples[0].at <= 4,
         "the oldest samples were overwritten: {samples:?}"
     );
-    let report = memory::report(
-        &agent.ctx.memory,
-        &agent.ctx.project_engine(),
-        ReportOptions {
+    let report = agent
+        .report(ReportOptions {
             samples: true,
             max_samples: 0,
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await;
     assert_eq!(report.history.samples.len(), 3);
     assert_eq!(report.history.available.unwrap().count, 3);
 }
@@ -401,13 +385,7 @@ async fn ring_wraps_in_the_running_sampler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_memory_from_real_proc() {
     let agent = agent_with(|_| {});
-    let report = memory::report(
-        &agent.ctx.memory,
-        &agent.ctx.project_engine(),
-        ReportOptions::default(),
-    )
-    .await
-    .unwrap();
+    let report = agent.report(ReportOptions::default()).await;
     let h = &report.host;
     assert!(h.total > 64 * MIB);
     assert!(h.available > 0 && h.available <= h.total);
@@ -427,13 +405,7 @@ async fn docker_down_still_reports_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("nobody.sock").display().to_string();
     let agent = agent_with(|c| c.docker_host = Some(format!("unix://{socket}")));
-    let report = memory::report(
-        &agent.ctx.memory,
-        &agent.ctx.project_engine(),
-        ReportOptions::default(),
-    )
-    .await
-    .unwrap();
+    let report = agent.report(ReportOptions::default()).await;
     let err = report.docker_error.expect("a docker error");
     assert!(err.contains("nobody.sock"), "{err}");
     assert!(report.containers.is_empty());

@@ -5,7 +5,12 @@ use std::time::{Duration, Instant};
 
 use clawops::{Client, demo::DemoApp, proto};
 use proto::deploy_event::Event;
-use testkit::{cleanup::AppGuard, gateway, registry::Registry};
+use testkit::{
+    cleanup::AppGuard,
+    deploy::{assert_outcome, assert_says},
+    gateway,
+    registry::Registry,
+};
 
 fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
     let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
@@ -45,10 +50,6 @@ async fn rollback(client: &mut Client, to: &str) -> proto::DeployResult {
     client.rollback_to_end(req).await.unwrap()
 }
 
-fn outcome(r: &proto::DeployResult) -> proto::Outcome {
-    testkit::deploy::outcome(r)
-}
-
 async fn container_id(app: &DemoApp) -> String {
     testkit::gateway::container(&app.project).await.0
 }
@@ -63,21 +64,15 @@ async fn image_mode_pulls_noops_rolls_back_and_returns_to_earlier_digests() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = app(dir.path());
     let name = testkit::unique("gw");
-    let ok = |v: &str| gateway::files("ok", v);
     let v1 = registry
-        .publish(&name, &["current"], &ok("v1"), gateway::CMD)
+        .publish_gateway(&name, &["current"], "ok", "v1")
         .await;
     let config = image_config(&app, &v1.reference);
     let mut client = clawops::local::connect_with_config(config).await.unwrap();
 
     // First deploy: the tag resolves to v1's digest, which is pulled with progress.
     let (events, first) = update_events(&mut client, Default::default()).await;
-    assert_eq!(
-        outcome(&first),
-        proto::Outcome::Succeeded,
-        "{}",
-        first.message
-    );
+    assert_outcome(&first, proto::Outcome::Succeeded);
     assert_eq!(first.to_sha, v1.digest);
     assert!(first.image.ends_with(hex12(&v1.digest)), "{}", first.image);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
@@ -105,15 +100,10 @@ async fn image_mode_pulls_noops_rolls_back_and_returns_to_earlier_digests() {
 
     // The tag moves to v2: pulled and swapped.
     let v2 = registry
-        .publish(&name, &["current", "v2"], &ok("v2"), gateway::CMD)
+        .publish_gateway(&name, &["current", "v2"], "ok", "v2")
         .await;
     let second = update(&mut client, "").await;
-    assert_eq!(
-        outcome(&second),
-        proto::Outcome::Succeeded,
-        "{}",
-        second.message
-    );
+    assert_outcome(&second, proto::Outcome::Succeeded);
     assert_eq!(
         (second.from_sha.as_str(), second.to_sha.as_str()),
         (v1.digest.as_str(), v2.digest.as_str())
@@ -126,60 +116,31 @@ async fn image_mode_pulls_noops_rolls_back_and_returns_to_earlier_digests() {
     let started = Instant::now();
     let noop = update(&mut client, "").await;
     let took = started.elapsed();
-    assert_eq!(outcome(&noop), proto::Outcome::UpToDate, "{}", noop.message);
+    assert_outcome(&noop, proto::Outcome::UpToDate);
     assert!(took < Duration::from_millis(500), "no-op took {took:?}");
     assert_eq!(container_id(&app).await, before);
 
     // v3 exits at start: rolled back to v2's digest, which serves again.
     let v3 = registry
-        .publish(
-            &name,
-            &["current"],
-            &gateway::files("exit", "v3"),
-            gateway::CMD,
-        )
+        .publish_gateway(&name, &["current"], "exit", "v3")
         .await;
     let broken = update(&mut client, "").await;
-    assert_eq!(
-        outcome(&broken),
-        proto::Outcome::RolledBack,
-        "{}",
-        broken.message
-    );
+    assert_outcome(&broken, proto::Outcome::RolledBack);
     assert_eq!(broken.to_sha, v3.digest);
-    assert!(
-        broken.message.contains(hex12(&v2.digest)),
-        "{}",
-        broken.message
-    );
+    assert_says(&broken, &[hex12(&v2.digest)]);
     assert_eq!(app.served_version().await.as_deref(), Some("v2"));
 
     // --ref DIGEST deploys that digest (already here: no download), --ref TAG resolves a tag.
     let by_digest = update(&mut client, &v1.digest).await;
-    assert_eq!(
-        outcome(&by_digest),
-        proto::Outcome::Succeeded,
-        "{}",
-        by_digest.message
-    );
+    assert_outcome(&by_digest, proto::Outcome::Succeeded);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
     let by_tag = update(&mut client, "v2").await;
-    assert_eq!(
-        outcome(&by_tag),
-        proto::Outcome::Succeeded,
-        "{}",
-        by_tag.message
-    );
+    assert_outcome(&by_tag, proto::Outcome::Succeeded);
     assert_eq!(by_tag.to_sha, v2.digest);
 
     // Rollback to an earlier digest, by a prefix without `sha256:`.
     let back = rollback(&mut client, &hex12(&v1.digest)[..10]).await;
-    assert_eq!(
-        outcome(&back),
-        proto::Outcome::Succeeded,
-        "{}",
-        back.message
-    );
+    assert_outcome(&back, proto::Outcome::Succeeded);
     assert_eq!(back.to_sha, v1.digest);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
 
@@ -200,41 +161,19 @@ async fn image_mode_pulls_noops_rolls_back_and_returns_to_earlier_digests() {
     );
 
     // The registry goes away: resolving fails clearly, nothing is stopped, v1 serves on.
-    let v4 = registry
-        .publish(&name, &["v4"], &ok("v4"), gateway::CMD)
-        .await;
+    let v4 = registry.publish_gateway(&name, &["v4"], "ok", "v4").await;
     registry.stop();
     let serving = container_id(&app).await;
     let down = update(&mut client, "v4").await;
-    assert_eq!(outcome(&down), proto::Outcome::Failed, "{}", down.message);
-    assert!(
-        down.message.contains("could not ask the registry"),
-        "{}",
-        down.message
-    );
-    assert!(
-        down.message.contains("nothing was stopped"),
-        "{}",
-        down.message
+    assert_outcome(&down, proto::Outcome::Failed);
+    assert_says(
+        &down,
+        &["could not ask the registry", "nothing was stopped"],
     );
     // Pulling a digest needs no resolution: the pull itself fails, just as clearly.
     let pull_down = update(&mut client, &v4.digest).await;
-    assert_eq!(
-        outcome(&pull_down),
-        proto::Outcome::Failed,
-        "{}",
-        pull_down.message
-    );
-    assert!(
-        pull_down.message.contains("pulling"),
-        "{}",
-        pull_down.message
-    );
-    assert!(
-        pull_down.message.contains("nothing was stopped"),
-        "{}",
-        pull_down.message
-    );
+    assert_outcome(&pull_down, proto::Outcome::Failed);
+    assert_says(&pull_down, &["pulling", "nothing was stopped"]);
     assert_eq!(container_id(&app).await, serving);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
 
@@ -259,9 +198,7 @@ async fn a_compose_service_with_only_an_image_is_pulled() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = app(dir.path());
     let name = testkit::unique("gw");
-    let v1 = registry
-        .publish(&name, &["1.0"], &gateway::files("ok", "v1"), gateway::CMD)
-        .await;
+    let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
     // The compose file names a registry image and has no build: image mode without
     // `[app] image`.
     let compose = app.checkout.join("docker-compose.yml");
@@ -274,16 +211,11 @@ async fn a_compose_service_with_only_an_image_is_pulled() {
     config.readiness.timeout_secs = 8;
     let mut client = clawops::local::connect_with_config(config).await.unwrap();
     let first = update(&mut client, "").await;
-    assert_eq!(
-        outcome(&first),
-        proto::Outcome::Succeeded,
-        "{}",
-        first.message
-    );
+    assert_outcome(&first, proto::Outcome::Succeeded);
     assert_eq!(first.to_sha, v1.digest);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
     let noop = update(&mut client, "").await;
-    assert_eq!(outcome(&noop), proto::Outcome::UpToDate, "{}", noop.message);
+    assert_outcome(&noop, proto::Outcome::UpToDate);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -292,33 +224,21 @@ async fn a_private_registry_needs_the_auth_file() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = app(dir.path());
     let name = testkit::unique("gw");
-    let v1 = registry
-        .publish(&name, &["1.0"], &gateway::files("ok", "v1"), gateway::CMD)
-        .await;
+    let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
 
     // Anonymous: refused, and the error says what to configure (never a secret).
     let anonymous = clawops::local::connect_with_config(image_config(&app, &v1.reference));
     let mut client = anonymous.await.unwrap();
     let refused = update(&mut client, "").await;
-    assert_eq!(
-        outcome(&refused),
-        proto::Outcome::Failed,
-        "{}",
-        refused.message
-    );
-    assert!(refused.message.contains("auth_file"), "{}", refused.message);
+    assert_outcome(&refused, proto::Outcome::Failed);
+    assert_says(&refused, &["auth_file"]);
     drop(client);
 
     let mut config = image_config(&app, &v1.reference);
     config.registry.auth_file = Some(registry.docker_config().join("config.json"));
     let mut client = clawops::local::connect_with_config(config).await.unwrap();
     let pulled = update(&mut client, "").await;
-    assert_eq!(
-        outcome(&pulled),
-        proto::Outcome::Succeeded,
-        "{}",
-        pulled.message
-    );
+    assert_outcome(&pulled, proto::Outcome::Succeeded);
     assert!(!pulled.message.contains("pa55-w0rd"), "{}", pulled.message);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
 }
@@ -343,23 +263,13 @@ async fn a_registry_stopped_mid_pull_stops_nothing_and_the_next_update_pulls() {
     let (app, _cleanup) = app(dir.path());
     let name = testkit::unique("gw");
     let v1 = registry
-        .publish(
-            &name,
-            &["current"],
-            &gateway::files("ok", "v1"),
-            gateway::CMD,
-        )
+        .publish_gateway(&name, &["current"], "ok", "v1")
         .await;
     let mut client = clawops::local::connect_with_config(image_config(&app, &v1.reference))
         .await
         .unwrap();
     let first = update(&mut client, "").await;
-    assert_eq!(
-        outcome(&first),
-        proto::Outcome::Succeeded,
-        "{}",
-        first.message
-    );
+    assert_outcome(&first, proto::Outcome::Succeeded);
     let serving = container_id(&app).await;
 
     // v2 carries a big layer; the registry stops as soon as the pull starts.
@@ -388,22 +298,14 @@ async fn a_registry_stopped_mid_pull_stops_nothing_and_the_next_update_pulls() {
     }
     let failed = result.expect("a result");
     eprintln!("the interrupted pull failed after {:?}", started.elapsed());
-    assert_eq!(
-        outcome(&failed),
-        proto::Outcome::Failed,
-        "{}",
-        failed.message
-    );
-    assert!(failed.message.contains(&v2.digest), "{}", failed.message);
-    assert!(
-        failed.message.contains("Is the registry up?"),
-        "{}",
-        failed.message
-    );
-    assert!(
-        failed.message.contains("nothing was stopped"),
-        "{}",
-        failed.message
+    assert_outcome(&failed, proto::Outcome::Failed);
+    assert_says(
+        &failed,
+        &[
+            v2.digest.as_str(),
+            "Is the registry up?",
+            "nothing was stopped",
+        ],
     );
     assert_eq!(container_id(&app).await, serving);
     assert_eq!(app.served_version().await.as_deref(), Some("v1"));
@@ -411,12 +313,7 @@ async fn a_registry_stopped_mid_pull_stops_nothing_and_the_next_update_pulls() {
     // The registry is back: the same update pulls every byte of the big layer and deploys v2.
     registry.restart();
     let (events, second) = update_events(&mut client, Default::default()).await;
-    assert_eq!(
-        outcome(&second),
-        proto::Outcome::Succeeded,
-        "{}",
-        second.message
-    );
+    assert_outcome(&second, proto::Outcome::Succeeded);
     let last = events
         .iter()
         .filter_map(|e| match &e.event {

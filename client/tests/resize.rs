@@ -27,6 +27,7 @@ use testkit::{
     gce::{E2_MICRO, FakeGce},
     image,
     sshd::Sshd,
+    standin::recorded,
     unique,
 };
 
@@ -93,23 +94,9 @@ esac
     path
 }
 
-fn recorded(dir: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(dir.join("argv.log")).unwrap_or_default();
-    let mut calls = vec![vec![]];
-    for line in text.lines() {
-        if line == "<end>" {
-            calls.push(vec![]);
-        } else {
-            calls.last_mut().unwrap().push(line.to_owned());
-        }
-    }
-    calls.pop();
-    calls
-}
-
 /// The recorded `compute instances …` calls (the tunnel's `compute ssh` calls left out).
 fn instance_calls(dir: &Path) -> Vec<Vec<String>> {
-    recorded(dir)
+    recorded(&dir.join("argv.log"))
         .into_iter()
         .filter(|c| c[..2] == ["compute", "instances"])
         .collect()
@@ -383,7 +370,11 @@ fn refusals_run_nothing() {
             run.stderr()
         );
     }
-    assert!(recorded(fx.dir()).is_empty(), "{:?}", recorded(fx.dir()));
+    assert!(
+        recorded(&fx.dir().join("argv.log")).is_empty(),
+        "{:?}",
+        recorded(&fx.dir().join("argv.log"))
+    );
 
     // Not a gcloud:// target.
     for target in [sshd.url(), "http://127.0.0.1:1".to_string()] {
@@ -397,5 +388,5 @@ fn refusals_run_nothing() {
             .expect(2);
         assert!(run.stderr().contains("gcloud://"), "{}", run.stderr());
     }
-    assert!(recorded(fx.dir()).is_empty());
+    assert!(recorded(&fx.dir().join("argv.log")).is_empty());
 }

@@ -13,6 +13,7 @@ use cli_home::{Home, ssh_options_toml};
 use testkit::{
     agent::{AgentProcess, TEST_TOKEN},
     sshd::Sshd,
+    standin::recorded,
 };
 
 fn mode(path: &Path) -> u32 {
@@ -235,20 +236,6 @@ exec ssh "${{ssh_args[@]}}" -p {port} -- {user}@127.0.0.1 $cmd
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     log
-}
-
-fn recorded(log: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut calls = vec![vec![]];
-    for line in text.lines() {
-        if line == "<end>" {
-            calls.push(vec![]);
-        } else {
-            calls.last_mut().unwrap().push(line.to_owned());
-        }
-    }
-    calls.pop();
-    calls
 }
 
 #[test]

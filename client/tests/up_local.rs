@@ -5,20 +5,6 @@ use std::process::Command;
 use serde_json::Value;
 use testkit::cleanup::ProjectGuard;
 
-const COMPOSE: &str = r#"services:
-  openclaw-gateway:
-    image: ${OPENCLAW_IMAGE}
-    build: .
-    restart: unless-stopped
-    env_file:
-      - .env
-    volumes:
-      - ${OPENCLAW_CONFIG_DIR}:/home/node/.openclaw
-    ports:
-      - "127.0.0.1:${OPENCLAW_GATEWAY_PORT}:18789"
-    command: ["node", "dist/index.js", "gateway", "--bind", "${OPENCLAW_GATEWAY_BIND}"]
-"#;
-
 fn up_json(config: &std::path::Path, extra: &[&str]) -> (i32, Vec<Value>, String) {
     let out = Command::new(testkit::agent::client_binary())
         .args(["local", "up", "--config"])
@@ -47,13 +33,13 @@ async fn local_up_streams_json_and_is_idempotent() {
     let port = testkit::free_port();
     let project = testkit::unique("uplocal").replace('-', "");
     let _guard = ProjectGuard::new(project.clone());
-    std::fs::write(repo.join("docker-compose.yml"), COMPOSE).unwrap();
+    std::fs::write(repo.join("docker-compose.yml"), testkit::seed::SEED_COMPOSE).unwrap();
     std::fs::write(
         repo.join(".env"),
         format!(
-            "OPENCLAW_IMAGE={}\nOPENCLAW_GATEWAY_BIND=lan\nOPENCLAW_GATEWAY_PORT={port}\nOPENCLAW_CONFIG_DIR={}/state/.openclaw\n",
+            "OPENCLAW_IMAGE={}\nOPENCLAW_GATEWAY_BIND=lan\nOPENCLAW_GATEWAY_PORT={port}\nOPENCLAW_CONFIG_DIR={root}/state/.openclaw\nOPENCLAW_WORKSPACE_DIR={root}/state/.openclaw/workspace\n",
             image.tag,
-            root.path().display()
+            root = root.path().display()
         ),
     )
     .unwrap();

@@ -263,9 +263,8 @@ async fn image_mode_watches_the_registry_digest_of_the_tag() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = app(dir.path());
     let name = testkit::unique("gw");
-    let ok = |v: &str| gateway::files("ok", v);
     let v1 = registry
-        .publish(&name, &["current"], &ok("v1"), gateway::CMD)
+        .publish_gateway(&name, &["current"], "ok", "v1")
         .await;
     let agent = image_agent(&app, &v1.reference);
     let mut client = connect(&agent).await;
@@ -278,7 +277,7 @@ async fn image_mode_watches_the_registry_digest_of_the_tag() {
 
     // The tag moves: the new digest is deployed through the update path, `by watch`.
     let v2 = registry
-        .publish(&name, &["current"], &ok("v2"), gateway::CMD)
+        .publish_gateway(&name, &["current"], "ok", "v2")
         .await;
     wait_result(&mut client, &v2.digest, "succeeded").await;
     assert_eq!(app.served_version().await.as_deref(), Some("v2"));
@@ -294,12 +293,7 @@ async fn image_mode_watches_the_registry_digest_of_the_tag() {
 
     // A digest that exits at start rolls back and is not retried on the next checks.
     let v3 = registry
-        .publish(
-            &name,
-            &["current"],
-            &gateway::files("exit", "v3"),
-            gateway::CMD,
-        )
+        .publish_gateway(&name, &["current"], "exit", "v3")
         .await;
     let s = wait_result(&mut client, &v3.digest, "rolled_back").await;
     assert_eq!(s.skipped_sha, v3.digest);
@@ -349,9 +343,7 @@ async fn a_refused_registry_check_says_what_to_configure_and_deploys_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = app(dir.path());
     let name = testkit::unique("gw");
-    let v1 = registry
-        .publish(&name, &["1.0"], &gateway::files("ok", "v1"), gateway::CMD)
-        .await;
+    let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
     let agent = image_agent(&app, &v1.reference);
     let mut client = connect(&agent).await;
     let s = wait_check_error(&mut client, "the registry refused").await;

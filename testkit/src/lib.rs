@@ -18,6 +18,7 @@ pub mod node_image;
 pub mod registry;
 pub mod seed;
 pub mod sshd;
+pub mod standin;
 pub mod webhook;
 
 /// A name unique to this test run: `<prefix>-<8 hex>` (docker and compose accept it).

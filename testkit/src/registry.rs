@@ -171,6 +171,18 @@ impl Registry {
 
     /// Builds a busybox image `FROM scratch` holding `files`, pushes it as `name:TAG` for each
     /// of `tags`, and removes it from the engine again, so a deploy has to pull it.
+    /// Publishes a gateway image (`crate::gateway`) in `mode` reporting `version`.
+    pub async fn publish_gateway(
+        &self,
+        name: &str,
+        tags: &[&str],
+        mode: &str,
+        version: &str,
+    ) -> Published {
+        let files = crate::gateway::files(mode, version);
+        self.publish(name, tags, &files, crate::gateway::CMD).await
+    }
+
     pub async fn publish(
         &self,
         name: &str,

@@ -11,13 +11,28 @@ use bollard::{
     models::{ContainerCreateBody, HostConfig},
     query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions},
 };
-use clawops_agent::{config::Config, context::AgentContext, startup};
+use clawops_agent::{
+    config::Config,
+    context::AgentContext,
+    memory::{MemoryReport, ReportOptions},
+    startup,
+};
 
 pub struct TestAgent {
     pub ctx: Arc<AgentContext>,
     pub project: String,
     _state: tempfile::TempDir,
     _guard: testkit::cleanup::ProjectGuard,
+}
+
+impl TestAgent {
+    /// MemoryStats' report, as the RPC builds it.
+    #[allow(dead_code)] // memory_sampling.rs shares this module and asks for no report.
+    pub async fn report(&self, options: ReportOptions) -> MemoryReport {
+        clawops_agent::memory::report(&self.ctx.memory, &self.ctx.project_engine(), options)
+            .await
+            .unwrap()
+    }
 }
 
 pub fn agent_with(edit: impl FnOnce(&mut Config)) -> TestAgent {
