@@ -385,7 +385,7 @@ async fn a_terminal_session_is_raw_follows_resizes_and_restores_the_terminal() {
     // The pane's shell (the test's own fixed script) reports how clawops ended and what state
     // it left the terminal in.
     let script = format!(
-        "{}; echo EXIT=$?; stty -a; sleep 60",
+        "{}; echo EXIT=$?; stty -a; echo STTY-DONE; sleep 60",
         exec_sh_line(&f.agent)
     );
     let tmux = Tmux {
@@ -424,13 +424,11 @@ async fn a_terminal_session_is_raw_follows_resizes_and_restores_the_terminal() {
     tmux.wait_for("the new size", |l| l.trim() == size);
 
     tmux.type_line("exit 5");
-    let screen = tmux.wait_for("exit code", |l| l.trim() == "EXIT=5");
-    let flags: Vec<&str> = screen
-        .split_once("EXIT=5")
-        .unwrap()
-        .1
-        .split([' ', ';', '\n'])
-        .collect();
+    // Wait for the end marker, not EXIT=5: `stty -a` prints after it, and a capture taken
+    // in between shows no flags at all.
+    let screen = tmux.wait_for("stty -a output", |l| l.trim() == "STTY-DONE");
+    let (_, after_exit) = screen.split_once("EXIT=5").expect("EXIT=5 on the screen");
+    let flags: Vec<&str> = after_exit.split([' ', ';', '\n']).collect();
     for restored in ["icanon", "echo", "isig", "opost"] {
         assert!(
             flags.contains(&restored),
