@@ -99,7 +99,7 @@ fn image_missing(service: &str, image: &str, has_build: bool) -> String {
         )
     } else {
         format!(
-            "image {image} of service {service} is not on this machine and clawops never pulls: load it with `docker load` or add a `build:` section"
+            "image {image} of service {service} is not on this machine and `clawops up` never pulls: `clawops update` pulls the gateway's image in image mode (`[app] image`, or a gateway service with `image:` and no `build:`); otherwise load it with `docker load` or add a `build:` section"
         )
     }
 }
@@ -394,4 +394,28 @@ async fn execute(
         ready_after,
         duration: progress.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_missing;
+
+    #[test]
+    fn a_missing_image_says_how_to_get_it() {
+        let built = image_missing("openclaw-gateway", "openclaw:local", true);
+        assert!(built.contains("`clawops build`"), "{built}");
+        let pulled = image_missing(
+            "openclaw-gateway",
+            "ghcr.io/openclaw/openclaw:latest",
+            false,
+        );
+        for hint in [
+            "`clawops update`",
+            "image mode",
+            "`docker load`",
+            "`build:`",
+        ] {
+            assert!(pulled.contains(hint), "{hint} missing: {pulled}");
+        }
+    }
 }
