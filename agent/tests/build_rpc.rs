@@ -74,7 +74,7 @@ async fn connect(agent: &AgentProcess) -> Client {
 
 #[tokio::test]
 async fn build_rpc_streams_tags_head_locks_and_survives_disconnect() {
-    let app = app(&format!("{BASE}RUN echo progress-line && sleep 1\n"));
+    let app = app(&format!("{BASE}RUN echo progress-line && sleep 3\n"));
     let head = app.git.checkout_head();
     let mut client = connect(&app.agent).await;
 

@@ -119,7 +119,7 @@ fn options(binaries: &[&str]) -> VerifyOptions {
         service: SERVICE.into(),
         image: None,
         run_probes: true,
-        probe_timeout: Duration::from_millis(1500),
+        probe_timeout: Duration::from_secs(5),
         fresh: false,
     }
 }
@@ -277,7 +277,7 @@ async fn running_then_stopped_container() {
     let slow = get(&report, "slowtool");
     assert_eq!(slow.status, BinaryStatus::Broken, "{slow:?}");
     assert!(
-        slow.detail.contains("did not finish within 1500 ms"),
+        slow.detail.contains("did not finish within 5000 ms"),
         "{slow:?}"
     );
 
@@ -589,11 +589,12 @@ fn skill_files_that_never_end_are_refused() {
         // Keep the runtime out of Drop: a blocked blocking-pool thread would hold it forever.
         std::mem::forget(rt);
     });
-    // The image build comes first; verify itself must answer within 5 s.
+    // The image build comes first; then verify answers within 20 s, having read neither
+    // endless file.
     let (report, took) = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("verify did not answer");
-    assert!(took < Duration::from_secs(5), "verify took {took:?}");
+    assert!(took < Duration::from_secs(20), "verify took {took:?}");
     let report = report.unwrap();
     let grown_mib = rss_kib("VmHWM:").saturating_sub(before) / 1024;
     assert!(grown_mib < 30, "resident memory grew by {grown_mib} MiB");

@@ -1,8 +1,10 @@
 //! `clawops memory` end to end: the CLI binary → gRPC with the token → a real agent process
 //! sampling the real /proc and engine, with a GCE-like metadata server on loopback.
 use std::{
+    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    time::Duration,
+    sync::mpsc,
+    time::{Duration, Instant},
 };
 
 use testkit::{
@@ -37,14 +39,24 @@ fn advising_agent(project: &str, gce: &FakeGce) -> AgentProcess {
     let repo = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(&format!(
         "[app]\nrepo = {:?}\nproject = {project:?}\n\
-         [memory]\nsample_interval_secs = 1\nmetadata_url = {:?}\n\
+         [memory]\nsample_interval_secs = 1\nmetadata_url = {:?}\nmetadata_timeout_ms = 5000\n\
          low_available_mb = 1073741824\nsustained_secs = 1\n",
         repo.path().display().to_string(),
         gce.url
     ));
-    // Two samples make the condition sustained.
-    std::thread::sleep(Duration::from_millis(2500));
-    agent
+    // Two samples make the condition sustained; on a loaded machine they take longer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, stdout, stderr) = run(&agent, &["memory", "--fail-on-advice"]);
+        if code == 1 && stdout.contains("e2-small") {
+            return agent;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no advice within 30 s (exit {code}):\n{stdout}\n{stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 #[test]
@@ -112,15 +124,25 @@ fn memory_watch_refreshes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2600));
+    // Two reports, read as they come (a reader thread, so a silent client cannot hang this).
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (lines, got) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut reports: Vec<serde_json::Value> = Vec::new();
+    while reports.len() < 2 {
+        match got.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => reports.push(serde_json::from_str(&line).unwrap()),
+            Err(e) => panic!("{} reports, then {e}: {reports:?}", reports.len()),
+        }
+    }
     let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let reports: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert!(reports.len() >= 2, "{text}");
+    let _ = child.wait();
     assert!(
         reports
             .iter()

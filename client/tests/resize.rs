@@ -121,6 +121,25 @@ fn instance_argv(verb: &str, extra: &[&str]) -> Vec<String> {
     argv
 }
 
+/// Waits until the client has opened `count` tunnels (`compute ssh`) since the last
+/// `compute instances start`, or `timeout` passed.
+fn polls_after_start(dir: &Path, count: usize, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        let calls = recorded(&dir.join("argv.log"));
+        let since_start = calls
+            .iter()
+            .rev()
+            .take_while(|c| c[..2] != ["compute", "instances"])
+            .filter(|c| c[..2] == ["compute", "ssh"])
+            .count();
+        if since_start >= count {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The VM: stops and starts the agent and the gateway container when the stand-in asks.
 struct Vm {
     running: Arc<AtomicBool>,
@@ -152,9 +171,9 @@ impl Vm {
                         gce.set("/instance/machine-type", &answer);
                     }
                     let _ = std::fs::remove_file(dir.join("is-stopped"));
-                    // Booting: the client's first polls find nobody, then an agent without
-                    // its gateway.
-                    std::thread::sleep(Duration::from_millis(1500));
+                    // Booting: the client's first poll finds nobody (it has ended when a
+                    // second one starts), then an agent without its gateway.
+                    polls_after_start(&dir, 2, Duration::from_secs(60));
                     agent.start_again_on_same_port();
                     std::thread::sleep(Duration::from_millis(2500));
                     rt.block_on(docker.start_container(&container, None::<StartContainerOptions>))
@@ -240,7 +259,7 @@ fn resize_stops_resizes_starts_and_waits_for_the_gateway() {
     let gce = Arc::new(FakeGce::start(&E2_MICRO, true));
     let repo = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(&format!(
-        "[app]\nrepo = {:?}\nproject = {project:?}\n[memory]\nmetadata_url = {:?}\n",
+        "[app]\nrepo = {:?}\nproject = {project:?}\n[memory]\nmetadata_url = {:?}\nmetadata_timeout_ms = 5000\n",
         repo.path().display().to_string(),
         gce.url
     ));

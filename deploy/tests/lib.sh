@@ -31,6 +31,21 @@ check() {
   fi
 }
 
+# check_within NAME SECS CMD...: like check, retrying every 3 s for up to SECS seconds (for
+# what comes up on its own, as a service after a reboot).
+check_within() {
+  local name=$1 deadline=$((SECONDS + $2)) out
+  shift 2
+  until out=$("$@" 2>&1); do
+    if ((SECONDS >= deadline)); then
+      failed "$name" "$out"
+      return
+    fi
+    sleep 3
+  done
+  pass "$name"
+}
+
 # expect_eq NAME EXPECTED ACTUAL
 expect_eq() {
   if [[ "$2" == "$3" ]]; then

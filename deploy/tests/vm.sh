@@ -607,7 +607,8 @@ vm_flow() {
   fi
   expect_eq "gateway serves v2 again after the reboot" v2 "$(vm_healthz_version 240 v2)"
   echo "     (figure) reboot to a ready gateway: $((SECONDS - t0))s"
-  check "agent answers after the reboot" "${c[@]}" --token-file "$token" status
+  # The agent is its own unit, and may come up after the gateway's container.
+  check_within "agent answers after the reboot" 120 "${c[@]}" --token-file "$token" status
 
   out=$("${c[@]}" --token-file "$token" status --json 2>&1)
   expect_contains "status after the reboot names the deployed commit" "$out" "$sha"

@@ -123,16 +123,20 @@ impl Watcher {
 
     pub fn status(&self) -> WatchStatus {
         let schedule = lock(&self.schedule);
+        let state = lock(&self.state).clone();
+        // A pause (by a deploy's failure, too) takes effect before the run loop reschedules:
+        // the status never shows a next check while paused.
+        let next_check = schedule.next_check.filter(|_| state.paused.is_none());
         WatchStatus {
             enabled: self.config.enabled,
             source: lock(&self.source).describe(),
             window: self.window.to_string(),
             interval_secs: self.config.interval_secs,
             max_failures: self.config.max_failures,
-            next_check: schedule.next_check,
+            next_check,
             last_check: schedule.last_check,
             last_check_error: schedule.last_check_error.clone(),
-            state: lock(&self.state).clone(),
+            state,
         }
     }
 
@@ -284,8 +288,12 @@ mod tests {
                 .is_none()
         );
         assert_eq!(w.rolled_back_sha().as_deref(), Some("a"));
+        w.set_next_check(Some(Utc::now()));
+        assert!(w.status().next_check.is_some());
         let pause = w.record(&report("b", Outcome::Failed)).unwrap().unwrap();
         assert!(pause.reason.contains("2 consecutive"), "{}", pause.reason);
+        // Before the run loop reschedules, the status already shows no next check.
+        assert_eq!(w.status().next_check, None);
         // A new agent on the same state dir is still paused.
         let again = watcher(dir.path(), 2);
         assert_eq!(again.paused(), Some(pause));
