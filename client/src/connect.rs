@@ -49,6 +49,18 @@ pub struct ConnectOptions {
     pub ssh_options: Vec<String>,
 }
 
+impl ConnectOptions {
+    /// The agent at `addr` (`http://HOST:PORT`), reached directly as `--addr` does: no tunnel.
+    pub fn direct(addr: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            target: Target::Addr(addr.into()),
+            agent_port: 0,
+            token: token.into(),
+            ssh_options: vec![],
+        }
+    }
+}
+
 impl Client {
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let bearer = bearer(&opts.token)?;

@@ -19,7 +19,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{ClientError, DEFAULT_AGENT_PORT, Target};
+use crate::{ClientError, ConnectOptions, DEFAULT_AGENT_PORT, Target};
 
 /// The config file's format, as written by users: unknown keys are errors.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -307,6 +307,16 @@ impl Resolved {
             (Some(name), _) => format!("-t {name}"),
             (None, Target::Addr(addr)) => format!("--addr {addr}"),
             (None, _) => "--via …".into(),
+        }
+    }
+
+    /// How to reach this target's agent with `token`.
+    pub fn connect_options(&self, token: impl Into<String>) -> ConnectOptions {
+        ConnectOptions {
+            target: self.target.clone(),
+            agent_port: self.agent_port,
+            token: token.into(),
+            ssh_options: self.ssh_options.clone(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Many clients at once against one agent process, each on its own connection: read-only calls
 //! keep working while an Update runs, and concurrent Updates are single-flight (one runs, the
 //! others get ABORTED naming it).
-mod faults_support;
+mod support;
 
 use std::{
     sync::{
@@ -12,7 +12,7 @@ use std::{
 };
 
 use clawops::{Client, proto};
-use faults_support::*;
+use support::*;
 
 /// One read-only call of kind `i % 4`; returns its name, and whether Status saw a lock holder.
 async fn read_only(client: &mut Client, i: usize) -> Result<(&'static str, bool), tonic::Status> {
@@ -56,7 +56,7 @@ async fn read_only(client: &mut Client, i: usize) -> Result<(&'static str, bool)
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_clients_nineteen_readers_and_single_flight_updates() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = demo_app(dir.path(), "c");
+    let (app, _cleanup) = demo_app(dir.path());
     let agent = start_agent(&app_config(&app, 30));
     let mut clients = Vec::new();
     for _ in 0..20 {

@@ -2,12 +2,12 @@
 //! proxy in front of dockerd (testkit::docker_proxy) cuts every connection and removes the
 //! socket, as a dockerd restart does, without restarting the engine other tests share. The
 //! agent process is the same one before and after (its pid is checked).
-mod faults_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use clawops::{Client, proto};
-use faults_support::*;
+use support::*;
 use testkit::{
     agent::AgentProcess, cleanup::ProjectGuard, container::ServiceContainer,
     docker_proxy::DockerProxy, image, unique,

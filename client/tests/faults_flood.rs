@@ -1,12 +1,12 @@
 //! Abuse that must not hurt the agent: floods of calls without a token, with a wrong token, and
 //! of connections that do not speak HTTP/2, while an operator's authenticated calls keep their
 //! latency; and a container printing a 1 MiB line without a newline.
-mod faults_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use clawops::{Client, proto};
-use faults_support::*;
+use support::*;
 use testkit::{
     agent::AgentProcess, cleanup::ProjectGuard, container::ServiceContainer, image, unique,
 };

@@ -2,12 +2,12 @@
 //! the request and via `[app] branch`), a build context with a symlink escaping the repository,
 //! and a disk too full to build on. Each time the running gateway must be untouched: the same
 //! container (id) serves the same version.
-mod faults_support;
+mod support;
 
 use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use clawops::{Client, demo::DemoApp, proto};
-use faults_support::*;
+use support::*;
 
 /// The in-process agent for `config` (each test's agents share the app's state dir).
 async fn local(config: clawops_agent::config::Config) -> Client {
@@ -43,7 +43,7 @@ async fn update_events(
 
 /// A deployed app: v1 (and v2 when `two`), its container id, and the config.
 async fn deployed(dir: &Path, two: bool) -> (DemoApp, testkit::cleanup::AppGuard, String) {
-    let (app, guard) = demo_app(dir, "i");
+    let (app, guard) = demo_app(dir);
     let mut client = local(app_config(&app, 20)).await;
     update_ok(&mut client).await;
     let mut version = "v1";

@@ -4,12 +4,12 @@
 //! one container of the service runs and serves a healthy version (the previous one, or the
 //! new one if it had been found ready), the lock is free, the journal says `interrupted`, and
 //! the next update goes through. `CLAWOPS_FAULT_ROUNDS=N` repeats the table N times.
-mod faults_support;
+mod support;
 
 use std::{collections::BTreeMap, time::Duration};
 
 use clawops::proto::{self, deploy_event::Event};
-use faults_support::*;
+use support::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum KillAt {
@@ -86,7 +86,7 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_every_update_phase_then_restart_leaves_one_healthy_container() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = demo_app(dir.path(), "k");
+    let (app, _cleanup) = demo_app(dir.path());
     let mut agent = start_agent(&app_config(&app, 60));
     let mut client = connect(&agent).await;
     let first = update_ok(&mut client).await;
@@ -221,7 +221,7 @@ async fn kill_9_at_every_update_phase_then_restart_leaves_one_healthy_container(
 async fn a_crash_between_the_rename_and_its_journal_line_is_recovered_by_name() {
     use clawops_agent::{journal::Journal, lock::Operation};
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = demo_app(dir.path(), "r");
+    let (app, _cleanup) = demo_app(dir.path());
     let mut agent = start_agent(&app_config(&app, 30));
     let mut client = connect(&agent).await;
     update_ok(&mut client).await;

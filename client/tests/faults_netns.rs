@@ -1,7 +1,7 @@
 //! The agent bound to 127.0.0.1 cannot be reached from another network namespace (another
 //! "host" on a veth link), while from its own host it answers. A control listener on the
 //! host's veth address proves the link itself works, so the refusal means something.
-mod faults_support;
+mod support;
 
 use std::{
     io::ErrorKind,
@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use faults_support::*;
+use support::*;
 use testkit::{agent::AgentProcess, netns::NetNs};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,24 +1,17 @@
 //! The foundation, end to end with real parts: an agent process on a random loopback port, the
 //! CLI binary, a real sshd for the stdio tunnel, and the token rules.
+
+mod support;
+
 use std::{os::unix::fs::PermissionsExt, process::Command};
 
-use clawops::{Client, ConnectOptions, Target, proto};
+use clawops::proto;
+use support::connect_with;
 use testkit::{
     agent::{AgentProcess, TEST_TOKEN, agent_binary, client_binary},
     sshd::Sshd,
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-
-async fn connect(agent: &AgentProcess, token: &str) -> Client {
-    Client::connect(&ConnectOptions {
-        target: Target::Addr(agent.url()),
-        agent_port: 0,
-        token: token.into(),
-        ssh_options: vec![],
-    })
-    .await
-    .expect("connect")
-}
 
 fn cli(args: &[&str]) -> std::process::Output {
     Command::new(client_binary())
@@ -33,12 +26,12 @@ fn cli(args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn every_service_requires_the_token() {
     let agent = AgentProcess::start("");
-    let mut good = connect(&agent, TEST_TOKEN).await;
+    let mut good = connect_with(&agent, TEST_TOKEN).await;
     let status = good.agent.status(proto::StatusRequest {}).await.unwrap();
     assert_eq!(status.get_ref().agent_version, env!("CARGO_PKG_VERSION"));
 
     for token in ["wrong-token-0123456789", ""] {
-        let mut bad = connect(&agent, token).await;
+        let mut bad = connect_with(&agent, token).await;
         let err = bad.agent.status(proto::StatusRequest {}).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
         let err = bad
@@ -274,7 +267,7 @@ async fn journal_survives_restart_and_interrupted_operations_are_closed() {
             .unwrap();
     }
     agent.restart();
-    let mut client = connect(&agent, TEST_TOKEN).await;
+    let mut client = connect_with(&agent, TEST_TOKEN).await;
     let history = client
         .agent
         .history(proto::HistoryRequest { limit: 10 })
@@ -296,7 +289,7 @@ async fn journal_survives_restart_and_interrupted_operations_are_closed() {
 
     // And again: the journal is read the same after a second restart.
     agent.restart();
-    let mut client = connect(&agent, TEST_TOKEN).await;
+    let mut client = connect_with(&agent, TEST_TOKEN).await;
     let again = client
         .agent
         .history(proto::HistoryRequest { limit: 10 })

@@ -1,22 +1,19 @@
 //! Image mode end to end: a real registry on loopback (Debian's docker-registry), busybox
 //! gateway images pushed to it with the docker CLI, and the agent pulling, no-op'ing, rolling
 //! back and returning to earlier digests on the real engine.
+
+mod support;
+
 use std::time::{Duration, Instant};
 
 use clawops::{Client, demo::DemoApp, proto};
 use proto::deploy_event::Event;
+use support::demo_app;
 use testkit::{
-    cleanup::AppGuard,
     deploy::{assert_outcome, assert_says},
     gateway,
     registry::Registry,
 };
-
-fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
-    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
-    let cleanup = AppGuard::new(&app.project, &app.image_repo);
-    (app, cleanup)
-}
 
 fn image_config(app: &DemoApp, image: &str) -> clawops_agent::config::Config {
     let mut config = app.config();
@@ -62,7 +59,7 @@ fn hex12(digest: &str) -> &str {
 async fn image_mode_pulls_noops_rolls_back_and_returns_to_earlier_digests() {
     let mut registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let name = testkit::unique("gw");
     let v1 = registry
         .publish_gateway(&name, &["current"], "ok", "v1")
@@ -197,7 +194,7 @@ async fn image_mode_pulls_noops_rolls_back_and_returns_to_earlier_digests() {
 async fn a_compose_service_with_only_an_image_is_pulled() {
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let name = testkit::unique("gw");
     let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
     // The compose file names a registry image and has no build: image mode without
@@ -223,7 +220,7 @@ async fn a_compose_service_with_only_an_image_is_pulled() {
 async fn a_private_registry_needs_the_auth_file() {
     let registry = Registry::start_with_auth("deployer", "pa55-w0rd");
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let name = testkit::unique("gw");
     let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
 
@@ -261,7 +258,7 @@ fn big_files(version: &str, mib: usize) -> Vec<testkit::image::ImageFile> {
 async fn a_registry_stopped_mid_pull_stops_nothing_and_the_next_update_pulls() {
     let mut registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let name = testkit::unique("gw");
     let v1 = registry
         .publish_gateway(&name, &["current"], "ok", "v1")

@@ -1,12 +1,16 @@
 //! Notifications end to end: a real agent process POSTing to receivers on 127.0.0.1 that fail
 //! their first attempts or never answer; `clawops notify test`; config errors for `[watch]` and
 //! `[[notify]]`.
+
+mod support;
+
 use std::{
     process::Command,
     time::{Duration, Instant},
 };
 
-use clawops::{Client, ConnectOptions, Target, demo::DemoApp, proto};
+use clawops::{demo::DemoApp, proto};
+use support::connect;
 use testkit::{
     agent::{AgentProcess, agent_binary},
     cleanup::AppGuard,
@@ -19,17 +23,6 @@ fn notify_toml(targets: &[(&str, &str)]) -> String {
         .iter()
         .map(|(url, format)| format!("[[notify]]\nurl = {url:?}\nformat = {format:?}\n"))
         .collect()
-}
-
-async fn connect(agent: &AgentProcess) -> Client {
-    Client::connect(&ConnectOptions {
-        target: Target::Addr(agent.url()),
-        agent_port: 0,
-        token: agent.token.clone(),
-        ssh_options: vec![],
-    })
-    .await
-    .unwrap()
 }
 
 #[test]

@@ -1,21 +1,17 @@
 //! Update, rollback and crash recovery end to end: real git remotes, real builds on the real
 //! engine, a busybox gateway that a commit can break.
+
+mod support;
+
 use std::time::Duration;
 
 use clawops::{Client, demo::DemoApp, proto};
+use support::demo_app;
 use testkit::{
     cleanup::AppGuard,
     deploy::{self, assert_outcome, assert_says},
     gateway,
 };
-
-/// A fresh app, and a guard that removes its containers, network and images however the test
-/// ends.
-fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
-    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
-    let cleanup = AppGuard::new(&app.project, &app.image_repo);
-    (app, cleanup)
-}
 
 async fn local(app: &DemoApp, readiness_secs: u64) -> Client {
     let mut config = app.config();
@@ -41,7 +37,7 @@ async fn update_fails(client: &mut Client, parts: &[&str]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn update_deploys_noops_and_rolls_back_broken_versions() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let mut client = local(&app, 8).await;
 
     // First deploy: builds v1 and creates the container.
@@ -121,7 +117,7 @@ async fn update_deploys_noops_and_rolls_back_broken_versions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_build_or_a_diverged_checkout_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let mut client = local(&app, 8).await;
     assert_outcome(&update(&mut client).await, proto::Outcome::Succeeded);
     let serving = gateway::container(&app.project).await;
@@ -209,7 +205,7 @@ async fn a_failing_build_or_a_diverged_checkout_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_update_while_one_runs_is_aborted_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let mut client = local(&app, 8).await;
     let mut first = client
         .agent
@@ -244,7 +240,7 @@ async fn a_second_update_while_one_runs_is_aborted_naming_the_holder() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_disconnects_does_not_interrupt_the_update() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let mut client = local(&app, 8).await;
     let stream = client
         .agent
@@ -274,7 +270,7 @@ async fn deployed(
     proto::DeployResult,
     (String, String),
 ) {
-    let (app, cleanup) = app(dir);
+    let (app, cleanup) = demo_app(dir);
     let mut client = local(&app, 8).await;
     let first = update(&mut client).await;
     assert_outcome(&first, proto::Outcome::Succeeded);

@@ -2,19 +2,14 @@
 //! overlay adds a skill binary that verify attributes to it (and a baked-in one to the base), an
 //! unchanged overlay keeps update a no-op while an edited one rebuilds; a compose file without
 //! `build:` is built from `[build] context`, and without it the refusal says what to set.
+
+mod support;
+
 use std::{os::unix::fs::PermissionsExt, path::Path};
 
-use clawops::{Client, demo::DemoApp, proto};
-use testkit::{
-    cleanup::AppGuard,
-    deploy::{assert_outcome, assert_says},
-};
-
-fn app(dir: &Path) -> (DemoApp, AppGuard) {
-    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
-    let cleanup = AppGuard::new(&app.project, &app.image_repo);
-    (app, cleanup)
-}
+use clawops::{Client, proto};
+use support::demo_app;
+use testkit::deploy::{assert_outcome, assert_says};
 
 async fn connect(config: clawops_agent::config::Config) -> Client {
     clawops::local::connect_with_config(config).await.unwrap()
@@ -63,7 +58,7 @@ fn binary<'a>(r: &'a proto::VerifyReport, name: &str) -> &'a proto::BinaryReport
 #[tokio::test(flavor = "multi_thread")]
 async fn an_overlay_adds_a_binary_verify_names_it_and_an_edit_rebuilds() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     // The overlay lives outside the checkout, as the owner's own file.
     let overlay = dir.path().join("overlay");
     std::fs::create_dir_all(&overlay).unwrap();
@@ -118,7 +113,7 @@ async fn an_overlay_adds_a_binary_verify_names_it_and_an_edit_rebuilds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compose_file_without_build_is_built_from_build_context() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     // Upstream moves its Dockerfile under docker/ and drops `build:` from the compose file.
     let compose = clawops::demo::COMPOSE.replace("    build: .\n", "");
     assert_ne!(compose, clawops::demo::COMPOSE);

@@ -1,24 +1,21 @@
 //! `update --rebase` / `[app] rebase = true`: local commits of the checkout carried onto each new
 //! upstream commit, with real git and real builds; a conflict leaves the checkout byte-identical
 //! and the gateway serving.
+
+mod support;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
 };
 
 use clawops::{Client, demo::DemoApp, proto};
+use support::demo_app;
 use testkit::{
-    cleanup::AppGuard,
     deploy::{assert_outcome, assert_says},
     gateway,
     git::git,
 };
-
-fn app(dir: &Path) -> (DemoApp, AppGuard) {
-    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
-    let cleanup = AppGuard::new(&app.project, &app.image_repo);
-    (app, cleanup)
-}
 
 async fn local(app: &DemoApp, rebase: bool) -> Client {
     let mut config = app.config();
@@ -125,7 +122,7 @@ fn assert_points_to_customizations(r: &proto::DeployResult) {
 #[tokio::test(flavor = "multi_thread")]
 async fn local_commits_are_rebased_onto_upstream_and_a_conflict_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let mut client = local(&app, false).await;
     let first = update(&mut client, false).await;
     assert_outcome(&first, proto::Outcome::Succeeded);

@@ -1,23 +1,19 @@
 //! Auto-update end to end: a real agent process with `[watch]`, a real git remote that "pushes"
 //! (or, in image mode, a real registry on loopback that images are pushed to), real builds,
 //! pulls and swaps on the real engine, and the CLI's `watch status|pause|resume`.
+
+mod support;
+
 use std::{
     process::Command,
     time::{Duration, Instant},
 };
 
 use chrono::{Timelike, Utc};
-use clawops::{Client, ConnectOptions, Target, demo::DemoApp, proto};
+use clawops::{Client, demo::DemoApp, proto};
 use clawops_agent::config::Config;
-use testkit::{
-    agent::AgentProcess, cleanup::AppGuard, gateway, registry::Registry, webhook::Webhook,
-};
-
-fn app(dir: &std::path::Path) -> (DemoApp, AppGuard) {
-    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
-    let cleanup = AppGuard::new(&app.project, &app.image_repo);
-    (app, cleanup)
-}
+use support::{connect, demo_app};
+use testkit::{agent::AgentProcess, gateway, registry::Registry, webhook::Webhook};
 
 /// `app`'s agent config with `[watch]` on (1 s ticks, pausing after 2 failures).
 fn watch_config(app: &DemoApp) -> Config {
@@ -37,17 +33,6 @@ fn agent_for(app: &DemoApp, window: Option<String>, notify_url: Option<String>) 
         config.notify = vec![toml::from_str(&format!("url = {url:?}")).unwrap()];
     }
     AgentProcess::start_with(&config)
-}
-
-async fn connect(agent: &AgentProcess) -> Client {
-    Client::connect(&ConnectOptions {
-        target: Target::Addr(agent.url()),
-        agent_port: 0,
-        token: agent.token.clone(),
-        ssh_options: vec![],
-    })
-    .await
-    .unwrap()
 }
 
 fn cli(agent: &AgentProcess, args: &[&str]) -> std::process::Output {
@@ -124,7 +109,7 @@ async fn wait_check_error(client: &mut Client, part: &str) -> proto::WatchStatus
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_deploys_new_commits_skips_rollbacks_and_pauses_after_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let hook = Webhook::start(0);
     let mut agent = agent_for(&app, None, Some(hook.url("/hook")));
     let mut client = connect(&agent).await;
@@ -209,7 +194,7 @@ async fn watch_deploys_new_commits_skips_rollbacks_and_pauses_after_failures() {
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_window_nothing_is_deployed_and_status_shows_the_next_check() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     // A window that opens twelve hours from now.
     let opens = Utc::now() + chrono::Duration::hours(12);
     let window = format!("{:02}:00-{:02}:30", opens.hour(), opens.hour());
@@ -261,7 +246,7 @@ fn image_agent(app: &DemoApp, reference: &str) -> AgentProcess {
 async fn image_mode_watches_the_registry_digest_of_the_tag() {
     let mut registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let name = testkit::unique("gw");
     let v1 = registry
         .publish_gateway(&name, &["current"], "ok", "v1")
@@ -341,7 +326,7 @@ async fn image_mode_watches_the_registry_digest_of_the_tag() {
 async fn a_refused_registry_check_says_what_to_configure_and_deploys_nothing() {
     let registry = Registry::start_with_auth("deployer", "pa55-w0rd");
     let dir = tempfile::tempdir().unwrap();
-    let (app, _cleanup) = app(dir.path());
+    let (app, _cleanup) = demo_app(dir.path());
     let name = testkit::unique("gw");
     let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
     let agent = image_agent(&app, &v1.reference);

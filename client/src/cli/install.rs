@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use clawops::{
-    Client, ClientError, ConnectOptions,
+    Client, ClientError,
     install::{AgentSource, Installer, Probe, Provisioned, Settings, log_line},
     proto,
     remote::Stream,
@@ -94,13 +94,7 @@ pub async fn run(args: InstallArgs, conn: &ConnArgs, out: &Output) -> Result<u8,
     let saved = destination
         .fetch_and_save(&resolved, DEFAULT_REMOTE_TOKEN_PATH, sudo, true)
         .await?;
-    let client = Client::connect(&ConnectOptions {
-        target: resolved.target.clone(),
-        agent_port: resolved.agent_port,
-        token: saved.token,
-        ssh_options: resolved.ssh_options.clone(),
-    })
-    .await?;
+    let client = Client::connect(&resolved.connect_options(saved.token)).await?;
     if out.json {
         return report_json(
             client,

@@ -253,12 +253,7 @@ pub fn connect_options(conn: &ConnArgs) -> Result<ConnectOptions, ClientError> {
     if let Some(warning) = resolved.target.cleartext_warning() {
         eprintln!("{warning}");
     }
-    Ok(ConnectOptions {
-        target: resolved.target,
-        agent_port: resolved.agent_port,
-        token,
-        ssh_options: resolved.ssh_options,
-    })
+    Ok(resolved.connect_options(token))
 }
 
 fn init_tracing() {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use clawops::{
-    Client, ClientError, ConnectOptions, proto,
+    Client, ClientError, proto,
     targets::Env,
     token::{self, DEFAULT_REMOTE_TOKEN_PATH},
 };
@@ -168,12 +168,7 @@ async fn verify(
     remote_path: &str,
 ) -> Result<String, ClientError> {
     let unsaved = "nothing was saved; --no-verify saves it anyway";
-    let opts = ConnectOptions {
-        target: resolved.target.clone(),
-        agent_port: resolved.agent_port,
-        token: token.to_owned(),
-        ssh_options: resolved.ssh_options.clone(),
-    };
+    let opts = resolved.connect_options(token);
     let context = |e: ClientError| match e {
         ClientError::Auth(m) => ClientError::Auth(format!(
             "the agent refused the token read from {remote_path}: it uses another token file \

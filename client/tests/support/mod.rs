@@ -1,6 +1,7 @@
-//! Shared by the fault suite (`faults_*.rs`): the demo app with its cleanup guard, a real agent
-//! process configured for it, a client, and the checks every fault ends with ("one healthy
-//! container serves"). Each test binary uses a subset, hence the `dead_code` allowance.
+//! Shared by the client's integration tests, the fault suite (`faults_*.rs`) most: the demo
+//! app with its cleanup guard, a real agent process configured for it, a client, and the checks
+//! every fault ends with ("one healthy container serves"). Each test binary uses a subset, hence
+//! the `dead_code` allowance.
 #![allow(dead_code)]
 
 use std::{
@@ -8,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clawops::{Client, ConnectOptions, Target, demo::DemoApp, proto};
+use clawops::{Client, ConnectOptions, demo::DemoApp, proto};
 use clawops_agent::config::Config;
 use testkit::{
     agent::{AgentProcess, TEST_TOKEN},
@@ -21,9 +22,8 @@ pub const NO_METADATA: &str = "http://127.0.0.1:9";
 
 /// A fresh demo app (v1 pushed, not deployed) and the guard that removes its containers,
 /// network and images however the test ends.
-pub fn demo_app(dir: &Path, prefix: &str) -> (DemoApp, AppGuard) {
-    let id = testkit::unique(prefix)[prefix.len() + 1..].to_owned();
-    let app = DemoApp::create(dir, &id).unwrap();
+pub fn demo_app(dir: &Path) -> (DemoApp, AppGuard) {
+    let app = DemoApp::create(dir, &testkit::unique_id()).unwrap();
     let guard = AppGuard::new(&app.project, &app.image_repo);
     (app, guard)
 }
@@ -51,14 +51,9 @@ pub async fn connect(agent: &AgentProcess) -> Client {
 }
 
 pub async fn connect_with(agent: &AgentProcess, token: &str) -> Client {
-    Client::connect(&ConnectOptions {
-        target: Target::Addr(agent.url()),
-        agent_port: 0,
-        token: token.into(),
-        ssh_options: vec![],
-    })
-    .await
-    .unwrap()
+    Client::connect(&ConnectOptions::direct(agent.url(), token))
+        .await
+        .unwrap()
 }
 
 pub fn outcome(r: &proto::DeployResult) -> proto::Outcome {
