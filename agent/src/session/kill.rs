@@ -57,7 +57,7 @@ pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
     let Ok(leader) = i32::try_from(leader) else {
         return;
     };
-    let targets = match procs::session_of(Path::new(PROC), leader) {
+    let targets = match procs::session_of(Path::new(PROC), leader, exec.container_id) {
         Ok(targets) => targets,
         Err(e) => return left_running(exec, &format!("host pid {leader}"), &e.into()),
     };
