@@ -34,6 +34,8 @@ pub struct Abandoned<'a> {
 enum KillError {
     #[error("cannot read its processes: {0}")]
     Proc(#[from] ProcError),
+    #[error("the scan of its processes did not finish: {0}")]
+    Scan(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error("the container has no `kill` command: {0}")]
@@ -57,9 +59,18 @@ pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
     let Ok(leader) = i32::try_from(leader) else {
         return;
     };
-    let targets = match procs::session_of(Path::new(PROC), leader, exec.container_id) {
+    // A few hundred small /proc reads: off the runtime's threads.
+    let container_id = exec.container_id.to_owned();
+    let scan = tokio::task::spawn_blocking(move || {
+        procs::session_of(Path::new(PROC), leader, &container_id)
+    });
+    let scanned = scan
+        .await
+        .map_err(KillError::from)
+        .and_then(|found| found.map_err(KillError::from));
+    let targets = match scanned {
         Ok(targets) => targets,
-        Err(e) => return left_running(exec, &format!("host pid {leader}"), &e.into()),
+        Err(e) => return left_running(exec, &format!("host pid {leader}"), &e),
     };
     let denied = kill_directly(&targets);
     if denied.is_empty() {
