@@ -1,4 +1,7 @@
 //! Logs against containers whose output the test controls, with the agent in-process.
+
+mod support;
+
 use std::time::Duration;
 
 use bollard::query_parameters::{RenameContainerOptionsBuilder, StopContainerOptionsBuilder};
@@ -210,13 +213,7 @@ async fn tail_since_until_grep_timestamps_and_streams() {
 }
 
 async fn follow_count(client: &mut Client) -> u32 {
-    client
-        .agent
-        .status(proto::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .active_log_follows
+    support::status(client).await.active_log_follows
 }
 
 #[tokio::test(flavor = "multi_thread")]
