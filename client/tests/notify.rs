@@ -72,7 +72,11 @@ fn a_failed_update_is_delivered_on_the_third_attempt_in_each_format() {
     assert!(discord.get("text").is_none());
 
     // The webhook paths are secrets: the agent logs only scheme and host.
-    agent.wait_log_line("notification delivered", Duration::from_secs(20));
+    agent.wait_log_lines(
+        "notification delivered",
+        hooks.len(),
+        Duration::from_secs(20),
+    );
     let log = agent.log();
     assert!(!log.contains("s3cret"), "{log}");
 }

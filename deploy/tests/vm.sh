@@ -595,6 +595,7 @@ vm_flow() {
   check "verify --no-run busybox gog goplaces wacli" "${c[@]}" --token-file "$token" \
     verify --no-run busybox gog goplaces wacli
   check "memory" "${c[@]}" --token-file "$token" memory
+  vm_exec_kill "$bin" "$token"
   out=$("${c[@]}" --token-file "$token" status --json 2>&1)
   expect_contains "status --json names the deployed commit" "$out" "$sha"
 
@@ -630,6 +631,34 @@ vm_flow() {
   vm_install_refusals "$bin" "$agent" "$token"
   echo "     systemd-analyze security clawops-agent.service (in the guest):"
   vm_ssh_quiet 120 'systemd-analyze security clawops-agent.service 2>&1 | tail -n 1' | sed 's/^/     | /'
+}
+
+# vm_exec_sleeps BIN TOKEN: how many `sleep 4242` run in the guest's gateway container (or
+# why that could not be seen).
+vm_exec_sleeps() {
+  local out
+  out=$(timeout 120 "$1" "${VM_VIA[@]}" --token-file "$2" exec -T -- ps 2>&1) ||
+    { echo "exec -- ps failed: $out"; return; }
+  grep -c 'sleep 4242' <<<"$out"
+}
+
+# vm_exec_kill BIN TOKEN: an exec whose client dies is killed by the packaged agent, which runs
+# as `clawops` under the hardened unit while the gateway's processes belong to root.
+vm_exec_kill() {
+  local bin=$1 token=$2 client deadline
+  "$bin" "${VM_VIA[@]}" --token-file "$token" exec -T -- sleep 4242 </dev/null >/dev/null 2>&1 &
+  client=$!
+  deadline=$((SECONDS + 180))
+  until [[ $(vm_exec_sleeps "$bin" "$token") == 1 ]] || ((SECONDS >= deadline)); do sleep 2; done
+  expect_eq "exec -T -- sleep runs in the guest's gateway" 1 "$(vm_exec_sleeps "$bin" "$token")"
+  kill -KILL "$client" 2>/dev/null
+  wait "$client" 2>/dev/null
+  deadline=$((SECONDS + 180))
+  until [[ $(vm_exec_sleeps "$bin" "$token") == 0 ]] || ((SECONDS >= deadline)); do sleep 2; done
+  expect_eq "an exec whose client was killed is killed in the guest" 0 "$(vm_exec_sleeps "$bin" "$token")"
+  expect_not_contains "the agent had nothing to warn about" \
+    "$(vm_ssh_quiet 30 'sudo journalctl -u clawops-agent --no-pager -o cat | grep -F "could not be killed"')" \
+    "could not be killed"
 }
 
 # vm_install_refusals BIN AGENT TOKEN: bad input refused with nothing touched: an agent for

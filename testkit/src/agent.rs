@@ -58,9 +58,23 @@ pub struct AgentProcess {
     pub token: String,
     pub config_path: PathBuf,
     log: Arc<Mutex<String>>,
-    /// Runs as [`NOBODY`].
-    unprivileged: bool,
+    run_as: RunAs,
 }
+
+/// Who the agent runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunAs {
+    /// The test's user.
+    Tester,
+    /// [`NOBODY`], see [`AgentProcess::start_unprivileged`].
+    Nobody,
+    /// [`NOBODY`] seeing a /proc that hides other users' processes.
+    NobodyHiddenProc,
+}
+
+/// In a mount namespace of its own (`unshare --mount`): a /proc that shows each user only its
+/// own processes, then the rest of the argv. The test's fixed script; nothing is interpolated.
+const HIDE_PROC: &str = "mount -t proc -o hidepid=invisible proc /proc && exec \"$@\"";
 
 /// The uid and gid [`AgentProcess::start_unprivileged`] runs the agent as (`nobody`).
 pub const NOBODY: u32 = 65534;
@@ -69,17 +83,23 @@ impl AgentProcess {
     /// Starts an agent whose config is `listen`, `token_file`, `state_dir` followed by `extra`
     /// (which must consist of `[tables]`, since top-level keys would land in the previous table).
     pub fn start(extra: &str) -> Self {
-        Self::create(extra, false)
+        Self::create(extra, RunAs::Tester)
     }
 
     /// [`Self::start`] as `nobody` ([`NOBODY`]) with the Docker socket's group and no
     /// capabilities, as the packaged agent runs as the unprivileged `clawops` user: the kernel
     /// refuses it what only root may do. Paths in `extra` must be readable by `nobody`.
     pub fn start_unprivileged(extra: &str) -> Self {
-        Self::create(extra, true)
+        Self::create(extra, RunAs::Nobody)
     }
 
-    fn create(extra: &str, unprivileged: bool) -> Self {
+    /// [`Self::start_unprivileged`] with /proc mounted `hidepid=invisible`, as on a host that
+    /// hides processes from other users: the agent sees none of the containers' processes.
+    pub fn start_unprivileged_with_hidden_proc(extra: &str) -> Self {
+        Self::create(extra, RunAs::NobodyHiddenProc)
+    }
+
+    fn create(extra: &str, run_as: RunAs) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, format!("{TEST_TOKEN}\n")).unwrap();
@@ -101,9 +121,9 @@ impl AgentProcess {
             token: TEST_TOKEN.into(),
             config_path,
             log: Arc::default(),
-            unprivileged,
+            run_as,
         };
-        if unprivileged {
+        if run_as != RunAs::Tester {
             for path in [
                 agent.dir().to_owned(),
                 agent.token_file(),
@@ -157,26 +177,45 @@ impl AgentProcess {
     /// The first log line containing `text`, waiting up to `timeout` for it: lines reach the
     /// log through a reader thread, after what the agent did that made it write them.
     pub fn wait_log_line(&self, text: &str, timeout: Duration) -> String {
+        self.wait_log_lines(text, 1, timeout).swap_remove(0)
+    }
+
+    /// The first `count` log lines containing `text`, waiting up to `timeout` for them.
+    pub fn wait_log_lines(&self, text: &str, count: usize, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let log = self.log();
-            if let Some(line) = log.lines().find(|l| l.contains(text)) {
-                return line.to_owned();
+            let lines: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains(text))
+                .take(count)
+                .map(str::to_owned)
+                .collect();
+            if lines.len() == count {
+                return lines;
             }
             assert!(
                 Instant::now() < deadline,
-                "no {text:?} in the agent's log within {timeout:?}:\n{log}"
+                "{} of {count} {text:?} lines in the agent's log within {timeout:?}:\n{log}",
+                lines.len()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// The agent binary, or for [`NOBODY`] through `setpriv` (util-linux).
+    /// The agent binary, or for [`NOBODY`] through `setpriv` (util-linux), after `unshare` and
+    /// [`HIDE_PROC`] for a hidden /proc.
     fn command(&self) -> Command {
-        if !self.unprivileged {
-            return Command::new(agent_binary());
-        }
-        let mut cmd = Command::new("setpriv");
+        let mut cmd = match self.run_as {
+            RunAs::Tester => return Command::new(agent_binary()),
+            RunAs::Nobody => Command::new("setpriv"),
+            RunAs::NobodyHiddenProc => {
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--mount", "--propagation", "private", "--"])
+                    .args(["sh", "-c", HIDE_PROC, "sh", "setpriv"]);
+                cmd
+            }
+        };
         cmd.arg(format!("--reuid={NOBODY}"))
             .arg(format!("--regid={NOBODY}"))
             .arg(format!("--groups={}", docker_socket_gid()))

@@ -333,7 +333,7 @@ fn finalize_services(
         let svc = order::finalize(draft, lookup, &first, &project.working_dir)?;
         if svc.pull_policy == Some(PullPolicy::Always) {
             project.warnings.push(format!(
-                "service {name}: pull_policy always: clawops never pulls; it runs the image on this machine"
+                "service {name}: pull_policy always is not followed: `clawops up` runs the image on this machine (only `clawops update` pulls, in image mode)"
             ));
         }
         project.services.insert(name, svc);

@@ -327,7 +327,8 @@ pub struct ResourceDef {
 pub type NetworkDef = ResourceDef;
 pub type VolumeDef = ResourceDef;
 
-/// `pull_policy`. clawops never pulls: the image must be on the machine whatever the policy.
+/// `pull_policy`. Only image mode's update pulls: `up` and `run` need the image on the machine
+/// whatever the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum PullPolicy {
     Always,

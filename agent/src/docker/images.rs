@@ -28,7 +28,7 @@ impl Engine {
             .map_err(self.err(format!("inspecting image {reference}")))
     }
 
-    /// The image, or `None` when it is not on this machine (clawops never pulls).
+    /// The image, or `None` when it is not on this machine (nothing is pulled here).
     pub async fn find_image(&self, reference: &str) -> Result<Option<ImageInspect>, DockerError> {
         match self.inspect_image(reference).await {
             Ok(i) => Ok(Some(i)),

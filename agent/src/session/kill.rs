@@ -12,7 +12,10 @@ use std::{path::Path, time::Duration};
 use nix::{errno::Errno, sys::signal::Signal, unistd::Pid};
 
 use super::procs::{self, ProcError, Target};
-use crate::docker::{DockerError, Engine};
+use crate::{
+    docker::{DockerError, Engine},
+    untrusted::UntrustedReadError,
+};
 
 const PROC: &str = "/proc";
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +39,12 @@ enum KillError {
     Proc(#[from] ProcError),
     #[error("the scan of its processes did not finish: {0}")]
     Scan(#[from] tokio::task::JoinError),
+    #[error(
+        "/proc/{pid} is hidden from the agent, so it cannot find what the exec started: /proc \
+         is mounted with hidepid, or the agent's unit sets ProtectProc=invisible (the packaged \
+         unit does not)"
+    )]
+    Hidden { pid: i32 },
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error("the container has no `kill` command: {0}")]
@@ -62,7 +71,12 @@ pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
     // A few hundred small /proc reads: off the runtime's threads.
     let container_id = exec.container_id.to_owned();
     let scan = tokio::task::spawn_blocking(move || {
-        procs::session_of(Path::new(PROC), leader, &container_id)
+        let proc_root = Path::new(PROC);
+        procs::session_of(proc_root, leader).map(|mut targets| {
+            // A pid reused since the engine named it is not the exec's.
+            targets.retain(|t| procs::in_container(proc_root, t.host, &container_id));
+            targets
+        })
     });
     let scanned = scan
         .await
@@ -70,8 +84,19 @@ pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
         .and_then(|found| found.map_err(KillError::from));
     let targets = match scanned {
         Ok(targets) => targets,
+        Err(KillError::Proc(ProcError::Read(UntrustedReadError::NotFound { .. }))) => {
+            return hidden_or_gone(engine, exec, leader).await;
+        }
         Err(e) => return left_running(exec, &format!("host pid {leader}"), &e),
     };
+    if targets.is_empty() {
+        tracing::debug!(
+            pid = leader,
+            container = exec.container_name,
+            "an abandoned exec's process is no longer in its container: nothing to kill"
+        );
+        return;
+    }
     let denied = kill_directly(&targets);
     if denied.is_empty() {
         return;
@@ -82,6 +107,18 @@ pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
             "killed an abandoned exec from inside its container"
         ),
         Err(e) => left_running(exec, &container_pids(&denied), &e),
+    }
+}
+
+/// The leader's /proc entry is missing: it exited since the engine named it (nothing to do),
+/// or /proc hides it while it runs (nothing can be done from here; say so).
+async fn hidden_or_gone(engine: &Engine, exec: Abandoned<'_>, leader: i32) {
+    if let Ok(Some(_)) = engine.exec_host_pid(exec.exec_id).await {
+        left_running(
+            exec,
+            &format!("host pid {leader}"),
+            &KillError::Hidden { pid: leader },
+        );
     }
 }
 

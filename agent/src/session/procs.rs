@@ -30,26 +30,16 @@ pub enum ProcError {
     },
 }
 
-/// The live processes of the exec whose process is `leader` (a host pid), the leader first;
-/// none when `leader` is not in container `container_id` (it exited and its pid was reused).
+/// The live processes of the exec whose process is `leader` (a host pid), the leader first.
 ///
 /// runc makes every exec'd process the leader of a new session, with a TTY or without, and a
 /// session holds only the leader's descendants (a process can move only to a group of its own
 /// session), so its members are exactly what the exec started, however its shell grouped the
 /// jobs: a process group is not enough, since an interactive shell gives each job its own.
 /// Descendants that started sessions of their own (daemons) are not found. When the leader
-/// leads no session (another runtime), only the leader is returned. Every process returned is
-/// in the container's cgroup, so a pid reused between the engine's answer and this scan is
-/// never taken for the exec's.
-pub fn session_of(
-    proc_root: &Path,
-    leader: i32,
-    container_id: &str,
-) -> Result<Vec<Target>, ProcError> {
+/// leads no session (another runtime), only the leader is returned.
+pub fn session_of(proc_root: &Path, leader: i32) -> Result<Vec<Target>, ProcError> {
     let status = read(proc_root, leader, "status")?;
-    if !in_container(proc_root, leader, container_id) {
-        return Ok(Vec::new());
-    }
     let leader_ns = ns_pids(&status).ok_or(ProcError::NoNsPid { pid: leader })?;
     // The container's namespace is the leader's innermost; a member in a namespace of its own
     // has more levels, and its pid at the leader's depth is the one the container knows.
@@ -81,7 +71,7 @@ pub fn session_of(
             .ok()
             .and_then(|s| state_and_session(&s))
             .is_some_and(|(state, session)| state != 'Z' && session == leader);
-        if pid == leader || !member || !in_container(proc_root, pid, container_id) {
+        if pid == leader || !member {
             continue;
         }
         // It may have exited since: then it needs no killing.
@@ -109,15 +99,19 @@ pub fn running(proc_root: &Path, pid: i32) -> bool {
         .is_some_and(|(state, _)| state != 'Z')
 }
 
-/// Whether host process `pid` is in the container: its cgroup path names the container's id
-/// (`/docker/<id>`, `docker-<id>.scope`) with either cgroup version and driver.
-fn in_container(proc_root: &Path, pid: i32, container_id: &str) -> bool {
+/// Whether host process `pid` is in the container: a part of its cgroup path is the
+/// container's id (`/docker/<id>`, cgroupfs driver) or its scope (`docker-<id>.scope`, systemd
+/// driver), with either cgroup version. A pid the engine named may have been reused since by a
+/// process elsewhere; this tells them apart.
+pub fn in_container(proc_root: &Path, pid: i32, container_id: &str) -> bool {
+    let scope = format!("-{container_id}.scope");
     !container_id.is_empty()
         && read(proc_root, pid, "cgroup").is_ok_and(|cgroups| {
             cgroups
                 .lines()
                 .filter_map(|l| l.splitn(3, ':').nth(2))
-                .any(|path| path.contains(container_id))
+                .flat_map(|path| path.split('/'))
+                .any(|part| part == container_id || part.ends_with(&scope))
         })
 }
 
@@ -177,7 +171,7 @@ mod tests {
         targets.iter().map(|t| (t.host, t.container)).collect()
     }
 
-    const CONTAINER: &str = "4f0c2a9e1b7d";
+    const CONTAINER: &str = "4f0c2a9e1b7d5c3a8e6f0b2d4c6a8e0f1b3d5c7a9e1f3b5d7c9a1e3f5b7d9c1a";
 
     /// A fake /proc: (pid, stat, NSpid line), each process in [`CONTAINER`]'s cgroup.
     fn proc_tree(procs: &[(i32, &str, &str)]) -> tempfile::TempDir {
@@ -208,24 +202,10 @@ mod tests {
             (50, "50 (sleep) S 40 50 50 0", "NSpid:\t50\t1"),
             (105, "105 (daemon) S 1 105 105 0", "NSpid:\t105\t11"),
         ]);
-        let mut got = pairs(&session_of(root.path(), 100, CONTAINER).unwrap());
+        let mut got = pairs(&session_of(root.path(), 100).unwrap());
         assert_eq!(got[0], (100, 6), "the leader first");
         got.sort();
         assert_eq!(got, [(100, 6), (101, 7), (102, 8), (103, 9)]);
-
-        // A pid reused outside the container, the leader's or a member's, is not the exec's.
-        let other = "0::/system.slice/cron.service\n";
-        std::fs::write(root.path().join("101/cgroup"), other).unwrap();
-        let mut got = pairs(&session_of(root.path(), 100, CONTAINER).unwrap());
-        got.sort();
-        assert_eq!(got, [(100, 6), (102, 8), (103, 9)]);
-        std::fs::write(root.path().join("100/cgroup"), other).unwrap();
-        assert_eq!(session_of(root.path(), 100, CONTAINER).unwrap(), []);
-        assert_eq!(
-            session_of(root.path(), 102, "").unwrap(),
-            [],
-            "no id, no match"
-        );
 
         assert!(running(root.path(), 101));
         assert!(!running(root.path(), 104), "a zombie is dead");
@@ -240,12 +220,9 @@ mod tests {
             .spawn()
             .expect("setsid (util-linux)");
         let leader = child.id() as i32;
-        // Not in a container: its cgroup stands for the container's id.
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let cgroup = own.lines().last().unwrap().splitn(3, ':').nth(2).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let found = loop {
-            let found = session_of(Path::new("/proc"), leader, cgroup).unwrap();
+            let found = session_of(Path::new("/proc"), leader).unwrap();
             if found.len() == 3 || std::time::Instant::now() > deadline {
                 break found;
             }
@@ -276,17 +253,32 @@ mod tests {
             (201, "201 (sleep) S 200 90 90 0", "NSpid:\t201\t4"),
             (202, "202 (x) S 1 202 202 0", "Pid:\t202"),
         ]);
-        assert_eq!(
-            pairs(&session_of(root.path(), 200, CONTAINER).unwrap()),
-            [(200, 3)]
-        );
+        assert_eq!(pairs(&session_of(root.path(), 200).unwrap()), [(200, 3)]);
         assert!(matches!(
-            session_of(root.path(), 202, CONTAINER),
+            session_of(root.path(), 202),
             Err(ProcError::NoNsPid { pid: 202 })
         ));
         assert!(matches!(
-            session_of(root.path(), 999, CONTAINER),
+            session_of(root.path(), 999),
             Err(ProcError::Read(UntrustedReadError::NotFound { .. }))
         ));
+    }
+
+    #[test]
+    fn a_process_is_in_the_container_when_its_cgroup_path_names_it() {
+        let root = proc_tree(&[(300, "300 (sh) S 1 300 300 0", "NSpid:\t300\t1")]);
+        let cgroup = root.path().join("300/cgroup");
+        // systemd driver (cgroup v2), as proc_tree writes it.
+        assert!(in_container(root.path(), 300, CONTAINER));
+        // cgroupfs driver, cgroup v1 and v2 lines.
+        let cgroupfs = format!("4:memory:/docker/{CONTAINER}\n0::/docker/{CONTAINER}\n");
+        std::fs::write(&cgroup, cgroupfs).unwrap();
+        assert!(in_container(root.path(), 300, CONTAINER));
+        // A pid reused outside the container, an id that is only a prefix, no id, no process.
+        assert!(!in_container(root.path(), 300, &CONTAINER[..12]));
+        assert!(!in_container(root.path(), 300, ""));
+        assert!(!in_container(root.path(), 999, CONTAINER));
+        std::fs::write(&cgroup, "0::/system.slice/cron.service\n").unwrap();
+        assert!(!in_container(root.path(), 300, CONTAINER));
     }
 }

@@ -18,7 +18,7 @@ use crate::{
 pub const LABEL_SLUG: &str = "com.docker.compose.slug";
 
 /// Creates the one-off container, attaches to it and starts it. A missing image is refused
-/// (clawops never pulls); nothing running is touched.
+/// (nothing is pulled here); nothing running is touched.
 pub async fn open(
     project: &Project,
     engine: &Engine,

@@ -20,7 +20,7 @@ use crate::{
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The image a service runs (`image_override` or its `image:`): its id and its configured
-/// `USER`. A missing image is an error that says how to get it — clawops never pulls.
+/// `USER`. A missing image is an error that says how to get it; nothing is pulled here.
 pub async fn image_info(
     docker: &Engine,
     project: &Project,

@@ -4,7 +4,7 @@
 //!
 //! Building blocks, public for Update (which recreates one service with a new image):
 //! - [`load_project`]: the compose project of the configured app;
-//! - [`containers::image_info`], [`containers::service_spec`]: image lookup (never pulls) and
+//! - [`containers::image_info`], [`containers::service_spec`]: image lookup (no pull) and
 //!   create options + config hash for a service, optionally with another image;
 //! - [`preflight::preflight`]: bind mounts and ports of one service;
 //! - [`containers::ensure_resources`], [`containers::create`],
@@ -95,11 +95,11 @@ pub enum UpError {
 fn image_missing(service: &str, image: &str, has_build: bool) -> String {
     if has_build {
         format!(
-            "image {image} of service {service} is not on this machine: build it first with `clawops build` (clawops never pulls)"
+            "image {image} of service {service} is not on this machine: build it first with `clawops build`"
         )
     } else {
         format!(
-            "image {image} of service {service} is not on this machine and `clawops up` never pulls: `clawops update` pulls the gateway's image in image mode (`[app] image`, or a gateway service with `image:` and no `build:`); otherwise load it with `docker load` or add a `build:` section"
+            "image {image} of service {service} is not on this machine. Only `clawops update` pulls, in image mode (`[app] image`, or a gateway service with `image:` and neither `build:` nor `[build] context`); otherwise `clawops build` builds it when `[build] context` is set, or load it with `docker load`"
         )
     }
 }
@@ -412,8 +412,8 @@ mod tests {
         for hint in [
             "`clawops update`",
             "image mode",
+            "`[build] context`",
             "`docker load`",
-            "`build:`",
         ] {
             assert!(pulled.contains(hint), "{hint} missing: {pulled}");
         }

@@ -13,7 +13,7 @@ use crate::{
     readiness::{self, Readiness},
 };
 
-/// Looks up every service's image (never pulls) and checks its mounts and ports.
+/// Looks up every service's image (no pull) and checks its mounts and ports.
 pub(super) async fn preflight_all(
     docker: &Engine,
     app: &ResolvedApp,

@@ -122,14 +122,16 @@ impl Watcher {
     }
 
     pub fn status(&self) -> WatchStatus {
-        let schedule = lock(&self.schedule);
+        // One lock at a time: `update` holds the state's while it saves the file.
         let state = lock(&self.state).clone();
+        let source = lock(&self.source).describe();
+        let schedule = lock(&self.schedule);
         // A pause (by a deploy's failure, too) takes effect before the run loop reschedules:
         // the status never shows a next check while paused.
         let next_check = schedule.next_check.filter(|_| state.paused.is_none());
         WatchStatus {
             enabled: self.config.enabled,
-            source: lock(&self.source).describe(),
+            source,
             window: self.window.to_string(),
             interval_secs: self.config.interval_secs,
             max_failures: self.config.max_failures,

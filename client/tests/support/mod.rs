@@ -11,10 +11,7 @@ use std::{
 
 use clawops::{Client, ConnectOptions, demo::DemoApp, proto};
 use clawops_agent::config::Config;
-use testkit::{
-    agent::{AgentProcess, TEST_TOKEN},
-    cleanup::AppGuard,
-};
+use testkit::{agent::AgentProcess, cleanup::AppGuard};
 
 /// The GCE metadata server is not there in CI; a closed loopback port says so at once and keeps
 /// every test on 127.0.0.0/8.
@@ -47,7 +44,7 @@ pub fn start_agent(config: &Config) -> AgentProcess {
 }
 
 pub async fn connect(agent: &AgentProcess) -> Client {
-    connect_with(agent, TEST_TOKEN).await
+    connect_with(agent, &agent.token).await
 }
 
 pub async fn connect_with(agent: &AgentProcess, token: &str) -> Client {
