@@ -23,6 +23,8 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_KILL_OUTPUT: usize = 2048;
 /// How long killed processes get to leave /proc (SIGKILL is delivered when they next run).
 const SETTLE: Duration = Duration::from_secs(2);
+/// How long the engine may take to see an exec's process exit.
+const EXIT_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The exec to kill.
 #[derive(Debug, Clone, Copy)]
@@ -41,8 +43,8 @@ enum KillError {
     Scan(#[from] tokio::task::JoinError),
     #[error(
         "/proc/{pid} is hidden from the agent, so it cannot find what the exec started: /proc \
-         is mounted with hidepid, or the agent's unit sets ProtectProc=invisible (the packaged \
-         unit does not)"
+         is mounted with hidepid, or the agent's unit sets ProtectProc=invisible or ptraceable \
+         (the packaged unit does not)"
     )]
     Hidden { pid: i32 },
     #[error(transparent)]
@@ -71,12 +73,7 @@ pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
     // A few hundred small /proc reads: off the runtime's threads.
     let container_id = exec.container_id.to_owned();
     let scan = tokio::task::spawn_blocking(move || {
-        let proc_root = Path::new(PROC);
-        procs::session_of(proc_root, leader).map(|mut targets| {
-            // A pid reused since the engine named it is not the exec's.
-            targets.retain(|t| procs::in_container(proc_root, t.host, &container_id));
-            targets
-        })
+        procs::exec_processes(Path::new(PROC), leader, &container_id)
     });
     let scanned = scan
         .await
@@ -87,7 +84,7 @@ pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
         Err(KillError::Proc(ProcError::Read(UntrustedReadError::NotFound { .. }))) => {
             return hidden_or_gone(engine, exec, leader).await;
         }
-        Err(e) => return left_running(exec, &format!("host pid {leader}"), &e),
+        Err(e) => return left_running(exec, Left::Leader(leader), &e),
     };
     if targets.is_empty() {
         tracing::debug!(
@@ -106,19 +103,25 @@ pub async fn kill(engine: &Engine, exec: Abandoned<'_>) {
             processes = denied.len(),
             "killed an abandoned exec from inside its container"
         ),
-        Err(e) => left_running(exec, &container_pids(&denied), &e),
+        Err(e) => left_running(exec, Left::InContainer(&denied), &e),
     }
 }
 
 /// The leader's /proc entry is missing: it exited since the engine named it (nothing to do),
-/// or /proc hides it while it runs (nothing can be done from here; say so).
+/// or /proc hides it while it runs (nothing can be done from here; say so). The engine's
+/// running flag lags the exit a moment, so it is asked with patience.
 async fn hidden_or_gone(engine: &Engine, exec: Abandoned<'_>, leader: i32) {
-    if let Ok(Some(_)) = engine.exec_host_pid(exec.exec_id).await {
-        left_running(
+    if !procs::hides_others(Path::new(PROC)) {
+        return;
+    }
+    match engine.exec_exit_code(exec.exec_id, EXIT_PATIENCE).await {
+        Ok(Some(_)) => {}
+        Ok(None) => left_running(
             exec,
-            &format!("host pid {leader}"),
+            Left::Leader(leader),
             &KillError::Hidden { pid: leader },
-        );
+        ),
+        Err(e) => left_running(exec, Left::Leader(leader), &e.into()),
     }
 }
 
@@ -180,19 +183,37 @@ async fn kill_in_container(
     }
 }
 
-fn container_pids(targets: &[Target]) -> String {
-    let pids: Vec<_> = targets.iter().map(|t| t.container.to_string()).collect();
-    pids.join(" ")
+/// What is known of the processes left running.
+enum Left<'a> {
+    /// Only the exec's process, by its host pid (meaningless inside the container).
+    Leader(i32),
+    /// The processes, with their pids in the container.
+    InContainer(&'a [Target]),
 }
 
-fn left_running(exec: Abandoned<'_>, pids: &str, error: &KillError) {
+fn left_running(exec: Abandoned<'_>, left: Left<'_>, error: &KillError) {
+    let service = exec.service;
+    let (pids, how) = match left {
+        Left::Leader(pid) => (
+            format!("host pid {pid}"),
+            format!(
+                "find them with `clawops exec --service {service} -- ps` and kill them with \
+                 `clawops exec --service {service} -- kill -KILL PID`"
+            ),
+        ),
+        Left::InContainer(targets) => {
+            let pids: Vec<_> = targets.iter().map(|t| t.container.to_string()).collect();
+            let pids = pids.join(" ");
+            let how =
+                format!("kill them with `clawops exec --service {service} -- kill -KILL {pids}`");
+            (pids, how)
+        }
+    };
     tracing::warn!(
         container = exec.container_name,
         pids,
         %error,
         "the client of an exec went away but its processes could not be killed; they keep \
-         running: kill them with `clawops exec --service {} -- kill -KILL` and the pids, or \
-         restart the container",
-        exec.service
+         running: {how}, or restart the container"
     );
 }

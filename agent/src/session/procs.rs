@@ -99,20 +99,50 @@ pub fn running(proc_root: &Path, pid: i32) -> bool {
         .is_some_and(|(state, _)| state != 'Z')
 }
 
+/// The exec's processes ([`session_of`]) that are in container `container_id`: a pid the
+/// engine named may have been reused since by a process elsewhere, and then none of its
+/// session is the exec's.
+pub fn exec_processes(
+    proc_root: &Path,
+    leader: i32,
+    container_id: &str,
+) -> Result<Vec<Target>, ProcError> {
+    // First, so that a leader missing from /proc is an error the caller can tell apart.
+    let session = session_of(proc_root, leader)?;
+    if !in_container(proc_root, leader, container_id)? {
+        return Ok(Vec::new());
+    }
+    let mut kept = Vec::new();
+    for target in session {
+        if in_container(proc_root, target.host, container_id)? {
+            kept.push(target);
+        }
+    }
+    Ok(kept)
+}
+
 /// Whether host process `pid` is in the container: a part of its cgroup path is the
 /// container's id (`/docker/<id>`, cgroupfs driver) or its scope (`docker-<id>.scope`, systemd
-/// driver), with either cgroup version. A pid the engine named may have been reused since by a
-/// process elsewhere; this tells them apart.
-pub fn in_container(proc_root: &Path, pid: i32, container_id: &str) -> bool {
+/// driver), with either cgroup version. A process that is gone is in no container.
+pub fn in_container(proc_root: &Path, pid: i32, container_id: &str) -> Result<bool, ProcError> {
+    let cgroups = match read(proc_root, pid, "cgroup") {
+        Ok(cgroups) => cgroups,
+        Err(UntrustedReadError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
     let scope = format!("-{container_id}.scope");
-    !container_id.is_empty()
-        && read(proc_root, pid, "cgroup").is_ok_and(|cgroups| {
-            cgroups
-                .lines()
-                .filter_map(|l| l.splitn(3, ':').nth(2))
-                .flat_map(|path| path.split('/'))
-                .any(|part| part == container_id || part.ends_with(&scope))
-        })
+    Ok(!container_id.is_empty()
+        && cgroups
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .flat_map(|path| path.split('/'))
+            .any(|part| part == container_id || part.ends_with(&scope)))
+}
+
+/// Whether this /proc hides other users' processes from us (hidepid, systemd's ProtectProc):
+/// then init, which is root's, is not there.
+pub fn hides_others(proc_root: &Path) -> bool {
+    !proc_root.join("1").exists()
 }
 
 fn read(proc_root: &Path, pid: i32, file: &str) -> Result<String, UntrustedReadError> {
@@ -269,16 +299,44 @@ mod tests {
         let root = proc_tree(&[(300, "300 (sh) S 1 300 300 0", "NSpid:\t300\t1")]);
         let cgroup = root.path().join("300/cgroup");
         // systemd driver (cgroup v2), as proc_tree writes it.
-        assert!(in_container(root.path(), 300, CONTAINER));
+        assert!(in_container(root.path(), 300, CONTAINER).unwrap());
         // cgroupfs driver, cgroup v1 and v2 lines.
         let cgroupfs = format!("4:memory:/docker/{CONTAINER}\n0::/docker/{CONTAINER}\n");
         std::fs::write(&cgroup, cgroupfs).unwrap();
-        assert!(in_container(root.path(), 300, CONTAINER));
+        assert!(in_container(root.path(), 300, CONTAINER).unwrap());
         // A pid reused outside the container, an id that is only a prefix, no id, no process.
-        assert!(!in_container(root.path(), 300, &CONTAINER[..12]));
-        assert!(!in_container(root.path(), 300, ""));
-        assert!(!in_container(root.path(), 999, CONTAINER));
+        assert!(!in_container(root.path(), 300, &CONTAINER[..12]).unwrap());
+        assert!(!in_container(root.path(), 300, "").unwrap());
+        assert!(!in_container(root.path(), 999, CONTAINER).unwrap());
         std::fs::write(&cgroup, "0::/system.slice/cron.service\n").unwrap();
-        assert!(!in_container(root.path(), 300, CONTAINER));
+        assert!(!in_container(root.path(), 300, CONTAINER).unwrap());
+    }
+
+    #[test]
+    fn the_exec_is_what_of_its_session_is_in_the_container() {
+        let root = proc_tree(&[
+            (400, "400 (sh) S 90 400 400 0", "NSpid:\t400\t6"),
+            (401, "401 (sleep) S 400 400 400 0", "NSpid:\t401\t7"),
+            (402, "402 (sleep) S 400 400 400 0", "NSpid:\t402\t8"),
+        ]);
+        std::fs::write(root.path().join("402/cgroup"), "0::/user.slice\n").unwrap();
+        let mut got = pairs(&exec_processes(root.path(), 400, CONTAINER).unwrap());
+        got.sort();
+        assert_eq!(got, [(400, 6), (401, 7)]);
+        // The leader's pid reused elsewhere: nothing of it is the exec's.
+        std::fs::write(root.path().join("400/cgroup"), "0::/user.slice\n").unwrap();
+        assert_eq!(
+            pairs(&exec_processes(root.path(), 400, CONTAINER).unwrap()),
+            []
+        );
+        // A leader missing from /proc (gone, or hidden) is an error the caller looks into.
+        assert!(matches!(
+            exec_processes(root.path(), 999, CONTAINER),
+            Err(ProcError::Read(UntrustedReadError::NotFound { .. }))
+        ));
+        // No init in this /proc: it hides other users' processes.
+        assert!(hides_others(root.path()));
+        std::fs::create_dir(root.path().join("1")).unwrap();
+        assert!(!hides_others(root.path()));
     }
 }
