@@ -107,15 +107,14 @@ pub fn exec_processes(
     leader: i32,
     container_id: &str,
 ) -> Result<Vec<Target>, ProcError> {
-    // First, so that a leader missing from /proc is an error the caller can tell apart.
+    // A leader missing from /proc is session_of's error, which the caller tells apart.
     let session = session_of(proc_root, leader)?;
-    if !in_container(proc_root, leader, container_id)? {
-        return Ok(Vec::new());
-    }
-    let mut kept = Vec::new();
+    let mut kept = Vec::with_capacity(session.len());
     for target in session {
         if in_container(proc_root, target.host, container_id)? {
             kept.push(target);
+        } else if target.host == leader {
+            return Ok(Vec::new());
         }
     }
     Ok(kept)
