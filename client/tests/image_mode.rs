@@ -60,10 +60,7 @@ async fn image_mode_pulls_noops_rolls_back_and_returns_to_earlier_digests() {
     let mut registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = demo_app(dir.path());
-    let name = testkit::unique("gw");
-    let v1 = registry
-        .publish_gateway(&name, &["current"], "ok", "v1")
-        .await;
+    let (name, v1) = registry.publish_new_gateway("current").await;
     let config = image_config(&app, &v1.reference);
     let mut client = clawops::local::connect_with_config(config).await.unwrap();
 
@@ -195,8 +192,7 @@ async fn a_compose_service_with_only_an_image_is_pulled() {
     let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = demo_app(dir.path());
-    let name = testkit::unique("gw");
-    let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
+    let (_, v1) = registry.publish_new_gateway("1.0").await;
     // The compose file names a registry image and has no build: image mode without
     // `[app] image`.
     let compose = app.checkout.join("docker-compose.yml");
@@ -221,8 +217,7 @@ async fn a_private_registry_needs_the_auth_file() {
     let registry = Registry::start_with_auth("deployer", "pa55-w0rd");
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = demo_app(dir.path());
-    let name = testkit::unique("gw");
-    let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
+    let (_, v1) = registry.publish_new_gateway("1.0").await;
 
     // Anonymous: refused, and the error says what to configure (never a secret).
     let anonymous = clawops::local::connect_with_config(image_config(&app, &v1.reference));
@@ -259,10 +254,7 @@ async fn a_registry_stopped_mid_pull_stops_nothing_and_the_next_update_pulls() {
     let mut registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = demo_app(dir.path());
-    let name = testkit::unique("gw");
-    let v1 = registry
-        .publish_gateway(&name, &["current"], "ok", "v1")
-        .await;
+    let (name, v1) = registry.publish_new_gateway("current").await;
     let mut client = clawops::local::connect_with_config(image_config(&app, &v1.reference))
         .await
         .unwrap();

@@ -247,10 +247,7 @@ async fn image_mode_watches_the_registry_digest_of_the_tag() {
     let mut registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = demo_app(dir.path());
-    let name = testkit::unique("gw");
-    let v1 = registry
-        .publish_gateway(&name, &["current"], "ok", "v1")
-        .await;
+    let (name, v1) = registry.publish_new_gateway("current").await;
     let agent = image_agent(&app, &v1.reference);
     let mut client = connect(&agent).await;
     let s = watch_status(&mut client).await;
@@ -327,8 +324,7 @@ async fn a_refused_registry_check_says_what_to_configure_and_deploys_nothing() {
     let registry = Registry::start_with_auth("deployer", "pa55-w0rd");
     let dir = tempfile::tempdir().unwrap();
     let (app, _cleanup) = demo_app(dir.path());
-    let name = testkit::unique("gw");
-    let v1 = registry.publish_gateway(&name, &["1.0"], "ok", "v1").await;
+    let (_, v1) = registry.publish_new_gateway("1.0").await;
     let agent = image_agent(&app, &v1.reference);
     let mut client = connect(&agent).await;
     let s = wait_check_error(&mut client, "the registry refused").await;

@@ -169,8 +169,14 @@ impl Registry {
         dir
     }
 
-    /// Builds a busybox image `FROM scratch` holding `files`, pushes it as `name:TAG` for each
-    /// of `tags`, and removes it from the engine again, so a deploy has to pull it.
+    /// A gateway `v1` (mode `ok`) published as `tag` in a repository of its own: its name,
+    /// for later versions, and what was published.
+    pub async fn publish_new_gateway(&self, tag: &str) -> (String, Published) {
+        let name = crate::unique("gw");
+        let v1 = self.publish_gateway(&name, &[tag], "ok", "v1").await;
+        (name, v1)
+    }
+
     /// Publishes a gateway image (`crate::gateway`) in `mode` reporting `version`.
     pub async fn publish_gateway(
         &self,
@@ -183,6 +189,8 @@ impl Registry {
         self.publish(name, tags, &files, crate::gateway::CMD).await
     }
 
+    /// Builds a busybox image `FROM scratch` holding `files`, pushes it as `name:TAG` for each
+    /// of `tags`, and removes it from the engine again, so a deploy has to pull it.
     pub async fn publish(
         &self,
         name: &str,
