@@ -2,30 +2,20 @@
 //! sampling the real /proc and engine, with a GCE-like metadata server on loopback.
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
 use testkit::{
-    agent::{AgentProcess, client_binary},
+    agent::AgentProcess,
     cleanup::ProjectGuard,
     gce::{E2_MICRO, FakeGce},
     unique,
 };
 
-fn clawops(agent: &AgentProcess, args: &[&str]) -> Command {
-    let mut cmd = Command::new(client_binary());
-    cmd.args(["--addr", &agent.url(), "--token-file"])
-        .arg(agent.token_file())
-        .args(args)
-        .env_remove("CLAWOPS_VIA")
-        .env_remove("CLAWOPS_ADDR");
-    cmd
-}
-
 fn run(agent: &AgentProcess, args: &[&str]) -> (i32, String, String) {
-    let out = clawops(agent, args).output().expect("run clawops");
+    let out = agent.cli(args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -119,7 +109,8 @@ fn memory_watch_refreshes() {
     let _guard = ProjectGuard::new(&project);
     let gce = FakeGce::start(&E2_MICRO, true);
     let agent = advising_agent(&project, &gce);
-    let mut child = clawops(&agent, &["memory", "--watch", "1", "--json"])
+    let mut child = agent
+        .cli_command(&["memory", "--watch", "1", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

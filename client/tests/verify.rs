@@ -1,9 +1,8 @@
 //! `clawops verify` end to end: the CLI binary → gRPC with the token → a real agent process →
 //! the real engine.
-use std::process::Command;
 
 use testkit::{
-    agent::{AgentProcess, client_binary},
+    agent::AgentProcess,
     cleanup::ProjectGuard,
     container::ServiceContainer,
     image::{self, ImageFile},
@@ -11,14 +10,7 @@ use testkit::{
 };
 
 fn clawops(agent: &AgentProcess, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(client_binary())
-        .args(["--addr", &agent.url(), "--token-file"])
-        .arg(agent.token_file())
-        .args(args)
-        .env_remove("CLAWOPS_VIA")
-        .env_remove("CLAWOPS_ADDR")
-        .output()
-        .expect("run clawops");
+    let out = agent.cli(args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -144,13 +144,20 @@ impl AgentProcess {
 
     /// Runs the `clawops` CLI against this agent with `args`; the token comes from its file.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(client_binary())
-            .args(["--addr", &self.url(), "--token-file"])
+        self.cli_command(args).output().expect("run clawops")
+    }
+
+    /// The `clawops` CLI aimed at this agent (`--addr`, `--token-file`) with `args`, whatever
+    /// `CLAWOPS_*` target or token the test's environment holds.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(client_binary());
+        cmd.args(["--addr", &self.url(), "--token-file"])
             .arg(self.token_file())
             .args(args)
             .env_remove("CLAWOPS_TOKEN")
-            .output()
-            .expect("run clawops")
+            .env_remove("CLAWOPS_VIA")
+            .env_remove("CLAWOPS_ADDR");
+        cmd
     }
 
     pub fn dir(&self) -> &Path {

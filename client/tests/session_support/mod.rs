@@ -78,13 +78,8 @@ pub async fn fixture_with(start: fn(&str) -> AgentProcess) -> Fixture {
 }
 
 pub fn command(agent: &AgentProcess, args: &[&str]) -> Command {
-    let mut cmd = Command::new(client_binary());
-    cmd.args(["--addr", &agent.url(), "--token-file"])
-        .arg(agent.token_file())
-        .args(args)
-        .env_remove("CLAWOPS_VIA")
-        .env_remove("CLAWOPS_ADDR")
-        .stdin(Stdio::piped())
+    let mut cmd = agent.cli_command(args);
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
